@@ -1,0 +1,1 @@
+"""The IoT project's database: models as code, Alembic migrations, one CLI (manage.py)."""

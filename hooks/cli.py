@@ -1,0 +1,60 @@
+"""``schema-warden <command>``: dispatch to one module per command (imported lazily)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+from hooks import __version__
+
+# command -> (module, one-line summary)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check": (
+        "hooks.check_migrations",
+        "prove the migrations in a throwaway Postgres: stairway, round trip, drift",
+    ),
+    "heads": ("hooks.check_heads", "no database: one head, no broken down_revision links (milliseconds)"),
+}
+
+USAGE = f"""\
+usage: schema-warden <command> [options]
+
+Keeps an Alembic project's PostgreSQL schema honest. Every check runs in a throwaway
+PostgreSQL server of its own (unix socket, no TCP, removed afterwards): it never connects
+to DATABASE_URL.
+
+commands:
+{{commands}}
+
+Run 'schema-warden <command> --help' for a command's options.
+exit codes: 0 clean, 1 problems found, 2 usage or project error, 3 environment error
+(no Postgres binaries, server will not start), 130 interrupted.
+schema-warden {__version__}
+"""
+
+
+def _usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = [f"  {name.ljust(width)}  {summary}" for name, (_, summary) in COMMANDS.items()]
+    return USAGE.format(commands="\n".join(lines))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_usage(), end="")
+        return 0 if args else 2
+    if args[0] in ("-V", "--version"):
+        print(f"schema-warden {__version__}")
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"error: unknown command {name!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

