@@ -15,6 +15,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "prove the migrations in a throwaway Postgres: stairway, round trip, drift",
     ),
     "heads": ("hooks.check_heads", "no database: one head, no broken down_revision links (milliseconds)"),
+    "diff": (
+        "hooks.schema_diff",
+        "schema diff of a git ref vs the working tree (what a pull request changes)",
+    ),
+    "lint": ("hooks.lint_migrations", "risky operations in new migrations (parsed SQL, named rules)"),
+    "history": ("hooks.check_history", "integrity file: applied migrations must not be edited"),
+    "secrets": ("hooks.check_secrets", ".env files and URLs with passwords never committed"),
+    "erd": ("hooks.erd", "entity relationship diagram (Mermaid) of the schema at head"),
 }
 
 USAGE = f"""\
