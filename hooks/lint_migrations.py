@@ -1,0 +1,391 @@
+"""``schema-warden lint``: risky operations in new migrations, found in their rendered SQL.
+
+Each revision's upgrade is rendered on its own (``alembic upgrade <down>:<rev> --sql``, no
+database), parsed with PostgreSQL's parser (pglast) and checked by the rules of
+:mod:`hooks.lint_rules`. Which revisions: ``--all``; ``--base REF`` = revision files that are
+new or changed since the git ref; by default the ones new or changed since ``HEAD`` (what a
+pre-commit hook is about to commit), or all of them outside a git work tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hooks import lint_rules
+from hooks.errors import EXIT_OK, EXIT_PROBLEMS, EnvironmentProblem, ProjectError, guarded
+from hooks.lint_rules import ERROR, WARNING, AllowProblem, Finding
+from hooks.project import Project, loaded_project, one_line
+
+# env.py files that read DATABASE_URL even in --sql mode get this harmless value while the
+# guard renders: offline mode never connects, and the user's URL is never even read.
+OFFLINE_URL = "postgresql://schema-warden-offline.invalid/render"
+
+UNRENDERABLE = lint_rules.Rule(
+    "unrenderable-revision",
+    ERROR,
+    "a revision whose upgrade() fails in --sql (offline) mode",
+    "its SQL cannot be checked (upgrade() reads from the database or fails)",
+    "guard data reads with `if not context.is_offline_mode():`, or allow it with a reason",
+)
+
+
+@dataclass(frozen=True)
+class RevisionResult:
+    revision: str
+    file: str  # relative to the project root
+    findings: tuple[Finding, ...]
+    problems: tuple[AllowProblem, ...] = ()
+    statements: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"revision {self.revision} ({Path(self.file).name})"
+
+
+@dataclass(frozen=True)
+class LintReport:
+    selection: str  # "all" or "new or changed since <ref>"
+    results: tuple[RevisionResult, ...] = field(default_factory=tuple)
+
+    def findings(self, *, allowed: bool | None = None) -> list[tuple[RevisionResult, Finding]]:
+        return [
+            (result, finding)
+            for result in self.results
+            for finding in result.findings
+            if allowed is None or (finding.allowed is not None) == allowed
+        ]
+
+    def count(self, severity: str) -> int:
+        return sum(1 for _, f in self.findings(allowed=False) if f.severity == severity)
+
+    @property
+    def allow_problems(self) -> list[tuple[RevisionResult, AllowProblem]]:
+        return [(result, problem) for result in self.results for problem in result.problems]
+
+    @property
+    def failed(self) -> bool:
+        return self.count(ERROR) > 0 or bool(self.allow_problems)
+
+
+# --- git: which revision files are new or changed ----------------------------------------
+
+
+def _git(args: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise EnvironmentProblem("git is not installed: install git, or run with --all") from None
+
+
+def changed_since(paths: Sequence[Path], ref: str, *, required: bool) -> set[Path] | None:
+    """Those of ``paths`` (files in one git work tree) that are absent from ``ref`` or differ.
+
+    None when there is no git work tree (or, unless ``required``, no commit yet); a ref that
+    does not exist is a ProjectError.
+    """
+    if not paths:
+        return set()
+    cwd = paths[0].parent
+    top = _git(["rev-parse", "--show-toplevel"], cwd)
+    if top.returncode != 0:
+        if required:
+            raise ProjectError(f"--base {ref}: {cwd} is not in a git work tree: use --all")
+        return None
+    root = Path(top.stdout.strip()).resolve()
+    commit = _git(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], root)
+    if commit.returncode != 0:
+        if required:
+            raise ProjectError(f"--base {ref}: no such git commit: fetch it (git fetch) or fix the ref")
+        return None
+    relative = [p.resolve().relative_to(root).as_posix() for p in paths]
+    listed = _git(["ls-tree", "-r", "-z", commit.stdout.strip(), "--", *relative], root)
+    if listed.returncode != 0:
+        raise ProjectError(f"git ls-tree {ref} failed: {one_line(listed.stderr)}")
+    at_ref: dict[str, str] = {}
+    for entry in listed.stdout.split("\0"):
+        if entry:
+            meta, _, path = entry.partition("\t")
+            at_ref[path] = meta.split()[2]
+    hashed = _git(["hash-object", "--", *relative], root)
+    if hashed.returncode != 0:
+        raise ProjectError(f"git hash-object failed: {one_line(hashed.stderr)}")
+    now = hashed.stdout.split()
+    return {path for path, rel, blob in zip(paths, relative, now, strict=True) if at_ref.get(rel) != blob}
+
+
+# --- rendering one revision's SQL ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _offline_environment() -> Iterator[io.StringIO]:
+    saved = os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = OFFLINE_URL
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+            yield captured
+    finally:
+        if saved is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = saved
+
+
+def render_sql(project: Project, script: Any) -> tuple[str, str]:
+    """The SQL of exactly this revision's upgrade(), as ``alembic upgrade <down>:<rev> --sql``,
+    and the name of the project's version table.
+
+    Raises the project's own exception when upgrade() fails offline.
+    """
+    from alembic.runtime.environment import EnvironmentContext
+    from alembic.runtime.migration import MigrationStep
+
+    buffer = io.StringIO()
+    config = project.config
+    down = script.down_revision
+    starting = None if down is None else (down if isinstance(down, str) else down[0])
+
+    def one_step(_rev: Any, _context: Any) -> list[Any]:
+        return [MigrationStep.upgrade_from_script(project.script.revision_map, script)]
+
+    saved_buffer = config.output_buffer
+    config.output_buffer = buffer
+    config.attributes["configure_logger"] = False
+    version_table = "alembic_version"
+    try:
+        with (
+            _offline_environment(),
+            EnvironmentContext(
+                config,
+                project.script,
+                fn=one_step,
+                as_sql=True,
+                starting_rev=starting,
+                destination_rev=script.revision,
+            ) as environment,
+        ):
+            project.script.run_env()
+            if environment._migration_context is not None:
+                version_table = environment.get_context().opts.get("version_table") or version_table
+    finally:
+        config.output_buffer = saved_buffer
+    return buffer.getvalue(), str(version_table)
+
+
+# --- linting ---------------------------------------------------------------------------------
+
+
+def _lint_settings(project: Project) -> dict[str, tuple[str, ...]]:
+    raw = project.settings.lint
+    selection: dict[str, tuple[str, ...]] = {}
+    where = f"[tool.schema-warden.lint] of {project.root / 'pyproject.toml'}"
+    for key in ("ignore", "warn", "error"):
+        value = raw.get(key, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ProjectError(f"{where}: {key} must be a list of rule names")
+        unknown = [v for v in value if v != UNRENDERABLE.id and lint_rules.resolve_rule(v) is None]
+        if unknown:
+            raise ProjectError(
+                f"{where}: {key} names unknown rule {', '.join(unknown)}: "
+                f"see `schema-warden lint --list-rules`"
+            )
+        selection[key] = tuple(value)
+    other = sorted(set(raw) - {"ignore", "warn", "error"})
+    if other:
+        raise ProjectError(f"{where}: unknown key {', '.join(other)}: the keys are ignore, warn, error")
+    return selection
+
+
+def lint_revision(project: Project, script: Any, selection: dict[str, tuple[str, ...]]) -> RevisionResult:
+    path = Path(script.path)
+    file = os.path.relpath(path, project.root)
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ProjectError(f"{file}: cannot read the migration: {err}") from None
+    allows, problems = lint_rules.parse_allows(source)
+    try:
+        sql, version_table = render_sql(project, script)
+    except Exception as err:
+        finding = Finding(
+            UNRENDERABLE.id,
+            UNRENDERABLE.severity,
+            f"alembic upgrade {script.down_revision or 'base'}:{script.revision} --sql raised "
+            f"{type(err).__name__}: {one_line(str(err))}",
+            file,
+            UNRENDERABLE.why,
+            UNRENDERABLE.safe,
+        )
+        findings = lint_rules.configure([finding], **selection, allows=allows)
+        return RevisionResult(script.revision, file, tuple(findings), tuple(problems))
+    try:
+        statements = lint_rules.parse_statements(sql)
+    except lint_rules.SqlSyntaxError as err:
+        raise ProjectError(
+            f"revision {script.revision} ({path.name}): its rendered SQL does not parse: {err}: "
+            "fix the SQL in op.execute()",
+            detail=sql,
+        ) from None
+    findings = lint_rules.lint(statements, version_table=version_table)
+    findings = lint_rules.configure(findings, **selection, allows=allows)
+    return RevisionResult(script.revision, file, tuple(findings), tuple(problems), len(statements))
+
+
+def select_revisions(project: Project, *, base: str | None, everything: bool) -> tuple[list[Any], str]:
+    revisions = project.revisions()
+    if everything:
+        return revisions, "all revisions"
+    ref = base or "HEAD"
+    paths = [Path(r.path) for r in revisions]
+    changed = changed_since(paths, ref, required=base is not None)
+    if changed is None:
+        return revisions, "all revisions (not a git work tree with commits)"
+    return [r for r in revisions if Path(r.path) in changed], f"revisions new or changed since {ref}"
+
+
+def run(project: Project, *, base: str | None = None, everything: bool = False) -> LintReport:
+    selection = _lint_settings(project)
+    revisions, described = select_revisions(project, base=base, everything=everything)
+    results = tuple(lint_revision(project, script, selection) for script in revisions)
+    return LintReport(described, results)
+
+
+# --- output ------------------------------------------------------------------------------------
+
+
+def _summary(report: LintReport) -> str:
+    revisions = len(report.results)
+    allowed = len(report.findings(allowed=True))
+    parts = [
+        f"{revisions} revision{'s' if revisions != 1 else ''} checked ({report.selection})",
+        f"{report.count(ERROR)} error(s)",
+        f"{report.count(WARNING)} warning(s)",
+        f"{allowed} allowed",
+    ]
+    if report.allow_problems:
+        parts.append(f"{len(report.allow_problems)} bad allow comment(s)")
+    return "schema-warden lint: " + ", ".join(parts)
+
+
+def render_text(report: LintReport) -> str:
+    lines = []
+    for result, problem in report.allow_problems:
+        lines.append(f"{result.file}:{problem.line}: {problem.message}")
+    for result, finding in report.findings(allowed=False):
+        lines.append(f"{result.name}: {finding.line()}")
+    for result, finding in report.findings(allowed=True):
+        lines.append(f"{result.name}: {finding.rule} allowed ({finding.allowed}): {finding.statement}")
+    lines.append(_summary(report))
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report: LintReport) -> str:
+    status = "❌ failed" if report.failed else "✅ passed"
+    lines = [f"### Migration lint · {status}", "", _summary(report).removeprefix("schema-warden lint: "), ""]
+    for result, problem in report.allow_problems:
+        lines.append(f"- ❌ `{result.file}:{problem.line}`: {_cell(problem.message)}")
+    rows = report.findings()
+    if rows:
+        lines += ["", "| | revision | rule | statement | why · safe alternative |", "|---|---|---|---|---|"]
+        for result, finding in rows:
+            icon = "✅" if finding.allowed is not None else ("❌" if finding.severity == ERROR else "⚠️")
+            note = (
+                f"allowed: {finding.allowed}"
+                if finding.allowed is not None
+                else f"{finding.why} · **safe:** {finding.safe}"
+            )
+            lines.append(
+                f"| {icon} | `{result.revision}` | `{finding.rule}` | `{_cell(finding.statement)}` | "
+                f"{_cell(note)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def report_dict(report: LintReport) -> dict[str, Any]:
+    return {
+        "command": "lint",
+        "ok": not report.failed,
+        "selection": report.selection,
+        "summary": {
+            "revisions": len(report.results),
+            "errors": report.count(ERROR),
+            "warnings": report.count(WARNING),
+            "allowed": len(report.findings(allowed=True)),
+            "bad_allow_comments": len(report.allow_problems),
+        },
+        "revisions": [
+            {
+                "revision": result.revision,
+                "file": result.file,
+                "statements": result.statements,
+                "findings": [asdict(finding) for finding in result.findings],
+                "allow_problems": [asdict(problem) for problem in result.problems],
+            }
+            for result in report.results
+        ],
+    }
+
+
+def render_rules() -> str:
+    lines = []
+    for rule in (*lint_rules.RULES, UNRENDERABLE):
+        lines.append(f"{rule.id} ({rule.severity}): {rule.flags}")
+        lines.append(f"    why: {rule.why}")
+        lines.append(f"    safe: {rule.safe}")
+    return "\n".join(lines) + "\n"
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="schema-warden lint",
+        description="Risky operations in new migrations: each revision's offline SQL is rendered on its "
+        "own and parsed with PostgreSQL's parser. Exit 1 when an error-severity finding (or a bad allow "
+        "comment) exists; warnings print but pass.",
+    )
+    parser.add_argument("-c", "--config", help="alembic.ini of the project (default: ./alembic.ini)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--base", metavar="REF", help="lint revision files new or changed since git REF")
+    which.add_argument("--all", action="store_true", help="lint every revision")
+    parser.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    parser.add_argument("--list-rules", action="store_true", help="print the rules and exit")
+    return parser
+
+
+@guarded
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.list_rules:
+        print(render_rules(), end="")
+        return EXIT_OK
+    with loaded_project(args.config) as project:
+        report = run(project, base=args.base, everything=args.all)
+    if args.format == "json":
+        print(json.dumps(report_dict(report), indent=2))
+    elif args.format == "markdown":
+        print(render_markdown(report), end="")
+    else:
+        print(render_text(report), end="")
+    return EXIT_PROBLEMS if report.failed else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
