@@ -1,8 +1,143 @@
-"""Turn errors from Alembic, SQLAlchemy and user migrations into one readable line."""
+"""The errors of manage.py, and one readable line for the ones Alembic and SQLAlchemy raise.
+
+Every error carries an ``exit_code`` (manage.py's contract: 1 problem found or migration
+failed, 2 usage or configuration error, 3 database or tool unreachable). Nothing here ever
+prints the password of DATABASE_URL: :func:`scrub` removes it from any text.
+"""
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+
+class ManageError(Exception):
+    """A failure a person can act on; ``str(err)`` is the one-line message."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+class ConfigError(ManageError):
+    """DATABASE_URL missing or malformed."""
+
+    exit_code = 2
+
+
+class DatabaseUnreachable(ManageError):
+    """Cannot connect (wrong password, unknown host, refused, timeout)."""
+
+    exit_code = 3
+
+
+class EmptyMigration(ManageError):
+    """Autogenerate found nothing to migrate."""
+
+    exit_code = 1
+
+
+class MigrationFailed(ManageError):
+    """A migration raised: its revision is named, its transaction rolled back."""
+
+    exit_code = 1
+
+
+def secrets_of(url: str | None) -> set[str]:
+    """The password of a URL, as written and percent-decoded (both may show up in a message)."""
+    if not url:
+        return set()
+    found: set[str] = set()
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        parts = None
+    if parts is not None and "@" in parts.netloc:
+        userinfo = parts.netloc.rpartition("@")[0]
+        if ":" in userinfo:
+            found.add(userinfo.split(":", 1)[1])
+    if parts is not None:
+        for match in re.finditer(r"(?:^|&)password=([^&]*)", parts.query):
+            found.add(match.group(1))
+    found |= {unquote(s) for s in found}
+    return {s for s in found if s}
+
+
+def scrub(text: str, url: str | None = None) -> str:
+    """Replace the password of ``url`` (default: DATABASE_URL) with ``***`` wherever it occurs."""
+    for secret in sorted(secrets_of(url if url is not None else os.environ.get("DATABASE_URL")), key=len)[
+        ::-1
+    ]:
+        text = text.replace(secret, "***")
+    return text
+
+
+def one_line(text: str) -> str:
+    """The first non-empty line of a message, whitespace collapsed."""
+    for line in str(text).strip().splitlines():
+        if line.strip():
+            return re.sub(r"\s+", " ", line.strip())
+    return ""
+
+
+def _driver_message(err: BaseException) -> str:
+    orig = getattr(err, "orig", None)
+    return one_line(str(orig if orig is not None else err))
+
+
+def _line_in(err: BaseException, path: str) -> int | None:
+    """The last line of ``path`` in the traceback of ``err`` (where a migration file failed)."""
+    line = None
+    tb = err.__traceback__
+    while tb is not None:
+        if os.path.abspath(tb.tb_frame.f_code.co_filename) == os.path.abspath(path):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def describe_step_failure(step: Any, err: BaseException) -> MigrationFailed:
+    """A migration step (Alembic's RevisionStep) raised ``err``: name the revision, file and cause."""
+    from sqlalchemy import exc
+
+    script = getattr(step, "revision", None)
+    rev = getattr(script, "revision", "?")
+    path = getattr(script, "path", None)
+    where = f"revision {rev}"
+    if path:
+        line = _line_in(err, path)
+        where += f" ({_display_path(path)}{f', line {line}' if line else ''})"
+    what = f"{step.name} {_revs(step.from_revisions_no_deps)} -> {_revs(step.to_revisions_no_deps)}"
+    if isinstance(err, exc.DBAPIError):
+        cause = _driver_message(err)
+    else:
+        cause = f"{type(err).__name__}: {one_line(str(err))}"
+    detail = ""
+    statement = getattr(err, "statement", None)
+    if statement:
+        sql = re.sub(r"\s+", " ", str(statement)).strip()
+        detail = f"  SQL: {sql[:300]}{' ...' if len(sql) > 300 else ''}"
+    return MigrationFailed(
+        f"{where} failed during {what}: {cause}; the transaction was rolled back, "
+        "fix the migration and run the command again",
+        detail=detail,
+    )
+
+
+def _revs(revs: Any) -> str:
+    return ", ".join(revs) if revs else "<base>"
+
+
+def _display_path(path: str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def describe_unexpected(err: BaseException) -> tuple[str, int]:
@@ -11,15 +146,16 @@ def describe_unexpected(err: BaseException) -> tuple[str, int]:
     from sqlalchemy import exc
 
     if isinstance(err, CommandError):
-        return _one_line(str(err)), 2
+        message = one_line(str(err))
+        if "not up to date" in message:
+            message += " (run python database/manage.py db-upgrade first)"
+        return message, 2
     if isinstance(err, exc.OperationalError):
-        return f"database error: {_one_line(str(err.orig or err))}", 3
+        return f"database error: {_driver_message(err)}", 3
     if isinstance(err, exc.DBAPIError):
-        return f"SQL failed: {_one_line(str(err.orig or err))}", 1
+        return f"SQL failed: {_driver_message(err)}", 1
     if isinstance(err, SyntaxError):
         return f"syntax error in {err.filename}, line {err.lineno}: {err.msg}", 2
-    return f"{type(err).__name__}: {_one_line(str(err))}", 1
-
-
-def _one_line(text: str) -> str:
-    return re.sub(r"\s+", " ", text.strip().splitlines()[0] if text.strip() else text)
+    if isinstance(err, ImportError):
+        return f"cannot import the project's code: {one_line(str(err))}", 2
+    return f"{type(err).__name__}: {one_line(str(err))}", 1

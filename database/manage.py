@@ -11,8 +11,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):
+    # Run as a script: import from the repository root, not from database/ (whose alembic/
+    # directory must not stand in for the alembic package).
+    _here = Path(__file__).resolve().parent
+    if sys.path and sys.path[0] and Path(sys.path[0]).resolve() == _here:
+        del sys.path[0]
+    sys.path.insert(0, str(_here.parent))
 
 EXAMPLES = """\
 examples:
@@ -56,11 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=migrate.revision)
 
     p = sub.add_parser("db-current", help="show the revision the database is at")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="also show the revision's details")
     p.set_defaults(func=migrate.current)
 
     p = sub.add_parser("db-history", help="list the migrations (no database needed)")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="also show each revision's details")
     p.set_defaults(func=migrate.history)
 
     p = sub.add_parser("db-check", help="report drift between the database and the models")
@@ -71,8 +76,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from database.config import ConfigError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -80,18 +83,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-    except Exception as err:  # one line for errors we know, never a traceback of ours
-        code = getattr(err, "exit_code", None)
-        if code is not None:
-            print(f"error: {err}", file=sys.stderr)
-            return int(code)
-        from database.errors import describe_unexpected
+    except Exception as err:  # one line for every error, never a traceback, never the password
+        from database.errors import describe_unexpected, scrub
 
-        message, code = describe_unexpected(err)
-        print(f"error: {message}", file=sys.stderr)
+        code = getattr(err, "exit_code", None)
+        if isinstance(code, int):
+            message, detail = str(err), str(getattr(err, "detail", "") or "")
+        else:
+            (message, code), detail = describe_unexpected(err), ""
+        print(scrub(f"error: {message}"), file=sys.stderr)
+        if detail:
+            print(scrub(detail.rstrip()), file=sys.stderr)
         return code
 
 

@@ -1,76 +1,108 @@
 """The migration commands of manage.py, on top of Alembic's command API.
 
-Each function takes parsed arguments and returns an exit code; errors a person can fix
-are raised as :class:`database.config.ConfigError` or :class:`DatabaseUnreachable` and
-turned into one line by manage.py.
+Each function takes parsed arguments and returns an exit code. Errors a person can fix are
+raised as :mod:`database.errors` exceptions (one line, an exit code) and printed by
+manage.py. Only these commands connect to DATABASE_URL, and only when the user runs them.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from database.alembic_support import progress
 from database.config import REPO_ROOT, Settings, get_settings
+from database.errors import (
+    DatabaseUnreachable,
+    EmptyMigration,
+    describe_step_failure,
+    one_line,
+    scrub,
+)
 
 ALEMBIC_INI = REPO_ROOT / "alembic.ini"
+CONNECT_TIMEOUT_S = 10
+UPGRADE_HINT = "run python database/manage.py db-upgrade"
 
+__all__ = ["ALEMBIC_INI", "DatabaseUnreachable", "EmptyMigration", "alembic_config", "connected"]
 
-class DatabaseUnreachable(Exception):
-    """Cannot connect (wrong password, unknown host, refused). Exit code 3."""
-
-    exit_code = 3
-
-
-class EmptyMigration(Exception):
-    """Autogenerate found nothing to migrate. Exit code 1."""
-
-    exit_code = 1
+# libpq's words -> what to check (first match wins)
+_CONNECT_HINTS = (
+    ("password authentication failed", "check the user and password in DATABASE_URL"),
+    ("no password supplied", "put the password in DATABASE_URL"),
+    ("could not translate host name", "check the host name in DATABASE_URL"),
+    ("name or service not known", "check the host name in DATABASE_URL"),
+    ("connection refused", "is the server running, and is the port in DATABASE_URL right?"),
+    ("timeout expired", "is the host reachable from here (network, firewall)?"),
+    ("does not exist", "check the database and user names in DATABASE_URL"),
+    ("ssl", "check sslmode in DATABASE_URL (Neon needs sslmode=require)"),
+)
 
 
 def alembic_config(connection: Any = None) -> Config:
     cfg = Config(str(ALEMBIC_INI))
-    cfg.attributes["configure_logger"] = False
+    cfg.attributes["configure_logger"] = False  # progress() shows Alembic's lines instead
     if connection is not None:
         cfg.attributes["connection"] = connection
     return cfg
 
 
-def _scrub(text: str, settings: Settings) -> str:
-    """Remove the password from a driver message, whatever the driver put in it."""
+def _connect_error(err: BaseException, settings: Settings) -> DatabaseUnreachable:
+    orig = getattr(err, "orig", None)
+    reason = scrub(one_line(str(orig if orig is not None else err)), settings.url)
+    hint = next((h for words, h in _CONNECT_HINTS if words in reason.lower()), "")
+    return DatabaseUnreachable(
+        f"cannot connect to {settings.masked}: {reason}" + (f" ({hint})" if hint else "")
+    )
+
+
+def _engine(settings: Settings) -> Any:
+    from sqlalchemy import create_engine, pool
     from sqlalchemy.engine import make_url
 
-    password = make_url(settings.url).password
-    if password:
-        text = text.replace(str(password), "***")
-    return text
+    url = make_url(settings.url)
+    connect_args: dict[str, Any] = {}
+    if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_S  # an unreachable host fails in seconds
+    return create_engine(url, poolclass=pool.NullPool, connect_args=connect_args)
 
 
 @contextlib.contextmanager
 def connected(settings: Settings | None = None) -> Iterator[Config]:
-    """An Alembic Config bound to one connection to DATABASE_URL, committed on success."""
-    from sqlalchemy import create_engine, exc, pool
+    """An Alembic Config bound to one connection to DATABASE_URL, committed on success only."""
+    from sqlalchemy import exc
 
     settings = settings or get_settings()
-    engine = create_engine(settings.url, poolclass=pool.NullPool)
+    engine = _engine(settings)
     try:
         try:
             connection = engine.connect()
         except exc.DBAPIError as err:
-            reason = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
-            reason = re.sub(r"\s+", " ", _scrub(reason, settings))
-            raise DatabaseUnreachable(f"cannot connect to {settings.masked}: {reason}") from None
+            raise _connect_error(err, settings) from None
         with connection:
             yield alembic_config(connection)
             connection.commit()
     finally:
         engine.dispose()
+
+
+def _migrate(run: Callable[[Config], None]) -> None:
+    """Run an upgrade/downgrade with progress lines; a failing step is named, its transaction undone."""
+    with progress() as shown:
+        try:
+            with connected() as cfg:
+                run(cfg)
+                command.current(cfg)
+        except Exception as err:
+            if shown.step is None or isinstance(err, DatabaseUnreachable):
+                raise
+            raise describe_step_failure(shown.step, err) from None
 
 
 def next_revision_id(script: ScriptDirectory) -> str | None:
@@ -85,21 +117,19 @@ def next_revision_id(script: ScriptDirectory) -> str | None:
 
 def upgrade(args: argparse.Namespace) -> int:
     if args.sql:
-        command.upgrade(alembic_config(), args.revision, sql=True)
+        with progress():
+            command.upgrade(alembic_config(), args.revision, sql=True)
         return 0
-    with connected() as cfg:
-        command.upgrade(cfg, args.revision)
-        command.current(cfg)
+    _migrate(lambda cfg: command.upgrade(cfg, args.revision))
     return 0
 
 
 def downgrade(args: argparse.Namespace) -> int:
     if args.sql:
-        command.downgrade(alembic_config(), args.revision, sql=True)
+        with progress():
+            command.downgrade(alembic_config(), args.revision, sql=True)
         return 0
-    with connected() as cfg:
-        command.downgrade(cfg, args.revision)
-        command.current(cfg)
+    _migrate(lambda cfg: command.downgrade(cfg, args.revision))
     return 0
 
 
@@ -108,33 +138,42 @@ def revision(args: argparse.Namespace) -> int:
 
     def refuse_empty(context: Any, rev: Any, directives: list[Any]) -> None:
         script = directives[0]
-        empty = all(ops.is_empty() for ops in script.upgrade_ops_list)
-        found.append(not empty)
-        if empty and not args.empty:
-            directives[:] = []
+        changes = not all(ops.is_empty() for ops in script.upgrade_ops_list)
+        found.append(changes)
+        if not changes:
+            directives[:] = []  # Alembic then writes no file
 
     rev_id = next_revision_id(ScriptDirectory.from_config(alembic_config()))
     if args.empty:
-        command.revision(alembic_config(), message=args.message, rev_id=rev_id)
-        return 0
-    with connected() as cfg:
-        command.revision(
-            cfg,
-            message=args.message,
-            autogenerate=True,
-            rev_id=rev_id,
-            process_revision_directives=refuse_empty,
-        )
-    if found and not found[0]:
-        raise EmptyMigration(
-            "no model changes found, so no migration was written "
-            "(use --empty for a hand-written data migration)"
-        )
+        scripts = command.revision(alembic_config(), message=args.message, rev_id=rev_id)
+    else:
+        with progress(), connected() as cfg:
+            scripts = command.revision(
+                cfg,
+                message=args.message,
+                autogenerate=True,
+                rev_id=rev_id,
+                process_revision_directives=refuse_empty,
+            )
+        if found and not any(found):
+            raise EmptyMigration(
+                "no model changes found, so no migration was written: change a model in "
+                "database/models/ first, or use --empty for a hand-written data migration"
+            )
+    written = [s for s in (scripts if isinstance(scripts, list) else [scripts]) if s is not None]
+    for script in written:
+        print(f"review {script.path}, then {UPGRADE_HINT}")
     return 0
 
 
 def current(args: argparse.Namespace) -> int:
+    from alembic.runtime.migration import MigrationContext
+
     with connected() as cfg:
+        heads = MigrationContext.configure(cfg.attributes["connection"]).get_current_heads()
+        if not heads:
+            print(f"no revision: no migration has been applied to this database ({UPGRADE_HINT})")
+            return 0
         command.current(cfg, verbose=args.verbose)
     return 0
 
@@ -154,18 +193,17 @@ def check(args: argparse.Namespace) -> int:
     with connected() as cfg:
         connection = cfg.attributes["connection"]
         script = ScriptDirectory.from_config(cfg)
-        ctx = MigrationContext.configure(connection)
         heads = set(script.get_heads())
-        at = set(ctx.get_current_heads())
+        at = set(MigrationContext.configure(connection).get_current_heads())
         if at != heads:
             print(
                 f"database is at {', '.join(sorted(at)) or 'no revision'}, head is "
-                f"{', '.join(sorted(heads))}: run python database/manage.py db-upgrade first"
+                f"{', '.join(sorted(heads))}: {UPGRADE_HINT} first, then check again"
             )
             return 1
-        ctx = MigrationContext.configure(connection, opts=drift_context_options())
         from database.models import Base
 
+        ctx = MigrationContext.configure(connection, opts=drift_context_options())
         diffs = compare_metadata(ctx, Base.metadata)
     if not diffs:
         print("no drift: the database matches the models")

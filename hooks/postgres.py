@@ -29,11 +29,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from hooks.errors import EnvironmentProblem
+
+_T = TypeVar("_T")
 
 SUPERUSER = "postgres"
 PORT = 5432  # no TCP: the port only names the socket file inside our private directory
@@ -69,6 +72,7 @@ class Server:
     binaries: Binaries
     port: int = PORT
     user: str = SUPERUSER
+    pid: int = 0  # the postmaster's process id
 
     def url(self, dbname: str = "postgres") -> str:
         """SQLAlchemy URL (psycopg2) for a database of this server."""
@@ -224,6 +228,37 @@ def _private_tempdir(prefix: str) -> Path:
     return path
 
 
+def _run_or_explain(
+    run: Callable[..., _T],
+    binaries: Binaries,
+    account: pwd.struct_passwd | None,
+    argv: list[str],
+    **kwargs: Any,
+) -> _T:
+    """Start a Postgres program; a program that cannot be started is an EnvironmentProblem."""
+    try:
+        return run(argv, **kwargs)
+    except OSError as err:
+        who = f" as user {account.pw_name}" if account is not None else ""
+        hint = ""
+        if account is not None and isinstance(err, PermissionError):
+            hint = (
+                f": {account.pw_name} cannot reach {binaries.bindir} (a directory on the way is "
+                "private, e.g. under /root); install PostgreSQL system-wide or set "
+                "SCHEMA_WARDEN_PG_USER to a user who can run it"
+            )
+        raise EnvironmentProblem(
+            f"cannot run {argv[0]}{who}: {err.strerror or err}{hint or f' ({INSTALL_HINT})'}"
+        ) from None
+
+
+def _cluster_paths(binaries: Binaries) -> tuple[Path, Path]:
+    """(cached cluster dir, its lock file) for this build of Postgres."""
+    key = hashlib.sha256(f"{binaries.bindir.resolve()}|{binaries.version}|1".encode()).hexdigest()[:12]
+    root = cache_dir()
+    return root / f"pg{binaries.major}-{key}", root / f"pg{binaries.major}-{key}.lock"
+
+
 def _initdb(binaries: Binaries, target: Path, account: pwd.struct_passwd | None) -> None:
     """initdb into ``target`` (which must not exist), as the server account."""
     work = _private_tempdir("schema-warden-initdb-")
@@ -231,7 +266,10 @@ def _initdb(binaries: Binaries, target: Path, account: pwd.struct_passwd | None)
         data = work / "data"
         if account is not None:
             os.chown(work, account.pw_uid, account.pw_gid)
-        result = subprocess.run(
+        result = _run_or_explain(
+            subprocess.run,
+            binaries,
+            account,
             [
                 binaries.path("initdb"),
                 "-D",
@@ -248,7 +286,7 @@ def _initdb(binaries: Binaries, target: Path, account: pwd.struct_passwd | None)
             text=True,
             env=_server_env(),
             cwd=str(work),
-            **_run_kwargs(account),  # type: ignore[arg-type]
+            **_run_kwargs(account),
         )
         if result.returncode != 0:
             tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
@@ -263,13 +301,19 @@ def _initdb(binaries: Binaries, target: Path, account: pwd.struct_passwd | None)
 
 def _cached_cluster(binaries: Binaries, account: pwd.struct_passwd | None) -> Path:
     """An initdb'd data directory for this build of Postgres, made once and reused."""
-    key = hashlib.sha256(f"{binaries.bindir.resolve()}|{binaries.version}|1".encode()).hexdigest()[:12]
-    root = cache_dir()
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    cluster = root / f"pg{binaries.major}-{key}"
+    cluster, lock_path = _cluster_paths(binaries)
+    # A cluster appears complete or not at all (os.replace of a finished copy), so a
+    # PG_VERSION file means it is ready; only a miss takes the lock.
     if (cluster / "PG_VERSION").is_file():
         return cluster
-    with open(root / f"pg{binaries.major}-{key}.lock", "w") as lock:
+    try:
+        cluster.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as err:
+        raise EnvironmentProblem(
+            f"cannot create the cache directory {cluster.parent}: {err.strerror} "
+            "(set XDG_CACHE_HOME to a writable directory)"
+        ) from None
+    with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two guards at once: one initdb, the other waits
         if not (cluster / "PG_VERSION").is_file():
             shutil.rmtree(cluster, ignore_errors=True)
@@ -362,8 +406,13 @@ def throwaway_server(
     *,
     binaries: Binaries | None = None,
     settings: dict[str, str] | None = None,
+    hba: str | None = None,
 ) -> Iterator[Server]:
-    """Start a private PostgreSQL server; stop it and delete every trace on exit."""
+    """Start a private PostgreSQL server; stop it and delete every trace on exit.
+
+    ``settings`` are extra ``postgres -c`` options. ``hba`` replaces pg_hba.conf (default:
+    trust over the socket), e.g. to prove how a client handles a password failure.
+    """
     binaries = binaries or find_binaries(pg_bin)
     account = _server_account()
     cluster = _cached_cluster(binaries, account)
@@ -388,13 +437,18 @@ def throwaway_server(
             data = workdir / "data"
             shutil.copytree(cluster, data, symlinks=True)
             os.chmod(data, 0o700)
+            if hba is not None:
+                (data / "pg_hba.conf").write_text(hba.rstrip() + "\n")
             if account is not None:
                 _chown_tree(workdir, account)
             argv = [binaries.path("postgres"), "-D", str(data), "-k", str(workdir), "-p", str(PORT)]
             for name, value in options.items():
                 argv += ["-c", f"{name}={value}"]
             with open(workdir / "server.log", "wb") as log, _signals_blocked():
-                proc = subprocess.Popen(
+                proc = _run_or_explain(
+                    subprocess.Popen,
+                    binaries,
+                    account,
                     argv,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
@@ -402,10 +456,10 @@ def throwaway_server(
                     env=_server_env(),
                     cwd=str(workdir),
                     start_new_session=True,  # Ctrl-C reaches us, and we stop the server
-                    **_run_kwargs(account),  # type: ignore[arg-type]
+                    **_run_kwargs(account),
                 )
             _wait_ready(proc, data, workdir)
-            yield Server(socket_dir=workdir, binaries=binaries)
+            yield Server(socket_dir=workdir, binaries=binaries, pid=proc.pid)
         finally:
             with _signals_blocked():
                 if proc is not None:
