@@ -1,0 +1,5 @@
+"""Incremental proof cache (work in progress)."""
+
+from __future__ import annotations
+
+CACHE_SUBDIR = "proofs"
