@@ -1,0 +1,376 @@
+"""Read a live PostgreSQL schema from pg_catalog into plain frozen dataclasses.
+
+``take(connection)`` runs one catalog query (a single JSON document, so one round trip)
+and returns a :class:`Snapshot`. Texts are Postgres's own normalised forms
+(``format_type``, ``pg_get_expr``, ``pg_get_indexdef``, ``pg_get_constraintdef``,
+``pg_get_viewdef``): two databases built from the same schema by different routes
+(migrations or ``metadata.create_all``) give the same texts, which is what makes the
+snapshots comparable (see hooks/diff.py for what is still normalised there).
+
+Keys: ``name`` for objects in schema ``public``, ``schema.name`` otherwise; constraints are
+keyed ``table.name`` (table key as above). Objects that belong to an extension (for example
+``spatial_ref_sys`` of PostGIS) are left out, as are the excluded tables and everything that
+belongs to them (their indexes, constraints and owned sequences).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+DEFAULT_SCHEMA = "public"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # format_type text: "character varying(64)", "numeric(6,2)", enum types by name
+    nullable: bool
+    default: str | None  # pg_get_expr text; None for generated columns (see ``generated``)
+    identity: str | None = None  # "always" | "by default" | None
+    generated: str | None = None  # expression of a stored generated column
+
+
+@dataclass(frozen=True)
+class Table:
+    schema: str
+    name: str
+    columns: tuple[Column, ...]  # attnum order; diffs ignore the order
+    partitioned: bool = False
+
+    def column(self, name: str) -> Column | None:
+        return next((col for col in self.columns if col.name == name), None)
+
+
+@dataclass(frozen=True)
+class Index:
+    schema: str
+    table: str  # table key
+    name: str
+    definition: str  # pg_get_indexdef
+    unique: bool
+    primary: bool
+    constraint: str | None = None  # name of the PK/UNIQUE/EXCLUDE constraint this index implements
+
+
+@dataclass(frozen=True)
+class Constraint:
+    schema: str
+    table: str  # table key
+    name: str
+    type: str  # "primary key" | "unique" | "foreign key" | "check" | "exclude"
+    definition: str  # pg_get_constraintdef
+    columns: tuple[str, ...]
+    ref_table: str | None = None  # table key of the referenced table (foreign keys)
+    ref_columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EnumType:
+    schema: str
+    name: str
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Sequence:
+    schema: str
+    name: str
+    data_type: str
+    owned_by: str | None  # "table.column" (table key), for serial and identity sequences
+    identity: bool = False  # the implicit sequence of an identity column
+    start: int = 1
+    increment: int = 1
+    min_value: int | None = None
+    max_value: int | None = None
+    cycle: bool = False
+
+
+@dataclass(frozen=True)
+class View:
+    schema: str
+    name: str
+    definition: str  # pg_get_viewdef
+    materialized: bool
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    tables: dict[str, Table] = field(default_factory=dict)
+    indexes: dict[str, Index] = field(default_factory=dict)
+    constraints: dict[str, Constraint] = field(default_factory=dict)
+    enums: dict[str, EnumType] = field(default_factory=dict)
+    sequences: dict[str, Sequence] = field(default_factory=dict)
+    views: dict[str, View] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (lists for tuples); ``from_dict`` reads it back."""
+        return {name: {key: asdict(obj) for key, obj in getattr(self, name).items()} for name in _SECTIONS}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Snapshot:
+        return cls(
+            **{
+                name: {key: _build(kind, value) for key, value in data.get(name, {}).items()}
+                for name, kind in _SECTIONS.items()
+            }
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Snapshot:
+        return cls.from_dict(json.loads(text))
+
+
+_SECTIONS: dict[str, type] = {
+    "tables": Table,
+    "indexes": Index,
+    "constraints": Constraint,
+    "enums": EnumType,
+    "sequences": Sequence,
+    "views": View,
+}
+
+
+def _build(kind: type, value: dict[str, Any]) -> Any:
+    value = dict(value)
+    if kind is Table:
+        value["columns"] = tuple(Column(**col) for col in value["columns"])
+    for name in ("columns", "ref_columns", "labels"):
+        if name in value and kind is not Table:
+            value[name] = tuple(value[name])
+    return kind(**value)
+
+
+def object_key(schema: str, name: str) -> str:
+    """Snapshot key of an object: bare name in ``public``, ``schema.name`` elsewhere."""
+    return name if schema == DEFAULT_SCHEMA else f"{schema}.{name}"
+
+
+def table_matches(table_key: str, patterns: Iterable[str]) -> bool:
+    """True when a table key matches one of the patterns (key or bare name, shell wildcards)."""
+    bare = table_key.rsplit(".", 1)[-1]
+    return any(fnmatch.fnmatchcase(table_key, pat) or fnmatch.fnmatchcase(bare, pat) for pat in patterns)
+
+
+# One round trip: every section is a JSON array of rows (arrays, not objects, to stay small).
+# No "%" anywhere in the text: drivers treat it as a parameter marker.
+_QUERY = """
+WITH ns AS (
+    SELECT oid, nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY(%s)
+), rel AS (
+    SELECT c.oid, c.relname, c.relkind, n.nspname
+    FROM pg_catalog.pg_class c JOIN ns n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'i', 'I')
+      AND NOT EXISTS (
+        SELECT 1 FROM pg_catalog.pg_depend d
+        WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+)
+SELECT json_build_object(
+  'tables', (
+    SELECT coalesce(json_agg(json_build_array(r.oid, r.nspname, r.relname, r.relkind = 'p')), '[]')
+    FROM rel r WHERE r.relkind IN ('r', 'p')),
+  'columns', (
+    SELECT coalesce(json_agg(json_build_array(
+        a.attrelid, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
+        CASE WHEN a.attgenerated = '' THEN pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) END,
+        a.attidentity,
+        CASE WHEN a.attgenerated <> '' THEN pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) END)
+      ORDER BY a.attrelid, a.attnum), '[]')
+    FROM pg_catalog.pg_attribute a
+    JOIN rel r ON r.oid = a.attrelid AND r.relkind IN ('r', 'p')
+    LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+    WHERE a.attnum > 0 AND NOT a.attisdropped),
+  'indexes', (
+    SELECT coalesce(json_agg(json_build_array(
+        i.indrelid, r.nspname, r.relname, pg_catalog.pg_get_indexdef(i.indexrelid),
+        i.indisunique, i.indisprimary, con.conname)), '[]')
+    FROM pg_catalog.pg_index i
+    JOIN rel r ON r.oid = i.indexrelid
+    LEFT JOIN pg_catalog.pg_constraint con
+      ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u', 'x')),
+  'constraints', (
+    SELECT coalesce(json_agg(json_build_array(
+        con.conrelid, con.conname, con.contype, pg_catalog.pg_get_constraintdef(con.oid),
+        (SELECT coalesce(json_agg(a.attname ORDER BY k.ord), '[]')
+           FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum),
+        fn.nspname, fc.relname,
+        (SELECT coalesce(json_agg(a.attname ORDER BY k.ord), '[]')
+           FROM unnest(con.confkey) WITH ORDINALITY k(attnum, ord)
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum))), '[]')
+    FROM pg_catalog.pg_constraint con
+    JOIN rel r ON r.oid = con.conrelid
+    LEFT JOIN pg_catalog.pg_class fc ON fc.oid = con.confrelid
+    LEFT JOIN pg_catalog.pg_namespace fn ON fn.oid = fc.relnamespace
+    WHERE con.contype IN ('p', 'u', 'f', 'c', 'x')),
+  'enums', (
+    SELECT coalesce(json_agg(json_build_array(n.nspname, t.typname,
+        (SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder)
+           FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid))), '[]')
+    FROM pg_catalog.pg_type t JOIN ns n ON n.oid = t.typnamespace
+    WHERE t.typtype = 'e' AND NOT EXISTS (
+        SELECT 1 FROM pg_catalog.pg_depend d
+        WHERE d.classid = 'pg_catalog.pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')),
+  'sequences', (
+    SELECT coalesce(json_agg(json_build_array(
+        r.nspname, r.relname, pg_catalog.format_type(s.seqtypid, NULL),
+        d.refobjid, tn.nspname, tc.relname, ta.attname, d.deptype = 'i',
+        s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcycle)), '[]')
+    FROM pg_catalog.pg_sequence s
+    JOIN rel r ON r.oid = s.seqrelid
+    LEFT JOIN pg_catalog.pg_depend d
+      ON d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = s.seqrelid
+     AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')
+    LEFT JOIN pg_catalog.pg_class tc ON tc.oid = d.refobjid
+    LEFT JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace
+    LEFT JOIN pg_catalog.pg_attribute ta ON ta.attrelid = d.refobjid AND ta.attnum = d.refobjsubid),
+  'views', (
+    SELECT coalesce(json_agg(json_build_array(
+        r.nspname, r.relname, pg_catalog.pg_get_viewdef(r.oid), r.relkind = 'm')), '[]')
+    FROM rel r WHERE r.relkind IN ('v', 'm'))
+)
+"""
+
+_CONSTRAINT_TYPES = {
+    "p": "primary key",
+    "u": "unique",
+    "f": "foreign key",
+    "c": "check",
+    "x": "exclude",
+}
+_IDENTITY = {"a": "always", "d": "by default"}
+
+
+def take(
+    connection: Any,
+    *,
+    schemas: Iterable[str] = (DEFAULT_SCHEMA,),
+    exclude_tables: Iterable[str] = (),
+) -> Snapshot:
+    """Snapshot the schemas of the database behind ``connection``.
+
+    ``connection``: a SQLAlchemy Connection (or Engine) or a DBAPI connection (psycopg2,
+    psycopg 3). Runs one read-only query inside the connection's current transaction and
+    neither commits nor rolls back. ``exclude_tables``: table keys or bare names, shell
+    wildcards allowed (``_prisma_*``).
+    """
+    return parse(_fetch(connection, list(schemas)), exclude_tables=exclude_tables)
+
+
+def _fetch(connection: Any, schemas: list[str]) -> dict[str, Any]:
+    if hasattr(connection, "exec_driver_sql"):  # SQLAlchemy Connection
+        row = connection.exec_driver_sql(_QUERY, (schemas,)).one()
+    elif hasattr(connection, "dialect") and hasattr(connection, "connect"):  # SQLAlchemy Engine
+        with connection.connect() as conn:
+            row = conn.exec_driver_sql(_QUERY, (schemas,)).one()
+    else:  # DBAPI connection
+        cursor = connection.cursor()
+        try:
+            cursor.execute(_QUERY, (schemas,))
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+    data = row[0]
+    return json.loads(data) if isinstance(data, (str, bytes)) else data
+
+
+def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapshot:
+    """Build a Snapshot from the catalog query's JSON document (pure)."""
+    patterns = tuple(exclude_tables)
+    table_keys: dict[int, str] = {}
+    table_rows: dict[int, tuple[str, str, bool]] = {}
+    for oid, schema, name, partitioned in raw["tables"]:
+        key = object_key(schema, name)
+        if not table_matches(key, patterns):
+            table_keys[oid] = key
+            table_rows[oid] = (schema, name, partitioned)
+
+    columns: dict[int, list[Column]] = {oid: [] for oid in table_keys}
+    for relid, name, type_, nullable, default, identity, generated in raw["columns"]:
+        if relid in columns:
+            columns[relid].append(
+                Column(
+                    name=name,
+                    type=type_,
+                    nullable=nullable,
+                    default=default,
+                    identity=_IDENTITY.get(identity),
+                    generated=generated,
+                )
+            )
+    tables = {
+        table_keys[oid]: Table(schema=schema, name=name, columns=tuple(columns[oid]), partitioned=partitioned)
+        for oid, (schema, name, partitioned) in table_rows.items()
+    }
+
+    indexes: dict[str, Index] = {}
+    for relid, schema, name, definition, unique, primary, constraint in raw["indexes"]:
+        if relid in table_keys:
+            indexes[object_key(schema, name)] = Index(
+                schema=schema,
+                table=table_keys[relid],
+                name=name,
+                definition=definition,
+                unique=unique,
+                primary=primary,
+                constraint=constraint,
+            )
+
+    constraints: dict[str, Constraint] = {}
+    for relid, name, contype, definition, cols, ref_schema, ref_name, ref_cols in raw["constraints"]:
+        if relid in table_keys:
+            table = table_keys[relid]
+            constraints[f"{table}.{name}"] = Constraint(
+                schema=tables[table].schema,
+                table=table,
+                name=name,
+                type=_CONSTRAINT_TYPES[contype],
+                definition=definition,
+                columns=tuple(cols),
+                ref_table=object_key(ref_schema, ref_name) if ref_name is not None else None,
+                ref_columns=tuple(ref_cols),
+            )
+
+    enums = {
+        object_key(schema, name): EnumType(schema=schema, name=name, labels=tuple(labels or ()))
+        for schema, name, labels in raw["enums"]
+    }
+
+    sequences: dict[str, Sequence] = {}
+    for row in raw["sequences"]:
+        schema, name, data_type, owner_oid, owner_schema, owner_table, owner_column, identity = row[:8]
+        start, increment, min_value, max_value, cycle = row[8:]
+        owner_key = object_key(owner_schema, owner_table) if owner_table is not None else None
+        if owner_key is not None and owner_oid not in table_keys and table_matches(owner_key, patterns):
+            continue
+        sequences[object_key(schema, name)] = Sequence(
+            schema=schema,
+            name=name,
+            data_type=data_type,
+            owned_by=f"{owner_key}.{owner_column}" if owner_key is not None else None,
+            identity=bool(identity),
+            start=start,
+            increment=increment,
+            min_value=min_value,
+            max_value=max_value,
+            cycle=cycle,
+        )
+
+    views = {
+        object_key(schema, name): View(schema=schema, name=name, definition=definition, materialized=mat)
+        for schema, name, definition, mat in raw["views"]
+    }
+    return Snapshot(
+        tables=dict(sorted(tables.items())),
+        indexes=dict(sorted(indexes.items())),
+        constraints=dict(sorted(constraints.items())),
+        enums=dict(sorted(enums.items())),
+        sequences=dict(sorted(sequences.items())),
+        views=dict(sorted(views.items())),
+    )
