@@ -1,0 +1,313 @@
+"""``schema-warden heads``: the migration history is one line of descent. No database.
+
+Exactly one head, no dangling ``down_revision``, no duplicate revision ids, no cycles, and
+every revision file parses and names modules that exist. Revision files are read with
+``ast`` (never imported), so the check takes milliseconds and never runs project code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import configparser
+import importlib.util
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hooks.errors import EXIT_OK, EXIT_PROBLEMS, ProjectError, guarded
+from hooks.project import find_config, relative
+from hooks.report import FAIL, FORMATS, PASS, CheckResult, Report, render
+
+
+@dataclass(frozen=True)
+class RevisionFile:
+    """What a revision file declares, read statically."""
+
+    path: Path
+    revision: str | None
+    down_revisions: tuple[str, ...]
+    depends_on: tuple[str, ...]
+    imports: tuple[str, ...]  # top-level module names
+    error: str | None = None  # syntax error "file:line: message"
+
+
+def _literal_ids(node: ast.expr | None) -> tuple[str, ...] | None:
+    if node is None:
+        return ()
+    try:
+        value = ast.literal_eval(node)
+    except ValueError:
+        return None
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    return None
+
+
+def parse_revision_file(path: Path, root: Path) -> RevisionFile:
+    """Read ``revision``/``down_revision``/``depends_on`` and imports without running the file."""
+    try:
+        source = path.read_text(encoding="utf-8")
+        tree = ast.parse(source, filename=str(path))
+    except SyntaxError as err:
+        where = f"{relative(path, root)}:{err.lineno}"
+        return RevisionFile(path, None, (), (), (), error=f"{where}: syntax error: {err.msg}")
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        return RevisionFile(path, None, (), (), (), error=f"{relative(path, root)}: cannot read: {err}")
+    values: dict[str, ast.expr] = {}
+    imports: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    values[target.id] = node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            values[node.target.id] = node.value
+        elif isinstance(node, ast.Import):
+            imports.extend(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            imports.append(node.module.split(".")[0])
+    revision = _literal_ids(values.get("revision"))
+    down = _literal_ids(values.get("down_revision"))
+    depends = _literal_ids(values.get("depends_on"))
+    if "revision" not in values or not revision or down is None or depends is None:
+        where = relative(path, root)
+        return RevisionFile(
+            path,
+            None,
+            (),
+            (),
+            tuple(imports),
+            error=f"{where}: revision and down_revision must be plain string literals (or None)",
+        )
+    return RevisionFile(path, revision[0], down, depends, tuple(dict.fromkeys(imports)))
+
+
+def _interpolate(value: str, here: Path) -> str:
+    return value.replace("%(here)s", str(here)).replace("%%", "%")
+
+
+def _split_locations(value: str, separator: str) -> list[str]:
+    if separator == "os":
+        return [v for v in value.split(os.pathsep) if v.strip()]
+    if separator in ("space", "newline"):
+        return value.split()
+    if separator in (":", ";"):
+        return [v for v in value.split(separator) if v.strip()]
+    return [v for v in value.replace(",", " ").split() if v]
+
+
+def version_dirs(ini: Path) -> tuple[Path, list[Path], list[Path], bool]:
+    """(script dir, version dirs, prepend_sys_path dirs, recursive) from alembic.ini, without Alembic."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(ini)
+    except configparser.Error as err:
+        raise ProjectError(f"{ini}: not a valid ini file: {str(err).splitlines()[0]}") from None
+    here = ini.parent
+
+    def option(name: str) -> str:
+        return _interpolate(parser.get("alembic", name, fallback="").strip(), here)
+
+    location = option("script_location")
+    if not location:
+        raise ProjectError(f"{ini}: no script_location in section [alembic]: add the migrations directory")
+    script_dir = Path(location)
+    if ":" in location and not script_dir.exists():  # "package:path" resource form
+        package, _, sub = location.partition(":")
+        spec = importlib.util.find_spec(package)
+        if spec and spec.submodule_search_locations:
+            script_dir = Path(next(iter(spec.submodule_search_locations))) / sub
+    if not script_dir.is_absolute():
+        script_dir = here / script_dir  # Alembic resolves relative to the working directory too
+    if not script_dir.is_dir():
+        raise ProjectError(
+            f"{ini.name}: script_location {location!r} does not exist: fix script_location in alembic.ini"
+        )
+    separator = option("path_separator") or option("version_path_separator") or "legacy"
+    locations = option("version_locations")
+    dirs = (
+        [Path(p) if Path(p).is_absolute() else here / p for p in _split_locations(locations, separator)]
+        if locations
+        else [script_dir / "versions"]
+    )
+    prepend = option("prepend_sys_path")
+    paths = [Path(p) if Path(p).is_absolute() else here / p for p in _split_locations(prepend, separator)]
+    recursive = option("recursive_version_locations").lower() in ("true", "1", "yes")
+    return script_dir, dirs, paths, recursive
+
+
+def revision_paths(dirs: Iterable[Path], recursive: bool) -> list[Path]:
+    found: list[Path] = []
+    for directory in dirs:
+        if not directory.is_dir():
+            continue
+        pattern = "**/*.py" if recursive else "*.py"
+        for path in sorted(directory.glob(pattern)):
+            if path.name == "__init__.py" or path.name.startswith(".#"):
+                continue
+            found.append(path)
+    return found
+
+
+def _module_exists(name: str, search: list[str]) -> bool:
+    if name in sys.builtin_module_names or name in sys.modules or name == "__future__":
+        return True
+    saved = sys.path[:]
+    sys.path[:0] = search
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+    finally:
+        sys.path[:] = saved
+
+
+def _cycles(parents: dict[str, tuple[str, ...]]) -> list[list[str]]:
+    """Cycles in the down_revision graph (each as a list of ids), found by an iterative DFS."""
+    white, grey, black = 0, 1, 2
+    color = dict.fromkeys(parents, white)
+    cycles: list[list[str]] = []
+    for start in sorted(parents):
+        if color[start] != white:
+            continue
+        stack = [(start, iter(parents[start]))]
+        path = [start]
+        color[start] = grey
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                path.pop()
+                color[node] = black
+            elif child not in color:
+                continue
+            elif color[child] == grey:
+                cycles.append([*path[path.index(child) :], child])
+            elif color[child] == white:
+                color[child] = grey
+                stack.append((child, iter(parents[child])))
+                path.append(child)
+    return cycles
+
+
+MERGE_COMMAND = 'alembic merge heads -m "merge heads"'
+
+
+def analyse(files: Sequence[RevisionFile], root: Path, search: list[str]) -> list[CheckResult]:
+    """The heads checks on statically read revision files. Pure apart from module lookups."""
+    results: list[CheckResult] = []
+    broken = [f for f in files if f.error]
+    missing = sorted(
+        {
+            (relative(f.path, root), name)
+            for f in files
+            if not f.error
+            for name in f.imports
+            if not _module_exists(name, search)
+        }
+    )
+    problems = [f.error or "" for f in broken] + [
+        f"{where}: imports {name}, which is not installed or not on sys.path" for where, name in missing
+    ]
+    if problems:
+        first = problems[0]
+        results.append(CheckResult("imports", FAIL, first, details=tuple(problems[1:])))
+    else:
+        results.append(CheckResult("imports", PASS, f"{len(files)} revision file(s) parse"))
+
+    good = [f for f in files if not f.error]
+    by_id: dict[str, list[RevisionFile]] = {}
+    for f in good:
+        by_id.setdefault(f.revision or "", []).append(f)
+    dups = {rid: fs for rid, fs in by_id.items() if len(fs) > 1}
+    if dups:
+        lines = [
+            f"revision id {rid} is declared by {', '.join(relative(f.path, root) for f in fs)}: "
+            "give one of them a new id (and fix the down_revision that points to it)"
+            for rid, fs in sorted(dups.items())
+        ]
+        results.append(CheckResult("unique-ids", FAIL, lines[0], details=tuple(lines[1:])))
+    else:
+        results.append(CheckResult("unique-ids", PASS, "every revision id is unique"))
+
+    dangling = [
+        f"revision {f.revision} ({relative(f.path, root)}): down_revision {d!r} does not exist: "
+        "point it at an existing revision (alembic history lists them)"
+        for f in good
+        for d in (*f.down_revisions, *f.depends_on)
+        if d not in by_id
+    ]
+    if dangling:
+        results.append(CheckResult("down-revisions", FAIL, dangling[0], details=tuple(dangling[1:])))
+    else:
+        results.append(CheckResult("down-revisions", PASS, "every down_revision exists"))
+
+    parents = {rid: tuple(d for d in fs[0].down_revisions if d in by_id) for rid, fs in by_id.items()}
+    cycles = _cycles(parents)
+    if cycles:
+        lines = [
+            f"revisions form a cycle: {' -> '.join(c)}: break it by fixing a down_revision" for c in cycles
+        ]
+        results.append(CheckResult("no-cycles", FAIL, lines[0], details=tuple(lines[1:])))
+    else:
+        results.append(CheckResult("no-cycles", PASS, "no cycles"))
+
+    referenced = {d for f in good for d in f.down_revisions}
+    heads = sorted(rid for rid in by_id if rid not in referenced)
+    if not files:
+        results.append(CheckResult("single-head", PASS, "no revisions yet: nothing to check"))
+    elif len(heads) == 1:
+        results.append(CheckResult("single-head", PASS, f"one head: {heads[0]}"))
+    elif not heads and by_id:
+        results.append(CheckResult("single-head", FAIL, "no head: every revision is someone's down_revision"))
+    elif len(heads) > 1:
+        where = [f"{h} ({relative(by_id[h][0].path, root)})" for h in heads]
+        results.append(
+            CheckResult(
+                "single-head",
+                FAIL,
+                f"{len(heads)} heads: {', '.join(heads)}: two branches of migrations were written in "
+                f"parallel; merge them: {MERGE_COMMAND}",
+                details=tuple(where),
+            )
+        )
+    return results
+
+
+def run(config: str | None = None, *, cwd: Path | None = None) -> Report:
+    started = time.perf_counter()
+    settings = find_config(config, cwd=cwd)
+    ini = settings.alembic_config
+    _script_dir, dirs, paths, recursive = version_dirs(ini)
+    files = [parse_revision_file(p, ini.parent) for p in revision_paths(dirs, recursive)]
+    search = [str(p) for p in paths]
+    checks = analyse(files, ini.parent, search)
+    title = f"schema-warden heads: {relative(ini, Path.cwd())} ({len(files)} revision files)"
+    return Report(title, tuple(checks), time.perf_counter() - started)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="schema-warden heads",
+        description="Check the migration history without a database: one head, no broken links.",
+    )
+    parser.add_argument("--config", metavar="ALEMBIC_INI", help="path to alembic.ini (default ./alembic.ini)")
+    parser.add_argument("--format", choices=FORMATS, default="text")
+    return parser
+
+
+@guarded
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    report = run(args.config)
+    sys.stdout.write(render(report, args.format))
+    return EXIT_OK if report.ok else EXIT_PROBLEMS

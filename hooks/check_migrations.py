@@ -1,0 +1,168 @@
+"""``schema-warden check``: prove an Alembic project's migrations in a throwaway PostgreSQL.
+
+One throwaway server per run. The stairway (every revision up, down without a trace, up
+again with the same schema), the round trip head -> base -> head, and drift at head
+(the models built with ``create_all`` vs the migrated schema, plus Alembic's proposal of
+the fixing migration). The guard never reads or connects to DATABASE_URL: while the
+project's env.py runs, DATABASE_URL points at the throwaway database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from hooks.errors import EXIT_OK, EXIT_PROBLEMS, ProjectError, guarded
+from hooks.project import Project, find_config, isolated_imports, open_project, relative
+from hooks.report import FAIL, FORMATS, NOTE, PASS, CheckResult, Report, render
+
+DATABASE = "warden"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="schema-warden check",
+        description=(
+            "Prove the migrations in a throwaway PostgreSQL server: every revision up, down "
+            "(no trace) and up again, a round trip head -> base -> head, and drift between "
+            "the migrations and the models. Never connects to DATABASE_URL."
+        ),
+        epilog="exit codes: 0 clean, 1 problems found, 2 project error, 3 no PostgreSQL, 130 interrupted",
+    )
+    parser.add_argument("--config", metavar="ALEMBIC_INI", help="path to alembic.ini (default ./alembic.ini)")
+    parser.add_argument("--format", choices=FORMATS, default="text", help="output format (default text)")
+    parser.add_argument("--pg-bin", metavar="DIR", help="PostgreSQL bin directory (initdb, postgres)")
+    parser.add_argument("--fail-fast", action="store_true", help="stop at the first problem")
+    return parser
+
+
+def _interruptible_wait(conn: Any) -> None:
+    """psycopg2 wait callback: Ctrl-C cancels the running statement and unwinds as KeyboardInterrupt."""
+    import select
+
+    from psycopg2 import Error
+    from psycopg2.extensions import POLL_OK, POLL_READ, POLL_WRITE
+
+    interrupted = False
+    while True:
+        try:
+            state = conn.poll()
+            if state == POLL_OK:
+                break
+            if state == POLL_READ:
+                select.select([conn.fileno()], [], [])
+            elif state == POLL_WRITE:
+                select.select([], [conn.fileno()], [])
+        except KeyboardInterrupt:
+            interrupted = True
+            with contextlib.suppress(Error):
+                conn.cancel()
+        except Error:
+            if interrupted:
+                raise KeyboardInterrupt from None
+            raise
+    if interrupted:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interruptible_queries() -> Iterator[None]:
+    from psycopg2 import extensions
+
+    previous = extensions.get_wait_callback()
+    extensions.set_wait_callback(_interruptible_wait)
+    try:
+        yield
+    finally:
+        extensions.set_wait_callback(previous)
+
+
+def _history_problems(project: Project) -> None:
+    """A broken history (two heads, dangling links, cycles) stops the check: exit 2."""
+    from hooks.check_heads import analyse, parse_revision_file, revision_paths, version_dirs
+
+    _script, dirs, paths, recursive = version_dirs(project.ini)
+    files = [parse_revision_file(p, project.root) for p in revision_paths(dirs, recursive)]
+    for check in analyse(files, project.root, [str(p) for p in paths]):
+        if check.status == FAIL:
+            raise ProjectError(f"broken migration history: {check.message}", detail="\n".join(check.details))
+
+
+def _version_note(project: Project, server: Any) -> list[str]:
+    wanted = project.settings.postgres_version
+    have = server.binaries.major
+    note = f"PostgreSQL {server.binaries.version} ({server.binaries.bindir})"
+    if wanted and wanted != have:
+        note += f"; warning: production runs {wanted} ([tool.schema-warden] postgres-version)"
+    return [note]
+
+
+def run_checks(project: Project, server: Any, *, fail_fast: bool = False) -> list[CheckResult]:
+    """Stairway, round trip and drift on one database of ``server``."""
+    from sqlalchemy import create_engine, pool
+
+    from hooks.drift import check_drift
+    from hooks.stairway import round_trip, run_stairway
+
+    server.create_database(DATABASE)
+    engine = create_engine(server.url(DATABASE), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            env = project.environment(connection)  # env.py imports the models: ProjectError here
+            connection.rollback()
+            checks: list[CheckResult] = []
+            if not project.revisions():
+                checks.append(CheckResult("stairway", PASS, "no revisions: nothing to check"))
+            stairway = run_stairway(project, connection, fail_fast=fail_fast)
+            checks.extend(stairway.checks)
+            failed = any(c.status == FAIL for c in checks)
+            if stairway.head is None or (failed and fail_fast):
+                checks.append(CheckResult("round-trip", NOTE, "skipped: the stairway did not reach head"))
+                checks.append(CheckResult("drift", NOTE, "skipped: the stairway did not reach head"))
+                return checks
+            if not project.revisions():
+                pass
+            elif not stairway.reversible:
+                checks.append(
+                    CheckResult("round-trip", NOTE, "skipped: a downgrade is not implemented (irreversible)")
+                )
+            else:
+                checks.append(round_trip(project, connection, stairway.base, stairway.head))
+                if checks[-1].status == FAIL and fail_fast:
+                    return checks
+            checks.append(check_drift(project, server, connection, env))
+            return checks
+    finally:
+        engine.dispose()
+
+
+def run(
+    config: str | None = None, *, pg_bin: str | None = None, fail_fast: bool = False, cwd: Path | None = None
+) -> Report:
+    from hooks.postgres import throwaway_server
+
+    started = time.perf_counter()
+    settings = find_config(config, cwd=cwd)
+    with isolated_imports(settings.alembic_config.parent):
+        project = open_project(settings=settings)
+        _history_problems(project)
+        count = len(project.revisions())
+        title = f"schema-warden check: {relative(project.ini, Path.cwd())} ({count} revisions)"
+        with interruptible_queries(), throwaway_server(pg_bin) as server:
+            notes = _version_note(project, server)
+            checks = run_checks(project, server, fail_fast=fail_fast)
+    return Report(title, tuple(checks), time.perf_counter() - started, tuple(notes))
+
+
+@guarded
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    report = run(args.config, pg_bin=args.pg_bin, fail_fast=args.fail_fast)
+    sys.stdout.write(render(report, args.format))
+    sys.stdout.flush()
+    return EXIT_OK if report.ok else EXIT_PROBLEMS

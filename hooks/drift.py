@@ -1,0 +1,304 @@
+"""Drift: do the migrations build what the models declare?
+
+The verdict comes from Postgres itself: the models are built with ``metadata.create_all`` in
+a second database of the same throwaway server, both databases are snapshotted from
+pg_catalog and the snapshots diffed (types, defaults, CHECK and index expressions are then
+normalized by Postgres, which avoids the false positives of textual comparison; column
+order is ignored). Alembic's ``compare_metadata`` (types and server defaults compared) then
+proposes the operations of the fixing migration, as readable lines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from hooks.diff import Change
+from hooks.project import EnvInfo, Project, one_line
+from hooks.report import FAIL, PASS, CheckResult
+from hooks.stairway import diff, snapshot
+
+NAME = "drift"
+MODELS_DB = "warden_models"
+MESSAGE = "the models have changes that no migration makes:"
+
+
+# --- pure helpers ---------------------------------------------------------------------------
+
+
+def _short(name: str) -> str:
+    return name.rsplit(".", 1)[-1]
+
+
+def _phrase(change: Change) -> str:
+    verb = {"added": "add", "removed": "drop", "changed": "change"}[change.action]
+    if change.kind == "column":
+        return f"{verb} {_short(change.name)}"
+    if change.kind == "table":
+        return f"{'create' if change.action == 'added' else verb} {change.name}"
+    if change.kind == "enum":
+        verb = {"added": "create", "removed": "drop", "changed": "update"}[change.action]
+        return f"{verb} {change.name}"
+    return f"{verb} {change.kind} {_short(change.name)}"
+
+
+def suggest_message(changes: Sequence[Change]) -> str:
+    """A short migration message from the drift: ``add humidity``, ``create devices and add device_id``."""
+    phrases = list(dict.fromkeys(_phrase(c) for c in changes))
+    if not phrases:
+        return "update models"
+    text = " and ".join(phrases[:2])
+    if len(phrases) > 2:
+        text = ", ".join(phrases[:2]) + f" and {len(phrases) - 2} more"
+    return text.replace('"', "'")
+
+
+def fix_command(project: Project, message: str, *, autogenerate: bool = True) -> str:
+    """The command that writes the missing migration, for this project's layout."""
+    if project.is_bundled_layout():
+        extra = "" if autogenerate else " --empty"
+        return f'python database/manage.py db-revision{extra} -m "{message}"'
+    config = (
+        "" if project.ini.name == "alembic.ini" and project.ini.parent.samefile(".") else f" -c {project.ini}"
+    )
+    flag = " --autogenerate" if autogenerate else ""
+    return f'alembic{config} revision{flag} -m "{message}"'
+
+
+def _type(value: Any) -> str:
+    from sqlalchemy.dialects import postgresql
+
+    if value is None:
+        return "none"
+    try:
+        return str(value.compile(dialect=postgresql.dialect()))
+    except Exception:
+        return type(value).__name__
+
+
+def _default(value: Any) -> str:
+    if value is None:
+        return "none"
+    arg = getattr(value, "arg", value)
+    return str(getattr(arg, "text", arg))
+
+
+def _column(column: Any) -> str:
+    parts = [_type(column.type), "nullable" if column.nullable else "NOT NULL"]
+    if column.server_default is not None:
+        parts.append(f"default {_default(column.server_default)}")
+    return ", ".join(parts)
+
+
+def _table_name(table: Any) -> str:
+    return f"{table.schema}.{table.name}" if getattr(table, "schema", None) else str(table.name)
+
+
+def _columns_of(obj: Any) -> str:
+    names = []
+    for expr in getattr(obj, "expressions", None) or list(getattr(obj, "columns", [])):
+        names.append(str(getattr(expr, "name", expr)))
+    return ", ".join(names)
+
+
+def describe_operation(diff_item: Any) -> str:
+    """One autogenerate diff (a tuple, or a list of modify_* tuples) as one readable line."""
+    if isinstance(diff_item, list):
+        return "; ".join(describe_operation(d) for d in diff_item)
+    kind = diff_item[0]
+    if kind in ("add_table", "remove_table"):
+        table = diff_item[1]
+        if kind == "add_table":
+            return f"+ create table {_table_name(table)} ({', '.join(c.name for c in table.columns)})"
+        return f"- drop table {_table_name(table)}"
+    if kind in ("add_column", "remove_column"):
+        schema, table, column = diff_item[1], diff_item[2], diff_item[3]
+        where = f"{schema}.{table}" if schema else table
+        if kind == "add_column":
+            return f"+ add column {where}.{column.name} ({_column(column)})"
+        return f"- drop column {where}.{column.name}"
+    if kind in ("add_index", "remove_index"):
+        index = diff_item[1]
+        sign = "+ create" if kind == "add_index" else "- drop"
+        unique = "unique " if index.unique else ""
+        return f"{sign} {unique}index {index.name} on {_table_name(index.table)} ({_columns_of(index)})"
+    if kind in ("add_constraint", "remove_constraint", "add_fk", "remove_fk"):
+        cons = diff_item[1]
+        sign = "+ add" if kind.startswith("add") else "- drop"
+        what = "foreign key" if kind.endswith("fk") else type(cons).__name__.replace("Constraint", "").lower()
+        table = _table_name(cons.parent if kind.endswith("fk") else cons.table)
+        return f"{sign} {what} constraint {cons.name or '(unnamed)'} on {table} ({_columns_of(cons)})"
+    if kind.startswith("modify_"):
+        schema, table, column = diff_item[1], diff_item[2], diff_item[3]
+        where = f"{schema + '.' if schema else ''}{table}.{column}"
+        old, new = diff_item[5], diff_item[6]
+        if kind == "modify_type":
+            return f"~ alter column {where} type {_type(old)} -> {_type(new)}"
+        if kind == "modify_nullable":
+            return f"~ alter column {where} {'DROP' if new else 'SET'} NOT NULL"
+        if kind == "modify_default":
+            return f"~ alter column {where} default {_default(old)} -> {_default(new)}"
+        if kind == "modify_comment":
+            return f"~ alter column {where} comment"
+    if kind in ("add_table_comment", "remove_table_comment"):
+        return f"~ comment on table {_table_name(diff_item[1])}"
+    return f"~ {kind}"
+
+
+def describe_operations(diffs: Iterable[Any]) -> list[str]:
+    return [describe_operation(d) for d in diffs]
+
+
+# --- I/O: the models' database and Alembic's comparison -------------------------------------
+
+
+def _metadatas(metadata: Any) -> list[Any]:
+    if metadata is None:
+        return []
+    if isinstance(metadata, (list, tuple)):
+        return list(metadata)
+    return [metadata]
+
+
+def build_models_database(server: Any, migrated: Any, project: Project, metadata: Any) -> Any:
+    """A second database with ``create_all`` of the models; its connection (caller closes)."""
+    from sqlalchemy import create_engine, pool
+
+    extensions = [row[0] for row in migrated.exec_driver_sql("SELECT extname FROM pg_extension")]
+    migrated.rollback()
+    server.drop_database(MODELS_DB)
+    server.create_database(MODELS_DB)
+    engine = create_engine(server.url(MODELS_DB), poolclass=pool.NullPool)
+    connection = engine.connect()
+    try:
+        for name in extensions:
+            if name != "plpgsql":
+                connection.exec_driver_sql(f'CREATE EXTENSION IF NOT EXISTS "{name}"')
+        for schema in project.settings.schemas:
+            connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        for md in _metadatas(metadata):
+            md.create_all(connection)
+        connection.commit()
+    except BaseException:
+        connection.close()
+        engine.dispose()
+        raise
+    return connection
+
+
+def autogenerate_diffs(project: Project, connection: Any, env: EnvInfo) -> list[Any]:
+    """Alembic's compare_metadata with env.py's options, types and server defaults compared."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    excluded = project.settings.exclude_tables
+    user_include = env.opts.get("include_object")
+
+    def include_object(obj: Any, name: Any, type_: str, reflected: bool, compare_to: Any) -> bool:
+        table = obj if type_ == "table" else getattr(obj, "table", None)
+        if name in excluded and type_ == "table":
+            return False
+        if table is not None and getattr(table, "name", None) in excluded:
+            return False
+        return user_include(obj, name, type_, reflected, compare_to) if user_include else True
+
+    keep = ("include_name", "include_schemas", "render_as_batch", "compare_type", "compare_server_default")
+    opts = {k: v for k, v in env.opts.items() if k in keep}
+    opts.update(compare_type=True, compare_server_default=True, include_object=include_object)
+    context = MigrationContext.configure(connection, opts=opts)
+    try:
+        return list(compare_metadata(context, env.metadata))
+    finally:
+        connection.rollback()
+
+
+def _dropped_tables_the_user_excludes(changes: list[Change], env: EnvInfo) -> list[Change]:
+    """env.py's include_object / include_name may hide tables of other tools: honour them."""
+    from sqlalchemy import MetaData, Table
+
+    include_object = env.opts.get("include_object")
+    include_name = env.opts.get("include_name")
+    if not include_object and not include_name:
+        return changes
+    kept = []
+    for change in changes:
+        table_name = change.table
+        if change.action == "removed" and table_name:
+            schema, _, name = table_name.rpartition(".")
+            visible = True
+            with contextlib.suppress(Exception):
+                if include_name is not None:
+                    visible = bool(include_name(name, "table", {"schema_name": schema or None}))
+                if visible and include_object is not None:
+                    table = Table(name, MetaData(), schema=schema or None)
+                    visible = bool(include_object(table, name, "table", True, None))
+            if not visible:
+                continue
+        kept.append(change)
+    return kept
+
+
+def check_drift(project: Project, server: Any, connection: Any, env: EnvInfo) -> CheckResult:
+    """Compare the schema at head (``connection``) with the models; readable fix on failure."""
+    if env.metadata is None:
+        return CheckResult(
+            NAME, PASS, "env.py sets no target_metadata: nothing to compare the migrations with"
+        )
+    migrated = snapshot(project, connection)
+    notes: list[str] = []
+    try:
+        models_conn = build_models_database(server, connection, project, env.metadata)
+    except Exception as err:
+        notes.append(f"metadata.create_all failed ({one_line(str(err))}): compared with Alembic only")
+        changes: list[Change] | None = None
+    else:
+        try:
+            changes = diff(project, migrated, snapshot(project, models_conn))
+        finally:
+            engine = models_conn.engine
+            models_conn.close()
+            engine.dispose()
+            server.drop_database(MODELS_DB)
+    try:
+        proposals = describe_operations(autogenerate_diffs(project, connection, env))
+    except Exception as err:
+        proposals = []
+        notes.append(f"Alembic's compare_metadata failed: {one_line(str(err))}")
+    if changes is not None:
+        changes = _dropped_tables_the_user_excludes(changes, env)
+        if not changes:
+            details = [*notes]
+            if proposals:
+                details.append("Alembic's comparison reports differences that Postgres does not (ignored):")
+                details.extend(f"  {p}" for p in proposals)
+            return CheckResult(
+                NAME, PASS, "the migrations build exactly what the models declare", None, tuple(details)
+            )
+        lines = [c.line() for c in changes]
+        message_source = changes
+    else:
+        if not proposals:
+            return CheckResult(NAME, PASS, "no drift found by Alembic's comparison", None, tuple(notes))
+        lines = []
+        message_source = []
+    details = [f"  {line}" for line in lines]
+    if proposals:
+        details.append("autogenerate would write:")
+        details.extend(f"  {p}" for p in proposals)
+        fix = fix_command(
+            project, suggest_message(message_source) if message_source else _message_from(proposals)
+        )
+    else:
+        details.append("autogenerate does not see this change (enum labels, CHECK or index expressions):")
+        details.append("write the migration by hand")
+        fix = fix_command(project, suggest_message(message_source), autogenerate=False)
+    details.append(f"fix: {fix}")
+    details.extend(notes)
+    return CheckResult(NAME, FAIL, MESSAGE, None, tuple(details))
+
+
+def _message_from(proposals: Sequence[str]) -> str:
+    match = re.match(r"[+~-] (\w+) (?:column|table) (?:\S+\.)?(\w+)", proposals[0]) if proposals else None
+    return f"{match.group(1)} {match.group(2)}" if match else "update models"

@@ -1,0 +1,492 @@
+"""Find and load an Alembic project: alembic.ini, ``[tool.schema-warden]`` settings, scripts, env.py.
+
+The guard reaches a project only through its ``alembic.ini`` and ``env.py`` (never by
+importing the project's models itself), so it works on any Alembic project. Migrations run
+in-process with a connection injected into ``config.attributes["connection"]``; while the
+project's code runs, ``DATABASE_URL``, ``sqlalchemy.url`` and the libpq ``PG*`` variables
+point at the throwaway database, so even an env.py that ignores the injected connection
+cannot reach the user's database.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from hooks.errors import ProjectError
+
+DEFAULT_EXCLUDE_TABLES = ("_prisma_migrations",)
+_GUARD_PACKAGE = __name__.split(".")[0]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """``[tool.schema-warden]`` of pyproject.toml, with defaults; paths are absolute."""
+
+    alembic_config: Path
+    exclude_tables: frozenset[str] = frozenset(DEFAULT_EXCLUDE_TABLES)
+    schemas: tuple[str, ...] = ("public",)
+    postgres_version: int | None = None
+    irreversible: frozenset[str] = frozenset()
+    lint: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    """What env.py configured: the models' metadata and its context options."""
+
+    metadata: Any  # MetaData, a sequence of them, or None
+    opts: dict[str, Any]
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:
+        raise ProjectError(f"{path}: not valid TOML: {err}: fix the file") from None
+
+
+def _string_list(table: dict[str, Any], key: str, default: Iterable[str], where: Path) -> tuple[str, ...]:
+    value = table.get(key, list(default))
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
+        raise ProjectError(f"{where}: [tool.schema-warden] {key} must be a list of strings")
+    return tuple(str(v) for v in value)
+
+
+def load_settings(config: str | os.PathLike[str] | None = None, *, cwd: Path | None = None) -> Settings:
+    """Settings for the project at ``cwd``: ``--config`` > ``alembic-config`` > ``./alembic.ini``.
+
+    pyproject.toml is read from the directory of an explicit ``--config``, else from ``cwd``.
+    """
+    cwd = (cwd or Path.cwd()).resolve()
+    explicit = Path(config).expanduser() if config else None
+    if explicit is not None and not explicit.is_absolute():
+        explicit = cwd / explicit
+    base = explicit.parent if explicit is not None else cwd
+    pyproject = base / "pyproject.toml"
+    if not pyproject.is_file() and explicit is not None:
+        pyproject = cwd / "pyproject.toml"
+    table: dict[str, Any] = {}
+    if pyproject.is_file():
+        table = dict(_read_toml(pyproject).get("tool", {}).get("schema-warden", {}))
+    if explicit is not None:
+        ini = explicit
+    elif table.get("alembic-config"):
+        ini = pyproject.parent / str(table["alembic-config"])
+    else:
+        ini = cwd / "alembic.ini"
+    version = table.get("postgres-version")
+    if version is not None and not isinstance(version, int):
+        raise ProjectError(f"{pyproject}: [tool.schema-warden] postgres-version must be a number like 16")
+    lint = table.get("lint", {})
+    return Settings(
+        alembic_config=ini.resolve(),
+        exclude_tables=frozenset(_string_list(table, "exclude-tables", DEFAULT_EXCLUDE_TABLES, pyproject)),
+        schemas=_string_list(table, "schemas", ("public",), pyproject),
+        postgres_version=version,
+        irreversible=frozenset(_string_list(table, "irreversible", (), pyproject)),
+        lint=dict(lint) if isinstance(lint, dict) else {},
+        raw=table,
+    )
+
+
+# --- imports of the project's own modules ---------------------------------------------
+
+
+def _top_level_names(directories: Iterable[Path]) -> set[str]:
+    names: set[str] = set()
+    for directory in directories:
+        with contextlib.suppress(OSError):
+            for entry in directory.iterdir():
+                if entry.suffix == ".py" and entry.stem.isidentifier():
+                    names.add(entry.stem)
+                elif entry.is_dir() and entry.name.isidentifier():
+                    names.add(entry.name)
+    names.discard(_GUARD_PACKAGE)
+    return names
+
+
+def _is_under(path: str | None, roots: Iterable[Path]) -> bool:
+    if not path:
+        return False
+    with contextlib.suppress(OSError, ValueError):
+        resolved = Path(path).resolve()
+        return any(resolved.is_relative_to(root) for root in roots)
+    return False
+
+
+def _project_modules(names: set[str], roots: list[Path]) -> list[str]:
+    found = []
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] == _GUARD_PACKAGE:
+            continue
+        if name.split(".")[0] in names or _is_under(getattr(module, "__file__", None), roots):
+            found.append(name)
+    return found
+
+
+@contextlib.contextmanager
+def isolated_imports(root: Path, extra_paths: Iterable[Path] = ()) -> Iterator[None]:
+    """Import the project's modules fresh inside the block and forget them after.
+
+    Modules that the project could shadow (its top-level names, e.g. ``database`` or
+    ``app``) are set aside for the block and put back after, and ``sys.path`` is restored,
+    so two versions of one project, or many fixture projects, load in one process.
+    """
+    roots = [Path(root).resolve(), *(Path(p).resolve() for p in extra_paths)]
+    names = _top_level_names(roots)
+    saved_path = list(sys.path)
+    saved_modules = {name: sys.modules.pop(name) for name in _project_modules(names, roots)}
+    try:
+        yield
+    finally:
+        for name in _project_modules(names, roots):
+            sys.modules.pop(name, None)
+        sys.modules.update(saved_modules)
+        sys.path[:] = saved_path
+
+
+# --- errors in the project's code, trimmed to the project's own frames --------------------
+
+
+def _is_user_frame(filename: str, root: Path) -> bool:
+    return _is_under(filename, [root]) and "site-packages" not in filename
+
+
+def user_traceback(err: BaseException, root: Path) -> str:
+    """The traceback of ``err`` with only the project's frames (paths relative to ``root``)."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if _is_user_frame(f.filename, root)]
+    lines = []
+    for frame in frames:
+        lines.append(f'  File "{relative(frame.filename, root)}", line {frame.lineno}, in {frame.name}')
+        if frame.line:
+            lines.append(f"    {frame.line.strip()}")
+    lines.append(f"{type(err).__name__}: {one_line(str(err))}")
+    return "\n".join(lines)
+
+
+def relative(path: str | os.PathLike[str], root: Path) -> str:
+    with contextlib.suppress(ValueError):
+        return str(Path(path).resolve().relative_to(root))
+    return str(path)
+
+
+def one_line(text: str) -> str:
+    stripped = text.strip()
+    return " ".join(stripped.splitlines()[0].split()) if stripped else ""
+
+
+def _syntax_error(err: SyntaxError, root: Path, what: str) -> ProjectError:
+    where = relative(err.filename or "?", root)
+    return ProjectError(
+        f"{where}:{err.lineno}: syntax error in {what}: {err.msg}: fix the file",
+        detail=(err.text or "").rstrip(),
+    )
+
+
+def user_frame_files(err: BaseException) -> list[str]:
+    return [f.filename for f in traceback.extract_tb(err.__traceback__)]
+
+
+# --- the project ----------------------------------------------------------------------
+
+
+class Project:
+    """An Alembic project: its Config, its ScriptDirectory (loaded once) and its env.py."""
+
+    def __init__(self, settings: Settings, config: Any, script: Any) -> None:
+        self.settings = settings
+        self.config = config
+        self.script = script
+        self.ini = settings.alembic_config
+        self.root = settings.alembic_config.parent
+        self.env_py = Path(script.dir) / "env.py"
+        self._revisions: list[Any] | None = None
+
+    def revisions(self) -> list[Any]:
+        """Every revision (alembic ``Script``), base -> head, branches in topological order."""
+        if self._revisions is None:
+            self._revisions = list(reversed(list(self.script.walk_revisions("base", "heads"))))
+        return self._revisions
+
+    def revision_file(self, revision: Any) -> str:
+        return relative(revision.path, self.root)
+
+    def is_bundled_layout(self) -> bool:
+        """The IoT team's own layout: database/manage.py next to database/alembic."""
+        return (self.root / "database" / "manage.py").is_file() and Path(self.script.dir).resolve() == (
+            self.root / "database" / "alembic"
+        ).resolve()
+
+    # env.py runs ------------------------------------------------------------------------
+
+    def run_env(self, connection: Any, fn: Callable[[Any, Any], list[Any]]) -> Any:
+        """Run env.py online on ``connection`` with ``fn`` choosing the steps; returns its context."""
+        from alembic.runtime.environment import EnvironmentContext
+
+        self.config.attributes["connection"] = connection
+        self.config.attributes["configure_logger"] = False
+        with throwaway_environment(connection, self.config):
+            env = EnvironmentContext(self.config, self.script, fn=fn)
+            with env:
+                self._exec_env()
+                return env.get_context() if env._migration_context is not None else None
+
+    def _exec_env(self) -> None:
+        try:
+            self.script.run_env()
+        except MigrationFailed:
+            raise
+        except SyntaxError as err:
+            what = "env.py" if Path(err.filename or "").name == "env.py" else "a module env.py imports"
+            raise _syntax_error(err, self.root, what) from None
+        except ImportError as err:
+            raise ProjectError(
+                f"{relative(self.env_py, self.root)} failed to import: {one_line(str(err))}: "
+                "check the module names and prepend_sys_path in alembic.ini",
+                detail=user_traceback(err, self.root),
+            ) from None
+        except Exception as err:
+            if _raised_in_migration(err, self):
+                raise
+            raise ProjectError(
+                f"{relative(self.env_py, self.root)} raised {type(err).__name__}: {one_line(str(err))}",
+                detail=user_traceback(err, self.root),
+            ) from None
+
+    def environment(self, connection: Any) -> EnvInfo:
+        """Run env.py without migrating anything and capture its target_metadata and options."""
+        context = self.run_env(connection, lambda rev, ctx: [])
+        opts = dict(context.opts) if context is not None else {}
+        return EnvInfo(metadata=opts.get("target_metadata"), opts=opts)
+
+    def metadata(self, connection: Any) -> Any:
+        """target_metadata from env.py (a MetaData, a list of them, or None)."""
+        return self.environment(connection).metadata
+
+    def migrate(self, connection: Any, target: str, *, downgrade: bool = False) -> None:
+        """``alembic upgrade/downgrade target`` on ``connection`` (env.py runs, nothing committed here)."""
+        script = self.script
+
+        def steps(rev: Any, _ctx: Any) -> list[Any]:
+            if downgrade:
+                return script._downgrade_revs(target, rev)
+            return script._upgrade_revs(target, rev)
+
+        self._run_steps(connection, steps)
+
+    def step(self, connection: Any, revision: Any, *, downgrade: bool = False) -> None:
+        """Apply (or revert) exactly one revision, whatever else is applied (branches)."""
+        from alembic.runtime.migration import MigrationStep
+
+        revision_map = self.script.revision_map
+
+        def steps(_rev: Any, _ctx: Any) -> list[Any]:
+            if downgrade:
+                return [MigrationStep.downgrade_from_script(revision_map, revision)]
+            return [MigrationStep.upgrade_from_script(revision_map, revision)]
+
+        self._run_steps(connection, steps)
+
+    def _run_steps(self, connection: Any, fn: Callable[[Any, Any], list[Any]]) -> None:
+        def wrapped(rev: Any, ctx: Any) -> list[Any]:
+            return [_Guarded(step) for step in fn(rev, ctx)]
+
+        self.run_env(connection, wrapped)
+
+
+class MigrationFailed(Exception):
+    """A revision's upgrade() or downgrade() raised: carries the revision and the cause."""
+
+    def __init__(self, revision: Any, upgrade: bool, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.revision = revision
+        self.upgrade = upgrade
+        self.cause = cause
+
+
+class _Guarded:
+    """A MigrationStep whose migration function reports which revision failed."""
+
+    def __init__(self, step: Any) -> None:
+        self._step = step
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._step, name)
+
+    @property
+    def migration_fn(self) -> Callable[..., Any]:
+        fn = self._step.migration_fn
+        step = self._step
+
+        def run(**kw: Any) -> Any:
+            try:
+                return fn(**kw)
+            except Exception as err:
+                raise MigrationFailed(step.revision, step.is_upgrade, err) from err
+
+        return run
+
+
+def _raised_in_migration(err: BaseException, project: Project) -> bool:
+    paths = {str(Path(r.path).resolve()) for r in project.revisions()}
+    return any(str(Path(f).resolve()) in paths for f in user_frame_files(err))
+
+
+@contextlib.contextmanager
+def throwaway_environment(connection: Any, config: Any) -> Iterator[None]:
+    """DATABASE_URL, sqlalchemy.url and PG* point at the connection's database while env.py runs."""
+    url = connection.engine.url
+    sa_url = url.render_as_string(hide_password=False)
+    libpq = sa_url.replace(f"{url.drivername}://", "postgresql://", 1)
+    query = dict(url.query)
+    pg_env = {
+        "PGHOST": str(query.get("host", url.host or "")),
+        "PGPORT": str(query.get("port", url.port or "")),
+        "PGDATABASE": str(url.database or ""),
+        "PGUSER": str(url.username or ""),
+    }
+    saved = {k: os.environ.get(k) for k in ("DATABASE_URL", *pg_env, "PGPASSWORD", "PGSERVICE")}
+    saved_url = config.get_main_option("sqlalchemy.url")
+    os.environ["DATABASE_URL"] = libpq
+    os.environ.update({k: v for k, v in pg_env.items() if v})
+    for k in ("PGPASSWORD", "PGSERVICE"):
+        os.environ.pop(k, None)
+    config.set_main_option("sqlalchemy.url", sa_url.replace("%", "%%"))
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if saved_url is None:
+            config.remove_main_option("sqlalchemy.url")
+        else:
+            config.set_main_option("sqlalchemy.url", saved_url.replace("%", "%%"))
+
+
+def find_config(config: str | os.PathLike[str] | None = None, *, cwd: Path | None = None) -> Settings:
+    """Settings whose alembic.ini exists, or ProjectError naming where it looked and the fix."""
+    settings = load_settings(config, cwd=cwd)
+    if not settings.alembic_config.is_file():
+        raise ProjectError(
+            f"no alembic.ini at {settings.alembic_config}: run from the project root, pass "
+            "--config PATH, or set alembic-config in [tool.schema-warden] of pyproject.toml"
+        )
+    return settings
+
+
+def _script_location(ini: Path) -> str:
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(ini)
+    except configparser.Error as err:
+        raise ProjectError(f"{ini}: not a valid ini file: {one_line(str(err))}") from None
+    location = parser.get("alembic", "script_location", fallback="").strip()
+    if not location:
+        raise ProjectError(f"{ini}: no script_location in section [alembic]: add the migrations directory")
+    return location
+
+
+def open_project(
+    config: str | os.PathLike[str] | None = None,
+    *,
+    settings: Settings | None = None,
+    cwd: Path | None = None,
+) -> Project:
+    """Load alembic.ini and every revision file (inside :func:`isolated_imports` of its root).
+
+    Raises ProjectError (exit 2) with a one-line message for a missing alembic.ini or
+    script directory and for revision files that do not import.
+    """
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    settings = settings or find_config(config, cwd=cwd)
+    ini = settings.alembic_config
+    if not ini.is_file():
+        raise ProjectError(f"no alembic.ini at {ini}: pass --config PATH")
+    location = _script_location(ini)
+    cfg = Config(str(ini))
+    cfg.attributes["configure_logger"] = False
+    try:
+        script = ScriptDirectory.from_config(cfg)
+    except CommandError as err:
+        raise ProjectError(
+            f"{ini.name}: script_location {location!r} does not exist ({one_line(str(err))}): "
+            "fix script_location in alembic.ini"
+        ) from None
+    if not Path(script.dir).is_dir():
+        raise ProjectError(f"{ini.name}: script_location {script.dir} is not a directory: fix alembic.ini")
+    project = Project(settings, cfg, script)
+    _load_revisions(project)
+    return project
+
+
+def _load_revisions(project: Project) -> None:
+    from alembic.util import CommandError
+
+    try:
+        project.revisions()
+    except SyntaxError as err:
+        raise _syntax_error(err, project.root, "migration") from None
+    except CommandError as err:
+        raise ProjectError(f"broken migration history: {one_line(str(err))}") from None
+    except Exception as err:
+        frames = [f for f in user_frame_files(err) if _is_user_frame(f, project.root)]
+        where = relative(frames[0], project.root) if frames else "a migration file"
+        raise ProjectError(
+            f"{where} failed to import: {type(err).__name__}: {one_line(str(err))}",
+            detail=user_traceback(err, project.root),
+        ) from None
+
+
+@contextlib.contextmanager
+def loaded_project(
+    config: str | os.PathLike[str] | None = None, *, cwd: Path | None = None
+) -> Iterator[Project]:
+    """``open_project`` inside ``isolated_imports``: the usual way to work on a project."""
+    settings = find_config(config, cwd=cwd)
+    root = settings.alembic_config.parent
+    with isolated_imports(root):
+        yield open_project(settings=settings)
+
+
+def downgrade_is_empty(path: str | os.PathLike[str]) -> bool | None:
+    """True when ``downgrade()`` does nothing (only ``pass``, ``...`` and docstrings); None if absent."""
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "downgrade":
+            return all(
+                isinstance(stmt, ast.Pass)
+                or (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))
+                for stmt in node.body
+            )
+    return None
+
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType]

@@ -1,0 +1,273 @@
+"""The stairway: every revision up, down and up again, each step compared by snapshot.
+
+For each revision in order (branches and merge points included): upgrade it alone and
+snapshot; downgrade it alone and compare with the snapshot before it (the downgrade leaves
+no trace); upgrade again and compare (consistency). Then the round trip head -> base ->
+head. One connection, one snapshot per step; each step is a small function so that callers
+(benchmark, incremental cache) can drive them one by one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hooks.diff import Change, compare
+from hooks.project import MigrationFailed, Project, downgrade_is_empty, one_line, user_traceback
+from hooks.report import FAIL, NOTE, PASS, CheckResult
+from hooks.snapshot import Snapshot, take
+
+NAME = "stairway"
+ROUND_TRIP = "round-trip"
+_SQL_SHOWN = 400  # characters of a failing statement shown
+
+
+@dataclass(frozen=True)
+class StepError:
+    """A migration step that raised: one line and the trimmed detail."""
+
+    message: str
+    details: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RevisionOutcome:
+    result: CheckResult
+    after: Snapshot | None  # schema with the revision applied; None when its upgrade failed
+    stop: bool  # later revisions cannot run on this state
+
+
+def snapshot(project: Project, connection: Any) -> Snapshot:
+    """Snapshot the schemas the project uses, without the tables it excludes."""
+    snap = take(
+        connection,
+        schemas=project.settings.schemas,
+        exclude_tables=project.settings.exclude_tables,
+    )
+    connection.rollback()  # end the read-only transaction
+    return snap
+
+
+def ignored_tables(project: Project) -> tuple[str, ...]:
+    return ("alembic_version", *sorted(project.settings.exclude_tables))
+
+
+def diff(project: Project, before: Snapshot, after: Snapshot) -> list[Change]:
+    return compare(before, after, ignore_tables=ignored_tables(project))
+
+
+def label(project: Project, revision: Any) -> str:
+    """``revision 0003 (versions/0003_add_humidity.py, "add humidity")``."""
+    doc = one_line(revision.doc or "")
+    text = f"revision {revision.revision} ({project.revision_file(revision)}"
+    return text + (f', "{doc}")' if doc else ")")
+
+
+def describe_error(project: Project, err: BaseException) -> StepError:
+    """The error of a migration: SQL error text for SQL failures, the migration's own frames."""
+    from sqlalchemy import exc
+
+    cause = err.cause if isinstance(err, MigrationFailed) else err
+    details: list[str] = []
+    if isinstance(cause, exc.DBAPIError) and cause.orig is not None:
+        text = str(cause.orig).strip()
+        message = one_line(text)
+        details.extend(line.rstrip() for line in text.splitlines()[1:] if line.strip())
+        statement = " ".join(str(cause.statement or "").split())
+        if statement:
+            shown = statement if len(statement) <= _SQL_SHOWN else statement[:_SQL_SHOWN] + " ..."
+            details.append(f"SQL: {shown}")
+    else:
+        message = f"{type(cause).__name__}: {one_line(str(cause))}"
+    frames = [
+        line
+        for line in _migration_frames(project, cause).splitlines()[:-1]  # last line repeats the message
+    ]
+    details.extend(frames)
+    return StepError(message, tuple(details))
+
+
+def _migration_frames(project: Project, err: BaseException) -> str:
+    text = user_traceback(err, project.root)
+    env = project.env_py.name
+    lines = text.splitlines()
+    kept: list[str] = []
+    skip_next = False
+    for line in lines[:-1]:
+        if line.startswith("  File "):
+            skip_next = f'{env}"' in line.split(",")[0]
+            if skip_next:
+                continue
+        elif skip_next:
+            continue
+        kept.append(line)
+    return "\n".join([*kept, lines[-1]])
+
+
+def _run(project: Project, connection: Any, action: Callable[[], None]) -> StepError | None:
+    try:
+        action()
+        connection.commit()
+    except MigrationFailed as err:
+        connection.rollback()
+        return describe_error(project, err)
+    except Exception as err:
+        from sqlalchemy import exc
+
+        if not isinstance(err, exc.SQLAlchemyError):
+            raise
+        connection.rollback()
+        return describe_error(project, err)
+    return None
+
+
+def apply(project: Project, connection: Any, revision: Any, *, downgrade: bool = False) -> StepError | None:
+    """Upgrade (or downgrade) exactly ``revision`` and commit; the error if it raised."""
+    return _run(project, connection, lambda: project.step(connection, revision, downgrade=downgrade))
+
+
+def migrate(project: Project, connection: Any, target: str, *, downgrade: bool = False) -> StepError | None:
+    """``upgrade heads`` / ``downgrade base`` and commit; the error if a revision raised."""
+    return _run(project, connection, lambda: project.migrate(connection, target, downgrade=downgrade))
+
+
+def _fail(project: Project, revision: Any, what: str, details: Sequence[str] = ()) -> CheckResult:
+    return CheckResult(NAME, FAIL, f"{label(project, revision)}: {what}", revision.revision, tuple(details))
+
+
+def trace_message(change: Change) -> str:
+    """How a difference after a downgrade reads: what was left behind or not restored."""
+    if change.action == "added":
+        return f"downgrade leaves {change.kind} {change.name} behind"
+    if change.action == "removed":
+        return f"downgrade removes {change.kind} {change.name}, which existed before the upgrade"
+    return f"downgrade does not restore {change.kind} {change.name} ({change.detail})"
+
+
+def check_revision(project: Project, connection: Any, revision: Any, before: Snapshot) -> RevisionOutcome:
+    """Up, snapshot, down (no trace vs ``before``), up again (same schema). One CheckResult."""
+    error = apply(project, connection, revision)
+    if error is not None:
+        result = _fail(project, revision, f"upgrade failed: {error.message}", error.details)
+        return RevisionOutcome(result, None, stop=True)
+    after = snapshot(project, connection)
+
+    empty = downgrade_is_empty(revision.path)
+    if empty:
+        if revision.revision in project.settings.irreversible:
+            msg = f"{label(project, revision)}: downgrade not implemented (listed as irreversible)"
+            return RevisionOutcome(CheckResult(NAME, NOTE, msg, revision.revision), after, stop=False)
+        what = (
+            "downgrade is not implemented (its body is pass): write it, or list the revision in "
+            f'[tool.schema-warden] irreversible = ["{revision.revision}"]'
+        )
+        return RevisionOutcome(_fail(project, revision, what), after, stop=False)
+
+    error = apply(project, connection, revision, downgrade=True)
+    if error is not None:
+        return RevisionOutcome(
+            _fail(project, revision, f"downgrade failed: {error.message}", error.details), after, stop=False
+        )
+    problems: list[str] = []
+    trace = diff(project, before, snapshot(project, connection))
+    if trace:
+        problems.append(trace_message(trace[0]))
+        problems.extend(trace_message(c) for c in trace[1:])
+
+    error = apply(project, connection, revision)
+    if error is not None:
+        failed = f"upgrade fails after its downgrade: {error.message}"
+        if problems:  # the trace is the cause: name it first
+            details = [*problems[1:], f"the upgrade then fails: {error.message}", *error.details]
+            return RevisionOutcome(_fail(project, revision, problems[0], details), None, stop=True)
+        return RevisionOutcome(_fail(project, revision, failed, error.details), None, stop=True)
+    again = snapshot(project, connection)
+    drifted = diff(project, after, again)
+    if drifted:
+        problems.append("upgrade after downgrade gives a different schema:")
+        problems.extend(f"  {c.line()}" for c in drifted)
+    if problems:
+        return RevisionOutcome(_fail(project, revision, problems[0], problems[1:]), again, stop=False)
+    doc = one_line(revision.doc or "")
+    title = f"{revision.revision} ({doc})" if doc else revision.revision
+    message = f"{title}: upgrade, downgrade (no trace), upgrade (same schema)"
+    return RevisionOutcome(CheckResult(NAME, PASS, message, revision.revision), again, stop=False)
+
+
+@dataclass(frozen=True)
+class StairwayResult:
+    checks: tuple[CheckResult, ...]
+    base: Snapshot  # the empty database
+    head: Snapshot | None  # the schema at head; None when the stairway stopped early
+    reversible: bool  # every downgrade is implemented
+
+
+def run_stairway(
+    project: Project,
+    connection: Any,
+    *,
+    fail_fast: bool = False,
+    on_result: Callable[[CheckResult], None] | None = None,
+) -> StairwayResult:
+    base = snapshot(project, connection)
+    current = base
+    checks: list[CheckResult] = []
+    reversible = True
+    revisions = project.revisions()
+    for index, revision in enumerate(revisions):
+        outcome = check_revision(project, connection, revision, current)
+        checks.append(outcome.result)
+        if on_result is not None:
+            on_result(outcome.result)
+        if downgrade_is_empty(revision.path):
+            reversible = False
+        if outcome.stop or outcome.after is None:
+            left = revisions[index + 1 :]
+            if left:
+                skipped = ", ".join(r.revision for r in left)
+                checks.append(
+                    CheckResult(
+                        NAME, NOTE, f"not run for {skipped}: the stairway stopped at {revision.revision}"
+                    )
+                )
+            return StairwayResult(tuple(checks), base, None, reversible)
+        if fail_fast and outcome.result.status == FAIL:
+            return StairwayResult(tuple(checks), base, None, reversible)
+        current = outcome.after
+    return StairwayResult(tuple(checks), base, current, reversible)
+
+
+def round_trip(project: Project, connection: Any, base: Snapshot, head: Snapshot) -> CheckResult:
+    """head -> base (only alembic_version may remain) -> head (the same schema as before)."""
+    error = migrate(project, connection, "base", downgrade=True)
+    if error is not None:
+        return CheckResult(
+            ROUND_TRIP, FAIL, f"downgrade to base failed: {error.message}", None, error.details
+        )
+    left = diff(project, base, snapshot(project, connection))
+    error = migrate(project, connection, "heads")
+    if error is not None:
+        details = [c.line() for c in left] + list(error.details)
+        return CheckResult(
+            ROUND_TRIP, FAIL, f"upgrade from base failed: {error.message}", None, tuple(details)
+        )
+    if left:
+        return CheckResult(
+            ROUND_TRIP,
+            FAIL,
+            f"downgrade to base leaves {left[0].kind} {left[0].name} behind "
+            "(only alembic_version may remain)",
+            None,
+            tuple(c.line() for c in left),
+        )
+    changed = diff(project, head, snapshot(project, connection))
+    if changed:
+        return CheckResult(
+            ROUND_TRIP,
+            FAIL,
+            "upgrade head -> base -> head gives a different schema than the stairway",
+            None,
+            tuple(c.line() for c in changed),
+        )
+    return CheckResult(ROUND_TRIP, PASS, "upgrade head, downgrade base (nothing left), upgrade head")
