@@ -23,20 +23,12 @@ from typing import Any
 
 from hooks import lint_rules
 from hooks.errors import EXIT_OK, EXIT_PROBLEMS, EnvironmentProblem, ProjectError, guarded
-from hooks.lint_rules import ERROR, WARNING, AllowProblem, Finding
+from hooks.lint_rules import ERROR, UNRENDERABLE, WARNING, AllowProblem, Finding
 from hooks.project import Project, loaded_project, one_line
 
 # env.py files that read DATABASE_URL even in --sql mode get this harmless value while the
 # guard renders: offline mode never connects, and the user's URL is never even read.
 OFFLINE_URL = "postgresql://schema-warden-offline.invalid/render"
-
-UNRENDERABLE = lint_rules.Rule(
-    "unrenderable-revision",
-    ERROR,
-    "a revision whose upgrade() fails in --sql (offline) mode",
-    "its SQL cannot be checked (upgrade() reads from the database or fails)",
-    "guard data reads with `if not context.is_offline_mode():`, or allow it with a reason",
-)
 
 
 @dataclass(frozen=True)
@@ -195,7 +187,7 @@ def _lint_settings(project: Project) -> dict[str, tuple[str, ...]]:
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ProjectError(f"{where}: {key} must be a list of rule names")
-        unknown = [v for v in value if v != UNRENDERABLE.id and lint_rules.resolve_rule(v) is None]
+        unknown = [v for v in value if lint_rules.resolve_rule(v) is None]
         if unknown:
             raise ProjectError(
                 f"{where}: {key} names unknown rule {', '.join(unknown)}: "
@@ -344,7 +336,7 @@ def report_dict(report: LintReport) -> dict[str, Any]:
 
 def render_rules() -> str:
     lines = []
-    for rule in (*lint_rules.RULES, UNRENDERABLE):
+    for rule in lint_rules.RULES_BY_ID.values():
         lines.append(f"{rule.id} ({rule.severity}): {rule.flags}")
         lines.append(f"    why: {rule.why}")
         lines.append(f"    safe: {rule.safe}")

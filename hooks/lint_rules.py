@@ -167,7 +167,16 @@ RULES: tuple[Rule, ...] = (
     ),
 )
 
-RULES_BY_ID: dict[str, Rule] = {rule.id: rule for rule in RULES}
+# Not a SQL rule: the command reports it for a revision whose upgrade() fails in --sql mode.
+UNRENDERABLE = Rule(
+    "unrenderable-revision",
+    ERROR,
+    "a revision whose upgrade() fails in --sql (offline) mode",
+    "its SQL cannot be checked (upgrade() reads from the database, or fails)",
+    "guard data reads with `if not context.is_offline_mode():`, or allow it with a reason",
+)
+
+RULES_BY_ID: dict[str, Rule] = {rule.id: rule for rule in (*RULES, UNRENDERABLE)}
 
 # Not lint rules, but names an allow comment may carry for other checks of schema-warden
 # (`schema-warden check` uses "data-loss" for a revision allowed to lose rows).
@@ -258,7 +267,7 @@ def rule_matches(name: str, rule_id: str) -> bool:
 
 
 def resolve_rule(name: str) -> str | None:
-    for rule in RULES:
+    for rule in RULES_BY_ID.values():
         if rule_matches(name, rule.id):
             return rule.id
     return None
@@ -354,7 +363,7 @@ def lint(statements: Iterable[Statement], *, version_table: str = "alembic_versi
 
 
 def _rule_list() -> str:
-    return ", ".join(rule.id for rule in RULES)
+    return ", ".join(RULES_BY_ID)
 
 
 def _comments(source: str) -> Iterator[tuple[int, str]]:
