@@ -1,0 +1,206 @@
+"""``python database/manage.py db-restore FILE``: checksum first, then one transaction.
+
+Both formats go through ``psql --single-transaction -v ON_ERROR_STOP=1``: a plain file is
+fed as it is, a custom archive through ``pg_restore -f -``. We feed psql ourselves, so it
+sees the end of its input only when the whole script arrived; a failure or Ctrl-C kills
+psql first and the target is left as it was. ``--clean`` drops the target's schemas in the
+same transaction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO
+
+from database import dumpfiles
+from database.pgclient import (
+    ChildResult,
+    ClientTools,
+    Inventory,
+    Target,
+    check_url,
+    clean_statements,
+    compare_inventory,
+    connect,
+    feed_psql,
+    find_client_tools,
+    first_error,
+    human_size,
+    read_inventory,
+    sigterm_as_interrupt,
+    user_relations,
+)
+from hooks.errors import EnvironmentProblem, ProjectError, WardenError
+
+_CHUNK = 1 << 20
+
+
+class RestoreFailed(WardenError):
+    """psql or pg_restore failed on the script (exit 1); the transaction was rolled back."""
+
+    exit_code = 1
+
+
+class CountMismatch(WardenError):
+    """The restored database does not hold what the manifest says (exit 1)."""
+
+    exit_code = 1
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        yield from iter(lambda: fh.read(_CHUNK), b"")
+
+
+def _archive_chunks(tools: ClientTools, path: Path, name: str) -> Iterator[bytes]:
+    """A custom archive as SQL (``pg_restore -f -``); raises if pg_restore fails."""
+    argv = [tools.path("pg_restore"), "--no-owner", "--no-privileges", "-f", "-", str(path)]
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+        assert proc.stdout is not None
+        try:
+            yield from iter(lambda: proc.stdout.read(_CHUNK), b"")  # type: ignore[union-attr]
+            code = proc.wait()
+        finally:
+            proc.stdout.close()
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        if code != 0:
+            err.seek(0)
+            raise RestoreFailed(
+                f"pg_restore cannot read {name}: {first_error(err.read().decode(errors='replace'))}"
+            )
+
+
+def restore_into(
+    target: Target,
+    backup: Path,
+    fmt: str,
+    tools: ClientTools,
+    *,
+    clean: Sequence[str] = (),
+    name: str | None = None,
+    stream: IO[str] | None = None,
+) -> ChildResult:
+    """Restore ``backup`` into ``target`` in one transaction (after ``clean`` SQL, if any)."""
+    argv = [
+        tools.path("psql"),
+        "-X",
+        "-q",
+        "--no-password",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "--single-transaction",
+        "-d",
+        target.dsn,
+    ]
+    if clean:
+        argv += ["-c", "\n".join(clean)]
+    argv += ["-f", "-"]
+    name = name or backup.name
+    chunks = _file_chunks(backup) if fmt == "plain" else _archive_chunks(tools, backup, name)
+    result = feed_psql(argv, chunks, env=target.child_env(), label=f"restoring {name}", stream=stream)
+    if result.returncode == 2:
+        raise EnvironmentProblem(
+            f"psql lost the connection to {target.masked}: {target.scrub(first_error(result.stderr))}"
+        )
+    if result.returncode != 0:
+        raise RestoreFailed(
+            f"restore of {name} into {target.masked} failed, nothing was changed (one "
+            f"transaction): {target.scrub(first_error(result.stderr))}"
+        )
+    return result
+
+
+def check_against_manifest(manifest: dict[str, object] | None, actual: Inventory) -> list[str]:
+    if not manifest or not isinstance(manifest.get("tables"), dict):
+        return []
+    return compare_inventory(
+        manifest["tables"],  # type: ignore[arg-type]
+        list(manifest.get("alembic_revisions") or []),  # type: ignore[call-overload]
+        actual,
+    )
+
+
+def _confirm(question: str, assume_yes: bool) -> bool:
+    if assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        raise ProjectError(
+            f"stdin is not a terminal, so db-restore cannot ask: {question} Pass --yes to go on"
+        )
+    answer = input(f"{question} Type yes to go on: ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def restore_command(args: argparse.Namespace) -> int:
+    backup = Path(args.file)
+    if not backup.is_file():
+        raise ProjectError(f"backup file {backup} not found: give the path of a backup_*.sql or .dump file")
+    dumpfiles.verify_checksum(backup)
+    fmt = dumpfiles.detect_format(backup)
+    manifest = dumpfiles.read_manifest(backup)
+    if args.target_url:
+        target = check_url(args.target_url, "--target-url")
+    else:
+        from database.config import get_settings
+
+        target = Target.from_settings(get_settings())
+    tools = find_client_tools(args.pg_bin)
+    with sigterm_as_interrupt():
+        with connect(target) as conn, conn.cursor() as cur:
+            present = user_relations(cur)
+            clean = clean_statements(cur) if args.clean else []
+            conn.rollback()
+        if present and not args.clean:
+            shown = ", ".join(present[:3]) + (", ..." if len(present) > 3 else "")
+            raise ProjectError(
+                f"target {target.masked} is not empty ({len(present)} objects: {shown}): pass --clean "
+                "to drop its schemas and restore in their place, or restore into an empty database"
+            )
+        size = human_size(backup.stat().st_size)
+        what = f"restore {backup.name} ({fmt}, {size}) into {target.masked}"
+        if present:
+            what += f", dropping its {len(present)} objects first"
+        if not _confirm(what + "?", args.yes):
+            print("cancelled: nothing was changed", file=sys.stderr)
+            return 1
+        result = restore_into(target, backup, fmt, tools, clean=clean)
+        with connect(target) as conn, conn.cursor() as cur:
+            actual = read_inventory(cur)
+            conn.rollback()
+    problems = check_against_manifest(manifest, actual)
+    if problems:
+        raise CountMismatch(
+            f"restored {backup.name} into {target.masked}, but it differs from its manifest: "
+            + "; ".join(problems)
+        )
+    checked = " (row counts match the manifest)" if manifest else ""
+    print(
+        f"restored {backup.name} into {target.masked}: {dumpfiles.table_summary(actual.tables)}, "
+        f"revision {', '.join(actual.alembic_revisions) or 'none'}, {result.seconds:.1f} s{checked}"
+    )
+    return 0
+
+
+def add_parser(sub: object) -> None:
+    p = sub.add_parser(  # type: ignore[attr-defined]
+        "db-restore",
+        help="restore a backup file into a database (checksum checked, one transaction)",
+        description="Restore a db-backup file. The .sha256 beside it is checked first; the restore "
+        "runs in one transaction; a non-empty target needs --clean.",
+    )
+    p.add_argument("file", help="backups/backup_<UTC>.sql or .dump (its .sha256 must be beside it)")
+    p.add_argument("--target-url", help="database to restore into (default: DATABASE_URL)")
+    p.add_argument("--clean", action="store_true", help="drop the target's schemas first (same transaction)")
+    p.add_argument(
+        "--yes", action="store_true", help="do not ask for confirmation (needed without a terminal)"
+    )
+    p.add_argument("--pg-bin", help="bin directory of psql/pg_restore (default: newest installed)")
+    p.set_defaults(func=restore_command)
