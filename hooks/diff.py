@@ -169,7 +169,8 @@ def _columns(old: Snapshot, new: Snapshot) -> list[Change]:
 
 def describe_column(col: Column) -> str:
     """``character varying(64), NOT NULL, default 'C'::character varying``."""
-    parts = [col.type, "nullable" if col.nullable else "NOT NULL"]
+    parts = [col.type if col.collation is None else f'{col.type} collate "{col.collation}"']
+    parts.append("nullable" if col.nullable else "NOT NULL")
     if col.default is not None:
         parts.append(f"default {col.default}")
     if col.identity is not None:
@@ -185,6 +186,8 @@ def _column_change(table: str, a: Column, b: Column) -> Change | None:
     if a.type != b.type:
         parts.append(f"{a.type} -> {b.type}")
         destructive = not is_widening(a.type, b.type)
+    if a.collation != b.collation:
+        parts.append(f"collation {a.collation or 'default'} -> {b.collation or 'default'}")
     if a.nullable != b.nullable:
         parts.append("now nullable" if b.nullable else "now NOT NULL")
     if normalise_default(a.default, a.type) != normalise_default(b.default, b.type):

@@ -32,6 +32,7 @@ class Column:
     default: str | None  # pg_get_expr text; None for generated columns (see ``generated``)
     identity: str | None = None  # "always" | "by default" | None
     generated: str | None = None  # expression of a stored generated column
+    collation: str | None = None  # only when not the type's default collation
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ def table_matches(table_key: str, patterns: Iterable[str]) -> bool:
 # No "%" anywhere in the text: drivers treat it as a parameter marker.
 _QUERY = """
 WITH ns AS (
-    SELECT oid, nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY(%s)
+    SELECT oid, nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY(%s::text[])
 ), rel AS (
     SELECT c.oid, c.relname, c.relkind, n.nspname
     FROM pg_catalog.pg_class c JOIN ns n ON n.oid = c.relnamespace
@@ -180,11 +181,17 @@ SELECT json_build_object(
         a.attrelid, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
         CASE WHEN a.attgenerated = '' THEN pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) END,
         a.attidentity,
-        CASE WHEN a.attgenerated <> '' THEN pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) END)
+        CASE WHEN a.attgenerated <> '' THEN pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) END,
+        CASE WHEN a.attcollation <> t.typcollation THEN
+          CASE WHEN cn.nspname = 'pg_catalog' THEN co.collname ELSE cn.nspname || '.' || co.collname END
+        END)
       ORDER BY a.attrelid, a.attnum), '[]')
     FROM pg_catalog.pg_attribute a
     JOIN rel r ON r.oid = a.attrelid AND r.relkind IN ('r', 'p')
+    JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
     LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+    LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
+    LEFT JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
     WHERE a.attnum > 0 AND NOT a.attisdropped),
   'indexes', (
     SELECT coalesce(json_agg(json_build_array(
@@ -292,7 +299,7 @@ def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapsho
             table_rows[oid] = (schema, name, partitioned)
 
     columns: dict[int, list[Column]] = {oid: [] for oid in table_keys}
-    for relid, name, type_, nullable, default, identity, generated in raw["columns"]:
+    for relid, name, type_, nullable, default, identity, generated, collation in raw["columns"]:
         if relid in columns:
             columns[relid].append(
                 Column(
@@ -302,6 +309,7 @@ def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapsho
                     default=default,
                     identity=_IDENTITY.get(identity),
                     generated=generated,
+                    collation=collation,
                 )
             )
     tables = {
