@@ -1,5 +1,511 @@
-"""Incremental proof cache (work in progress)."""
+"""Incremental proof cache: revisions already proven are not proven again.
+
+A revision is *proven* when its stairway passed (up, down without a trace, up again with
+the same schema). What made that proof true is hashed into the revision's key:
+
+- the revision's file and the project-local modules it imports (transitively);
+- the keys of its parents, so editing any ancestor changes every key after it;
+- a context: alembic.ini, env.py, the Postgres major, the guard's version and source,
+  Alembic's and SQLAlchemy's versions and the settings that change what a check sees
+  (schemas, excluded tables, irreversible revisions).
+
+The models are deliberately not part of a key: a proof is about the migrations, and drift
+(migrations vs models) is checked on every run, never cached. A migration that imports the
+models does bring them into its key (through its imports).
+
+Besides the proofs, the cache keeps a *restore point*: a ``pg_dump`` of the database at
+the last proven revision (schema and data: data migrations may matter to later ones),
+loaded with ``psql`` into the next run's empty database. Measured on the 300-revision
+benchmark history (PostgreSQL 15, 2 cores): dump 0.07 s, load 0.10-0.13 s (plain format via
+psql; ``pg_restore`` of a custom-format dump 0.12 s; a copy of a data directory holding the
+schema 0.39-0.44 s, versus the 0.15 s copy of the bare cluster the server starts from
+anyway), so the dump is the faster restore.
+
+Layout under ``hooks.postgres.cache_dir() / "proofs"``: ``entries/<key>.json`` (one proof),
+``dumps/<key>.sql`` with ``dumps/<key>.json`` (its checksum), and ``lock``. Every file is
+written to a temporary name and renamed (a reader never sees half a file); every entry
+carries a SHA-256 of its content, checked on each read: a corrupted or half-written entry
+is deleted and proven again, never trusted. Writers hold an exclusive ``fcntl`` lock,
+readers a shared one, so concurrent guards neither corrupt nor half-read each other.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import subprocess
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
 CACHE_SUBDIR = "proofs"
+FORMAT = 1
+KEEP_DUMPS = 8  # restore points kept (newest first); proofs are tiny and kept
+_IMPORT = re.compile(r"^\s*(?:from\s+([A-Za-z_][\w.]*)\s+import\b|import\s+([A-Za-z_][\w., ]*))", re.M)
+
+
+# --- pure: keys -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RevisionInput:
+    """What a revision's key is computed from: its id, its parents, the digest of its code."""
+
+    revision: str
+    parents: tuple[str, ...]
+    digest: str
+
+
+def _sha(*parts: str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def context_key(
+    files: Mapping[str, bytes],
+    *,
+    postgres_major: int,
+    tool: str,
+    settings: Mapping[str, object] | None = None,
+) -> str:
+    """The key part every revision shares: config files, Postgres major, tool, settings."""
+    parts = [f"format={FORMAT}", f"postgres={postgres_major}", f"tool={tool}"]
+    parts += [f"file:{name}={hashlib.sha256(data).hexdigest()}" for name, data in sorted(files.items())]
+    parts.append("settings=" + json.dumps(settings or {}, sort_keys=True, default=_sorted_list))
+    return _sha(*parts)
+
+
+def _sorted_list(value: object) -> object:
+    if isinstance(value, (set, frozenset, tuple)):
+        return sorted(str(v) for v in value)
+    return str(value)
+
+
+def chain_keys(context: str, revisions: Sequence[RevisionInput]) -> dict[str, str]:
+    """Revision -> key; ``revisions`` base to head (parents first). Pure.
+
+    A key covers the revision's code and, through its parents' keys, all its ancestors.
+    """
+    keys: dict[str, str] = {}
+    for rev in revisions:
+        parents = sorted(keys.get(p, f"missing:{p}") for p in rev.parents)
+        keys[rev.revision] = _sha(context, rev.revision, rev.digest, *parents)
+    return keys
+
+
+def proven_closure(revisions: Sequence[RevisionInput], proven: Iterable[str]) -> list[str]:
+    """Revisions (base to head order) that are proven *and* all of whose ancestors are."""
+    proven_set = set(proven)
+    ok: set[str] = set()
+    out = []
+    for rev in revisions:
+        if rev.revision in proven_set and all(p in ok for p in rev.parents):
+            ok.add(rev.revision)
+            out.append(rev.revision)
+    return out
+
+
+def seal(payload: Mapping[str, object]) -> str:
+    """Serialize an entry with the checksum of its content."""
+    body = json.dumps(payload, sort_keys=True)
+    return json.dumps({"checksum": hashlib.sha256(body.encode()).hexdigest(), "payload": json.loads(body)})
+
+
+def unseal(text: str | bytes) -> dict[str, Any] | None:
+    """The payload of a sealed entry, or None when it is damaged in any way."""
+    try:
+        outer = json.loads(text)
+        payload = outer["payload"]
+        body = json.dumps(payload, sort_keys=True)
+        if not isinstance(payload, dict) or hashlib.sha256(body.encode()).hexdigest() != outer["checksum"]:
+            return None
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+        return None
+    if payload.get("format") != FORMAT:
+        return None
+    return payload
+
+
+def imported_modules(source: str) -> list[str]:
+    """Dotted module names a Python source imports (absolute imports; cheap, no parsing)."""
+    names = []
+    for match in _IMPORT.finditer(source):
+        if match.group(1):
+            names.append(match.group(1))
+        else:
+            names += [n.strip().split(" ")[0] for n in match.group(2).split(",") if n.strip()]
+    return names
+
+
+# --- I/O: digests of files ----------------------------------------------------------------
+
+
+def _module_files(name: str, roots: Sequence[Path]) -> list[Path]:
+    parts = name.split(".")
+    found = []
+    for root in roots:
+        for i in range(1, len(parts) + 1):
+            base = root.joinpath(*parts[:i])
+            for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+                if candidate.is_file():
+                    found.append(candidate)
+    return found
+
+
+def code_digest(path: Path, roots: Sequence[Path], _memo: dict[Path, bytes] | None = None) -> str:
+    """SHA-256 of a file and of the project-local modules it imports, transitively."""
+    memo = {} if _memo is None else _memo
+    seen: set[Path] = set()
+    todo = [Path(path).resolve()]
+    h = hashlib.sha256()
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        data = memo.get(current)
+        if data is None:
+            data = current.read_bytes()
+            memo[current] = data
+        h.update(str(current).encode() if current != Path(path).resolve() else b"self")
+        h.update(hashlib.sha256(data).digest())
+        if b"import" not in data:
+            continue
+        for name in imported_modules(data.decode("utf-8", "replace")):
+            if name.split(".")[0] in ("alembic", "sqlalchemy", "__future__"):
+                continue
+            todo.extend(f.resolve() for f in _module_files(name, roots))
+    return h.hexdigest()
+
+
+def guard_fingerprint() -> str:
+    """The guard's version plus a hash of its own source: a changed check never trusts old proofs."""
+    import hooks
+
+    h = hashlib.sha256(hooks.__version__.encode())
+    for path in sorted(Path(hooks.__file__).parent.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    try:
+        from importlib.metadata import version
+
+        h.update(f"alembic={version('alembic')};sqlalchemy={version('sqlalchemy')}".encode())
+    except Exception:
+        pass
+    return f"{hooks.__version__}+{h.hexdigest()[:16]}"
+
+
+# --- the cache ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RestorePoint:
+    revision: str
+    key: str
+    dump: Path
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the cache knows before a run."""
+
+    keys: dict[str, str] = field(default_factory=dict)  # revision -> key
+    proven: tuple[str, ...] = ()  # base to head; each with all its ancestors proven
+    restore: RestorePoint | None = None  # the database at the last proven revision
+    enabled: bool = True
+
+    def is_proven(self, revision: str) -> bool:
+        return revision in self.proven
+
+
+class ProofCache:
+    """The proofs and restore points under one directory (``cache_dir()/proofs``)."""
+
+    def __init__(self, root: Path | None = None, *, enabled: bool = True) -> None:
+        if root is None:
+            from hooks.postgres import cache_dir
+
+            root = cache_dir() / CACHE_SUBDIR
+        self.root = Path(root)
+        self.enabled = enabled
+        self.discarded: list[str] = []  # damaged entries found (and removed) during this run
+
+    # locking ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self, exclusive: bool) -> Iterator[None]:
+        for sub in ("entries", "dumps"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(self.root / "lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _write(self, path: Path, data: bytes) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+
+    def _discard(self, *paths: Path) -> None:
+        with self._locked(exclusive=True):
+            for path in paths:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        self.discarded.extend(p.name for p in paths)
+
+    # proofs ----------------------------------------------------------------------------
+
+    def _entry(self, key: str) -> Path:
+        return self.root / "entries" / f"{key}.json"
+
+    def _read_entry(self, key: str) -> dict[str, Any] | None:
+        path = self._entry(key)
+        try:
+            text = path.read_bytes()
+        except OSError:
+            return None
+        payload = unseal(text)
+        if payload is None or payload.get("key") != key:
+            return None
+        return payload
+
+    def proven_keys(self, keys: Iterable[str]) -> set[str]:
+        """Keys with a valid proof; damaged entries are removed (and proven again)."""
+        if not self.enabled:
+            return set()
+        found, damaged = set(), []
+        with self._locked(exclusive=False):
+            for key in keys:
+                path = self._entry(key)
+                if not path.exists():
+                    continue
+                if self._read_entry(key) is None:
+                    damaged.append(key)
+                else:
+                    found.add(key)
+        if damaged:
+            # re-check under the exclusive lock: another guard may have just rewritten it
+            with self._locked(exclusive=True):
+                for key in damaged:
+                    if self._read_entry(key) is None:
+                        with contextlib.suppress(OSError):
+                            self._entry(key).unlink()
+                        self.discarded.append(f"{key}.json")
+                    else:
+                        found.add(key)
+        return found
+
+    def plan(self, revisions: Sequence[RevisionInput], context: str) -> Plan:
+        keys = chain_keys(context, revisions)
+        if not self.enabled:
+            return Plan(keys=keys, enabled=False)
+        have = self.proven_keys(keys.values())
+        proven = proven_closure(revisions, [r for r, k in keys.items() if k in have])
+        restore = None
+        for revision in reversed(proven):
+            point = self._restore_point(revision, keys[revision])
+            if point is not None:
+                restore = point
+                break
+        return Plan(keys=keys, proven=tuple(proven), restore=restore, enabled=True)
+
+    def record(self, plan: Plan, revisions: Iterable[str]) -> None:
+        """Remember that these revisions' stairways passed (under their plan's keys)."""
+        if not plan.enabled:
+            return
+        with self._locked(exclusive=True):
+            for revision in revisions:
+                key = plan.keys[revision]
+                payload = {"format": FORMAT, "key": key, "revision": revision}
+                self._write(self._entry(key), seal(payload).encode())
+
+    # restore points ----------------------------------------------------------------------
+
+    def _dump_paths(self, key: str) -> tuple[Path, Path]:
+        return self.root / "dumps" / f"{key}.sql", self.root / "dumps" / f"{key}.json"
+
+    def _restore_point(self, revision: str, key: str) -> RestorePoint | None:
+        sql, meta = self._dump_paths(key)
+        if not meta.exists():
+            return None
+        return RestorePoint(revision, key, sql)
+
+    def _read_dump(self, point: RestorePoint) -> bytes | None:
+        sql, meta = self._dump_paths(point.key)
+        with self._locked(exclusive=False):
+            try:
+                payload = unseal(meta.read_bytes())
+                data = sql.read_bytes()
+            except OSError:
+                payload, data = None, b""
+        if (
+            payload is None
+            or payload.get("key") != point.key
+            or payload.get("sha256") != hashlib.sha256(data).hexdigest()
+        ):
+            self._discard(sql, meta)
+            return None
+        return data
+
+    def restore(self, server: Any, database: str, point: RestorePoint) -> bool:
+        """Load the restore point into ``database`` (empty). False if it cannot be trusted or loaded.
+
+        On False the caller drops and recreates the database and proves from base.
+        """
+        data = self._read_dump(point)
+        if data is None:
+            return False
+        result = subprocess.run(
+            [
+                server.binaries.path("psql"),
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "--single-transaction",
+                "-d",
+                server.libpq_url(database),
+                "-f",
+                "-",
+            ],
+            input=data,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=_client_env(),
+        )
+        if result.returncode != 0:
+            sql, meta = self._dump_paths(point.key)
+            self._discard(sql, meta)
+            return False
+        return True
+
+    def save_restore_point(self, server: Any, database: str, plan: Plan, revision: str) -> bool:
+        """Dump ``database`` (at ``revision``, proven) as the next run's restore point."""
+        if not plan.enabled or revision not in plan.keys:
+            return False
+        if plan.restore is not None and plan.restore.revision == revision:
+            return True  # already there
+        key = plan.keys[revision]
+        result = subprocess.run(
+            [
+                server.binaries.path("pg_dump"),
+                "--format=plain",
+                "--no-owner",
+                "--no-privileges",
+                "-d",
+                server.libpq_url(database),
+            ],
+            capture_output=True,
+            env=_client_env(),
+        )
+        if result.returncode != 0:
+            return False
+        sql, meta = self._dump_paths(key)
+        payload = {
+            "format": FORMAT,
+            "key": key,
+            "revision": revision,
+            "sha256": hashlib.sha256(result.stdout).hexdigest(),
+        }
+        with self._locked(exclusive=True):
+            self._write(sql, result.stdout)
+            self._write(meta, seal(payload).encode())
+            self._prune_dumps()
+        return True
+
+    def _prune_dumps(self) -> None:
+        metas = sorted((self.root / "dumps").glob("*.json"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        for meta in metas[KEEP_DUMPS:]:
+            for path in (meta, meta.with_suffix(".sql")):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+
+def _client_env() -> dict[str, str]:
+    """psql/pg_dump see no PG* variables of the user: the URL names the throwaway server."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["PGCONNECT_TIMEOUT"] = "10"
+    return env
+
+
+# --- the project as the cache sees it ---------------------------------------------------------
+
+
+def _parents(script: Any) -> tuple[str, ...]:
+    down = script.down_revision
+    if down is None:
+        parents: tuple[str, ...] = ()
+    elif isinstance(down, str):
+        parents = (down,)
+    else:
+        parents = tuple(down)
+    depends = script.dependencies
+    if depends:
+        parents += (depends,) if isinstance(depends, str) else tuple(depends)
+    return parents
+
+
+def project_inputs(project: Any) -> tuple[list[RevisionInput], dict[str, bytes]]:
+    """(revisions, context files) of a :class:`hooks.project.Project`."""
+    roots = _search_roots(project)
+    memo: dict[Path, bytes] = {}
+    revisions = [
+        RevisionInput(s.revision, _parents(s), code_digest(Path(s.path), roots, memo))
+        for s in project.revisions()
+    ]
+    files = {"alembic.ini": Path(project.ini).read_bytes()}
+    if Path(project.env_py).is_file():
+        files["env.py"] = Path(project.env_py).read_bytes()
+    return revisions, files
+
+
+def _search_roots(project: Any) -> list[Path]:
+    roots = [Path(project.root)]
+    prepend = project.config.get_main_option("prepend_sys_path") or ""
+    for part in re.split(r"[\s,:]+", prepend):
+        if part:
+            path = Path(part)
+            roots.append(path if path.is_absolute() else Path(project.root) / path)
+    roots.append(Path(project.script.dir))
+    unique: list[Path] = []
+    for root in roots:
+        resolved = root.resolve()
+        if resolved not in unique:
+            unique.append(resolved)
+    return unique
+
+
+def plan_project(project: Any, postgres_major: int, *, enabled: bool = True) -> tuple[ProofCache, Plan]:
+    """The cache and its plan for ``project`` on a server of ``postgres_major``."""
+    cache = ProofCache(enabled=enabled)
+    revisions, files = project_inputs(project)
+    settings = project.settings
+    context = context_key(
+        files,
+        postgres_major=postgres_major,
+        tool=guard_fingerprint(),
+        settings={
+            "schemas": list(settings.schemas),
+            "exclude_tables": sorted(settings.exclude_tables),
+            "irreversible": sorted(settings.irreversible),
+        },
+    )
+    return cache, cache.plan(revisions, context)

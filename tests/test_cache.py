@@ -1,0 +1,301 @@
+"""The incremental proof cache: what invalidates a proof, damage detection, concurrency, restore."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import psycopg2
+import pytest
+from fixture_project import Rev, make_project, write_models, write_revision
+
+from hooks import cache
+from hooks.cache import ProofCache, RevisionInput, chain_keys, context_key, seal, unseal
+from hooks.postgres import Server
+from hooks.project import loaded_project
+
+HELPER = "fixture_app/helpers.py"
+REVISIONS = (
+    Rev(
+        "0001",
+        None,
+        upgrade='op.create_table("sites", sa.Column("id", sa.Integer, primary_key=True))',
+        downgrade='op.drop_table("sites")',
+        message="create sites",
+    ),
+    Rev(
+        "0002",
+        "0001",
+        upgrade="""
+            op.add_column("sites", sa.Column("name", sa.String(32)))
+            op.execute("INSERT INTO sites (name) VALUES ('north'), ('south')")
+        """,
+        downgrade='op.drop_column("sites", "name")',
+        message="add name",
+    ),
+    Rev(
+        "0003",
+        "0002",
+        upgrade="""
+            from fixture_app.helpers import index_name
+            op.create_index(index_name("sites", "name"), "sites", ["name"])
+        """,
+        downgrade="""
+            from fixture_app.helpers import index_name
+            op.drop_index(index_name("sites", "name"), table_name="sites")
+        """,
+        message="index name",
+    ),
+)
+ORDER = ("0001", "0002", "0003")
+
+
+def _inputs(*digests: str) -> list[RevisionInput]:
+    parents: tuple[str, ...] = ()
+    out = []
+    for rev, digest in zip(ORDER, digests, strict=True):
+        out.append(RevisionInput(rev, parents, digest))
+        parents = (rev,)
+    return out
+
+
+# --- pure key computation ------------------------------------------------------------------
+
+
+def test_editing_an_old_revision_changes_its_key_and_every_descendant_only() -> None:
+    ctx = context_key({"env.py": b"env", "alembic.ini": b"ini"}, postgres_major=15, tool="t")
+    before = chain_keys(ctx, _inputs("a", "b", "c"))
+    after = chain_keys(ctx, _inputs("a", "B", "c"))
+    assert before["0001"] == after["0001"]
+    assert before["0002"] != after["0002"]
+    assert before["0003"] != after["0003"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"files": {"env.py": b"env2", "alembic.ini": b"ini"}},
+        {"files": {"env.py": b"env", "alembic.ini": b"ini2"}},
+        {"postgres_major": 16},
+        {"tool": "t2"},
+        {"settings": {"exclude_tables": ["x"]}},
+    ],
+)
+def test_context_changes_invalidate_every_revision(change: dict[str, object]) -> None:
+    base: dict[str, object] = {
+        "files": {"env.py": b"env", "alembic.ini": b"ini"},
+        "postgres_major": 15,
+        "tool": "t",
+    }
+    old = chain_keys(context_key(**base), _inputs("a", "b", "c"))  # type: ignore[arg-type]
+    new = chain_keys(context_key(**{**base, **change}), _inputs("a", "b", "c"))  # type: ignore[arg-type]
+    assert all(old[r] != new[r] for r in ORDER)
+
+
+def test_proven_closure_needs_every_ancestor_proven() -> None:
+    revs = _inputs("a", "b", "c")
+    assert cache.proven_closure(revs, ["0001", "0003"]) == ["0001"]
+    assert cache.proven_closure(revs, ["0001", "0002", "0003"]) == list(ORDER)
+
+
+def test_sealed_entries_detect_any_damage() -> None:
+    text = seal({"format": cache.FORMAT, "key": "k", "revision": "0001"})
+    assert unseal(text) == {"format": cache.FORMAT, "key": "k", "revision": "0001"}
+    assert unseal(text.replace("0001", "0002")) is None  # edited
+    assert unseal(text[: len(text) // 2]) is None  # half written
+    assert unseal(b"\xff\xfe") is None
+    assert unseal("") is None
+
+
+def test_imported_modules_finds_absolute_imports() -> None:
+    source = "import sqlalchemy as sa\nfrom alembic import op\n    from app.models import X\nimport a.b, c\n"
+    assert cache.imported_modules(source) == ["sqlalchemy", "alembic", "app.models", "a.b", "c"]
+
+
+# --- the cache on disk with a real project --------------------------------------------------
+
+
+@pytest.fixture
+def project_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    root = tmp_path / "proj"
+    make_project(root, models="sites = sa.Table('sites', metadata, sa.Column('id', sa.Integer))")
+    (root / HELPER).write_text("def index_name(table, column):\n    return f'ix_{table}_{column}'\n")
+    for rev in REVISIONS:
+        write_revision(root, rev)
+    return root
+
+
+def _plan(root: Path, *, enabled: bool = True) -> tuple[ProofCache, cache.Plan]:
+    with loaded_project(root / "alembic.ini") as project:
+        return cache.plan_project(project, 15, enabled=enabled)
+
+
+def _prove_all(root: Path) -> None:
+    store, plan = _plan(root)
+    store.record(plan, ORDER)
+
+
+def test_recorded_proofs_are_found_again(project_dir: Path) -> None:
+    store, plan = _plan(project_dir)
+    assert plan.proven == ()
+    store.record(plan, ORDER)
+    assert _plan(project_dir)[1].proven == ORDER
+
+
+def test_editing_an_old_migration_reproves_it_and_what_follows(project_dir: Path) -> None:
+    _prove_all(project_dir)
+    path = next((project_dir / "migrations" / "versions").glob("0002_*.py"))
+    path.write_text(path.read_text().replace("'south'", "'east'"))
+    assert _plan(project_dir)[1].proven == ("0001",)
+
+
+def test_editing_a_module_a_migration_imports_reproves_that_migration(project_dir: Path) -> None:
+    _prove_all(project_dir)
+    (project_dir / HELPER).write_text("def index_name(table, column):\n    return f'idx_{table}_{column}'\n")
+    assert _plan(project_dir)[1].proven == ("0001", "0002")
+
+
+@pytest.mark.parametrize("name", ["migrations/env.py", "alembic.ini"])
+def test_editing_env_py_or_alembic_ini_reproves_everything(project_dir: Path, name: str) -> None:
+    _prove_all(project_dir)
+    path = project_dir / name
+    path.write_text(path.read_text() + "\n# edited\n")
+    assert _plan(project_dir)[1].proven == ()
+
+
+def test_a_model_change_keeps_the_proofs_drift_is_checked_every_run(project_dir: Path) -> None:
+    _prove_all(project_dir)
+    write_models(project_dir, "sites = sa.Table('sites', metadata, sa.Column('id', sa.BigInteger))")
+    assert _plan(project_dir)[1].proven == ORDER
+
+
+def test_a_new_revision_keeps_the_proofs_of_its_ancestors(project_dir: Path) -> None:
+    _prove_all(project_dir)
+    write_revision(project_dir, Rev("0004", "0003", upgrade="pass", downgrade="pass", message="empty"))
+    plan = _plan(project_dir)[1]
+    assert plan.proven == ORDER
+    assert set(plan.keys) == {*ORDER, "0004"}
+
+
+def test_no_cache_neither_reads_nor_writes(project_dir: Path, tmp_path: Path) -> None:
+    _prove_all(project_dir)
+    store, plan = _plan(project_dir, enabled=False)
+    assert plan.proven == () and plan.restore is None and not plan.enabled
+    entries = sorted((tmp_path / "xdg" / "schema-warden" / "proofs" / "entries").iterdir())
+    store.record(plan, ORDER)
+    assert sorted((tmp_path / "xdg" / "schema-warden" / "proofs" / "entries").iterdir()) == entries
+
+
+def test_a_damaged_or_half_written_entry_is_removed_and_proven_again(
+    project_dir: Path, tmp_path: Path
+) -> None:
+    store, plan = _plan(project_dir)
+    store.record(plan, ORDER)
+    entries = tmp_path / "xdg" / "schema-warden" / "proofs" / "entries"
+    second = entries / f"{plan.keys['0002']}.json"
+    third = entries / f"{plan.keys['0003']}.json"
+    second.write_text(second.read_text()[:20])  # half written
+    third.write_text(third.read_text().replace('"0003"', '"0009"'))  # tampered
+    store2, plan2 = _plan(project_dir)
+    assert plan2.proven == ("0001",)
+    assert not second.exists() and not third.exists()
+    assert sorted(store2.discarded) == sorted([second.name, third.name])
+
+
+def _hammer(root: str, worker: int, rounds: int) -> None:
+    """One guard of many: records and reads the same keys over and over."""
+    store = ProofCache(Path(root))
+    keys = {f"r{i}": f"{i:064x}" for i in range(20)}
+    plan = cache.Plan(keys=keys)
+    for n in range(rounds):
+        store.record(plan, [f"r{(n + worker + i) % 20}" for i in range(5)])
+        store.proven_keys(keys.values())
+    raise SystemExit(1 if store.discarded else 0)
+
+
+def test_two_guards_at_once_do_not_corrupt_each_other(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_hammer, args=(str(tmp_path), w, 60)) for w in range(2)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]  # neither ever read a damaged entry
+    store = ProofCache(tmp_path)
+    keys = [f"{i:064x}" for i in range(20)]
+    assert store.proven_keys(keys) == set(keys)
+    assert not list((tmp_path / "entries").glob("*.tmp"))
+    assert not store.discarded
+
+
+# --- the restore point (real Postgres) --------------------------------------------------------
+
+
+def _upgrade(root: Path, server: Server, database: str) -> None:
+    from sqlalchemy import create_engine, pool
+
+    engine = create_engine(server.url(database), poolclass=pool.NullPool)
+    try:
+        with loaded_project(root / "alembic.ini") as project, engine.connect() as connection:
+            project.migrate(connection, "heads")
+            connection.commit()
+    finally:
+        engine.dispose()
+
+
+def _query(server: Server, database: str, sql: str) -> list[tuple[object, ...]]:
+    conn = psycopg2.connect(**server.connect_kwargs(database))
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def test_restore_point_brings_back_schema_data_and_revision(
+    project_dir: Path, pg_server: Server, fresh_db: str
+) -> None:
+    _upgrade(project_dir, pg_server, fresh_db)
+    store, plan = _plan(project_dir)
+    store.record(plan, ORDER)
+    assert store.save_restore_point(pg_server, fresh_db, plan, "0003")
+
+    store, plan = _plan(project_dir)
+    assert plan.restore is not None and plan.restore.revision == "0003"
+    target = f"{fresh_db}_r"
+    pg_server.create_database(target)
+    try:
+        assert store.restore(pg_server, target, plan.restore)
+        assert _query(pg_server, target, "SELECT version_num FROM alembic_version") == [("0003",)]
+        assert _query(pg_server, target, "SELECT name FROM sites ORDER BY name") == [("north",), ("south",)]
+        indexes = "SELECT indexname FROM pg_indexes WHERE tablename = 'sites' ORDER BY 1"
+        assert _query(pg_server, target, indexes) == [("ix_sites_name",), ("sites_pkey",)]
+    finally:
+        pg_server.drop_database(target)
+
+
+def test_a_corrupted_restore_point_is_never_loaded(
+    project_dir: Path, pg_server: Server, fresh_db: str
+) -> None:
+    _upgrade(project_dir, pg_server, fresh_db)
+    store, plan = _plan(project_dir)
+    store.record(plan, ORDER)
+    store.save_restore_point(pg_server, fresh_db, plan, "0003")
+    store, plan = _plan(project_dir)
+    assert plan.restore is not None
+    dump = plan.restore.dump
+    dump.write_text(dump.read_text().replace("north", "NORTH"))
+
+    target = f"{fresh_db}_r"
+    pg_server.create_database(target)
+    try:
+        assert not store.restore(pg_server, target, plan.restore)
+        assert _query(pg_server, target, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [
+            (0,)
+        ]
+    finally:
+        pg_server.drop_database(target)
+    assert not dump.exists()
+    assert _plan(project_dir)[1].restore is None  # proofs stay; the next run rebuilds the dump
