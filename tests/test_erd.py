@@ -1,0 +1,216 @@
+"""``schema-warden erd``: the diagram of what the migrations build, in a real throwaway server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fixture_project import Rev, make_project
+
+from hooks import erd
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DOCS_SCHEMA = REPO_ROOT / "docs" / "schema.md"
+
+# An IoT schema with the shapes a diagram must get right: a self reference (sites nest),
+# a composite primary and foreign key (devices by site and serial), a many-to-many link
+# table (sensor_groups), a one-to-one (sensor_calibrations), an enum, and a table of
+# another tool that the settings exclude (_prisma_migrations).
+IOT_REVISIONS = (
+    Rev(
+        "0001",
+        None,
+        message="sites and devices",
+        upgrade="""
+            op.create_table(
+                "sites",
+                sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+                sa.Column("name", sa.String(64), nullable=False, unique=True),
+                sa.Column("parent_id", sa.BigInteger, sa.ForeignKey("sites.id")),
+            )
+            op.create_table(
+                "devices",
+                sa.Column("site_id", sa.BigInteger, sa.ForeignKey("sites.id"), primary_key=True),
+                sa.Column("serial", sa.String(32), primary_key=True),
+                sa.Column("installed_at", sa.DateTime(timezone=True), server_default=sa.text("now()")),
+            )
+            op.create_table("_prisma_migrations", sa.Column("id", sa.String(36), primary_key=True))
+        """,
+        downgrade="""
+            op.drop_table("_prisma_migrations")
+            op.drop_table("devices")
+            op.drop_table("sites")
+        """,
+    ),
+    Rev(
+        "0002",
+        "0001",
+        message="sensors and groups",
+        upgrade="""
+            op.create_table(
+                "sensors",
+                sa.Column("id", sa.Integer, primary_key=True),
+                sa.Column("site_id", sa.BigInteger, nullable=False),
+                sa.Column("device_serial", sa.String(32), nullable=False),
+                sa.Column("offset", sa.Numeric(6, 2)),
+                sa.Column("unit", sa.Enum("C", "F", name="reading_unit"), nullable=False),
+                sa.ForeignKeyConstraint(["site_id", "device_serial"], ["devices.site_id", "devices.serial"]),
+            )
+            op.create_table(
+                "groups",
+                sa.Column("id", sa.Integer, primary_key=True),
+                sa.Column("name", sa.Text, nullable=False),
+            )
+            op.create_table(
+                "sensor_groups",
+                sa.Column("sensor_id", sa.Integer, sa.ForeignKey("sensors.id"), primary_key=True),
+                sa.Column("group_id", sa.Integer, sa.ForeignKey("groups.id"), primary_key=True),
+            )
+            op.create_table(
+                "sensor_calibrations",
+                sa.Column("sensor_id", sa.Integer, sa.ForeignKey("sensors.id"), primary_key=True),
+                sa.Column("factor", sa.Float(precision=53), nullable=False),
+            )
+        """,
+        downgrade="""
+            op.drop_table("sensor_calibrations")
+            op.drop_table("sensor_groups")
+            op.drop_table("groups")
+            op.drop_table("sensors")
+            sa.Enum(name="reading_unit").drop(op.get_bind())
+        """,
+    ),
+)
+
+IOT_GOLDEN = """\
+erDiagram
+  devices {
+    bigint site_id PK, FK
+    varchar_32 serial PK
+    timestamptz installed_at "nullable"
+  }
+  groups {
+    integer id PK
+    text name
+  }
+  sensor_calibrations {
+    integer sensor_id PK, FK
+    float8 factor
+  }
+  sensor_groups {
+    integer sensor_id PK, FK
+    integer group_id PK, FK
+  }
+  sensors {
+    integer id PK
+    bigint site_id FK
+    varchar_32 device_serial FK
+    numeric_6_2 offset "nullable"
+    reading_unit unit
+  }
+  sites {
+    bigint id PK
+    varchar_64 name UK
+    bigint parent_id FK "nullable"
+  }
+  devices ||--o{ sensors : "site_id, device_serial"
+  groups ||--o{ sensor_groups : "group_id"
+  sensors ||--o| sensor_calibrations : "sensor_id"
+  sensors ||--o{ sensor_groups : "sensor_id"
+  sites ||--o{ devices : "site_id"
+  sites |o--o{ sites : "parent_id"
+"""
+
+
+@pytest.fixture(scope="module")
+def iot_ini(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("iot")
+    return make_project(
+        root,
+        revisions=IOT_REVISIONS,
+        pyproject='[tool.schema-warden]\nexclude-tables = ["_prisma_migrations"]\n',
+    )
+
+
+def test_golden_diagram_of_migrations_with_composite_key_self_reference_and_link_table(
+    iot_ini: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert erd.main(["--config", str(iot_ini)]) == 0
+    out, err = capsys.readouterr()
+    assert out == IOT_GOLDEN
+    assert "_prisma_migrations" not in out and "alembic_version" not in out
+    assert err == ""
+
+
+def test_tables_patterns_limit_and_output_file(
+    iot_ini: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "out" / "schema.md"
+    args = ["--config", str(iot_ini), "--tables", "sensor*", "--tables", "sites", "--max-tables", "2"]
+    code = erd.main([*args, "--format", "markdown", "--title", "Sensors", "-o", str(target)])
+    assert code == 0
+    out, err = capsys.readouterr()
+    assert out == ""
+    page = target.read_text()
+    assert page.startswith("# Sensors\n\nThe tables at Alembic head `0002`")
+    assert "```mermaid\nerDiagram\n" in page
+    assert "  sensor_calibrations {\n" in page and "  sensor_groups {\n" in page
+    assert "  sensors {\n" not in page and "  sites {\n" not in page
+    note = "2 of 4 tables left out (limit 2 tables): sensors, sites"
+    assert f"_Note: {note}; draw them with --tables PATTERN or --max-tables N._" in page
+    assert f"wrote {target}: 2 table(s)" in err
+    assert f"note: {note}" in err
+    assert list(target.parent.iterdir()) == [target]  # no temp file left behind
+
+
+def test_no_table_matching_is_a_usage_error(iot_ini: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert erd.main(["--config", str(iot_ini), "--tables", "nothing*"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    first = err.splitlines()[0]
+    assert first.startswith(
+        "error: no table matches --tables nothing*: the tables at head are devices, groups,"
+    )
+
+
+def test_failing_migration_is_named_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ini = make_project(
+        tmp_path,
+        revisions=[Rev("0001", None, upgrade='op.execute("SELECT * FROM no_such_table")')],
+    )
+    assert erd.main(["--config", str(ini)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("error: revision 0001: upgrade failed, so there is no schema to draw: ")
+    assert "no_such_table" in err.splitlines()[0]
+    assert "Traceback" not in err
+
+
+def test_docs_schema_md_is_the_diagram_of_the_bundled_project(tmp_path: Path) -> None:
+    """docs/schema.md (linked from the README, rendered by GitHub) must match the migrations."""
+    fresh = tmp_path / "schema.md"
+    assert (
+        erd.main(["--config", str(REPO_ROOT / "alembic.ini"), "--format", "markdown", "-o", str(fresh)]) == 0
+    )
+    assert DOCS_SCHEMA.read_text() == fresh.read_text(), (
+        "docs/schema.md is out of date: run `schema-warden erd --format markdown -o docs/schema.md`"
+    )
+    assert "```mermaid\nerDiagram\n  temperature_readings {\n" in fresh.read_text()
+
+
+def test_command_line_prints_mermaid_for_the_bundled_project() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "hooks", "erd", "--tables", "temperature_*"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("erDiagram\n  temperature_readings {\n    bigint id PK\n")
+    assert done.stderr == ""
