@@ -62,6 +62,8 @@ class Settings:
 
 def mask_url(url: str) -> str:
     """``postgresql://app:secret@host/db`` -> ``postgresql://app:***@host/db`` (query kept)."""
+    if "://" not in url:
+        return "<not a URL, not shown>"  # no telling which part is the password
     try:
         parts = urlsplit(url.strip())
     except ValueError:
@@ -87,7 +89,7 @@ def normalize_url(url: str) -> str:
     url = url.strip()
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise ConfigError(f"DATABASE_URL is not a URL ({mask_url(url)}): expected {EXAMPLE_URL}")
+        raise ConfigError(f"DATABASE_URL is not a URL (no '://' in it): expected {EXAMPLE_URL}")
     driver = _SCHEMES.get(scheme.lower())
     if driver is None:
         raise ConfigError(
@@ -170,18 +172,21 @@ def get_settings(*, warn: bool = True, env_files: Sequence[Path] | None = None) 
 
 def project_settings(root: Path = REPO_ROOT) -> dict[str, object]:
     """The ``[tool.schema-warden]`` table of pyproject.toml (empty when absent)."""
-    return dict(_project_settings(Path(root).resolve()))
+    path = Path(root).resolve() / "pyproject.toml"
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        return {}
+    return dict(_project_settings(path, stamp))
 
 
 @functools.lru_cache(maxsize=8)
-def _project_settings(root: Path) -> dict[str, object]:
+def _project_settings(path: Path, stamp: int) -> dict[str, object]:
+    # autogenerate asks include_object about every object: parse the file once per version of it
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
-    path = root / "pyproject.toml"
-    if not path.is_file():
-        return {}
     with open(path, "rb") as fh:
         data = tomllib.load(fh)
     return dict(data.get("tool", {}).get("schema-warden", {}))

@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 
 class ManageError(Exception):
@@ -49,21 +49,22 @@ class MigrationFailed(ManageError):
 
 
 def secrets_of(url: str | None) -> set[str]:
-    """The password of a URL, as written and percent-decoded (both may show up in a message)."""
+    """The password of a URL, as written and percent-decoded (both may show up in a message).
+
+    Tolerant on purpose: a malformed URL (no scheme, a bad port) still has its password found.
+    """
     if not url:
         return set()
+    url = url.strip()
+    rest = url.partition("://")[2] or url
+    netloc = re.split(r"[/?]", rest, maxsplit=1)[0]
     found: set[str] = set()
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError:
-        parts = None
-    if parts is not None and "@" in parts.netloc:
-        userinfo = parts.netloc.rpartition("@")[0]
+    if "@" in netloc:
+        userinfo = netloc.rpartition("@")[0]
         if ":" in userinfo:
             found.add(userinfo.split(":", 1)[1])
-    if parts is not None:
-        for match in re.finditer(r"(?:^|&)password=([^&]*)", parts.query):
-            found.add(match.group(1))
+    for match in re.finditer(r"(?:[?&])password=([^&]*)", url):
+        found.add(match.group(1))
     found |= {unquote(s) for s in found}
     return {s for s in found if s}
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -46,7 +49,8 @@ _CONNECT_HINTS = (
 
 
 def alembic_config(connection: Any = None) -> Config:
-    cfg = Config(str(ALEMBIC_INI))
+    # stdout given explicitly: Alembic's default is the sys.stdout of its import time
+    cfg = Config(str(ALEMBIC_INI), stdout=sys.stdout)
     cfg.attributes["configure_logger"] = False  # progress() shows Alembic's lines instead
     if connection is not None:
         cfg.attributes["connection"] = connection
@@ -162,8 +166,19 @@ def revision(args: argparse.Namespace) -> int:
             )
     written = [s for s in (scripts if isinstance(scripts, list) else [scripts]) if s is not None]
     for script in written:
+        _format(script.path)
         print(f"review {script.path}, then {UPGRADE_HINT}")
     return 0
+
+
+def _format(path: str) -> None:
+    """Give a new migration the repository's code style when ruff is installed (optional)."""
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        return
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        for argv in ([ruff, "check", "--fix", "--quiet", path], [ruff, "format", "--quiet", path]):
+            subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, timeout=60, check=False)
 
 
 def current(args: argparse.Namespace) -> int:
