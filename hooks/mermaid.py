@@ -47,6 +47,11 @@ DEFAULT_MAX_TABLES = 40  # beyond that a Mermaid ER diagram stops being readable
 MERMAID_MAX_TEXT = 50_000  # Mermaid's default maxTextSize: larger diagrams are not rendered
 GITHUB_COMMENT_LIMIT = 65_536  # characters in a GitHub issue or pull request comment
 DIFF_SUMMARY = "ER diagram of the touched tables"
+# What a PR comment says in place of a diagram it had no room for (one Markdown line).
+DIFF_LEFT_OUT_NOTE = (
+    f"_{DIFF_SUMMARY} left out: it would take this comment past GitHub's "
+    f"{GITHUB_COMMENT_LIMIT:,}-character limit._\n"
+)
 # The table bookkeeping of Alembic is no part of anybody's schema picture.
 ALWAYS_LEFT_OUT = ("alembic_version",)
 
@@ -256,11 +261,7 @@ def diff_diagram(
             max_chars,
         )
     if max_chars is not None and len(block) > max_chars:
-        return _fitting(
-            f"_{DIFF_SUMMARY} left out: it would take this comment past GitHub's "
-            f"{GITHUB_COMMENT_LIMIT:,}-character limit._\n",
-            max_chars,
-        )
+        return _fitting(DIFF_LEFT_OUT_NOTE, max_chars)
     return block
 
 
