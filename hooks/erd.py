@@ -8,6 +8,11 @@ drawing shows what the migrations build, not what the models say. Tables exclude
     schema-warden erd                                   # Mermaid text on stdout
     schema-warden erd --format markdown -o docs/schema.md   # what GitHub renders
     schema-warden erd --tables 'sensor*' --tables devices   # part of a large schema
+    schema-warden erd --update README.md                # refresh the block between the markers
+
+``--update FILE`` replaces what stands between the lines ``<!-- schema-warden erd -->`` and
+``<!-- /schema-warden erd -->`` of a Markdown file with the fenced diagram, so a README can
+show the schema and stay current.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from hooks.snapshot import Snapshot
 
 DEFAULT_TITLE = "Database schema"
 VERSION_TABLE = "alembic_version"
+BLOCK_START = "<!-- schema-warden erd -->"
+BLOCK_END = "<!-- /schema-warden erd -->"
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,32 @@ def render(
     return mermaid.markdown(diagram, title=title, intro=intro), diagram
 
 
+def fenced(diagram: mermaid.Diagram) -> str:
+    """The diagram as a ```mermaid block, with its note (what ``--update`` puts in a file)."""
+    return mermaid.markdown(diagram)
+
+
+def update_block(text: str, block: str, where: str) -> str:
+    """``text`` with the part between BLOCK_START and BLOCK_END lines replaced by ``block``."""
+    start, end = text.find(BLOCK_START + "\n"), text.find("\n" + BLOCK_END)
+    if start < 0 or end < start:
+        raise ProjectError(
+            f"{where}: no diagram block to update: put the lines {BLOCK_START} and {BLOCK_END} "
+            "where the diagram belongs"
+        )
+    head = text[: start + len(BLOCK_START) + 1]
+    # blank lines around the fence: Markdown ends the HTML comment's block there
+    return head + "\n" + block.strip("\n") + "\n" + text[end:]
+
+
+def _updated(path: Path, block: str) -> tuple[Path, str, str]:
+    try:
+        current = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ProjectError(f"{path}: cannot read it ({err.strerror}): pass an existing file") from None
+    return path, current, update_block(current, block, str(path))
+
+
 def _version_table(config: object) -> str:
     # env.py may rename Alembic's bookkeeping table; the ini option is the usual place
     get = getattr(config, "get_main_option", None)
@@ -160,6 +193,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--title", default=DEFAULT_TITLE, help="heading of the markdown page")
     parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    parser.add_argument(
+        "--update",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help=f"replace the diagram between {BLOCK_START} and {BLOCK_END} in this Markdown file; repeatable",
+    )
     parser.add_argument("--pg-bin", metavar="DIR", help="PostgreSQL bin directory (initdb, postgres)")
     return parser
 
@@ -175,13 +215,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_tables=args.max_tables or None,
         title=args.title,
     )
+    # every file is checked before any is written: a missing marker changes nothing
+    updates = [_updated(Path(name), fenced(diagram)) for name in args.update]
+    for path, current, updated in updates:
+        if updated != current:
+            _write(path, updated)
+        print(f"{'updated' if updated != current else 'unchanged'} {path}", file=sys.stderr)
     if args.output:
         _write(Path(args.output), text)
         print(
             f"wrote {args.output}: {len(diagram.tables)} table(s), {len(text):,} characters",
             file=sys.stderr,
         )
-    else:
+    elif not updates:
         sys.stdout.write(text)
     note = diagram.note()
     if note:

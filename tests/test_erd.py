@@ -14,6 +14,7 @@ from hooks import erd
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCS_SCHEMA = REPO_ROOT / "docs" / "schema.md"
+README = REPO_ROOT / "README.md"
 
 # An IoT schema with the shapes a diagram must get right: a self reference (sites nest),
 # a composite primary and foreign key (devices by site and serial), a many-to-many link
@@ -189,16 +190,42 @@ def test_failing_migration_is_named_in_one_line(tmp_path: Path, capsys: pytest.C
     assert "Traceback" not in err
 
 
-def test_docs_schema_md_is_the_diagram_of_the_bundled_project(tmp_path: Path) -> None:
-    """docs/schema.md (linked from the README, rendered by GitHub) must match the migrations."""
+def test_readme_and_docs_schema_md_show_the_bundled_projects_current_diagram(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README.md and docs/schema.md (rendered by GitHub) must match what the migrations build."""
+    readme = tmp_path / "README.md"
+    readme.write_text(README.read_text())
     fresh = tmp_path / "schema.md"
-    assert (
-        erd.main(["--config", str(REPO_ROOT / "alembic.ini"), "--format", "markdown", "-o", str(fresh)]) == 0
-    )
-    assert DOCS_SCHEMA.read_text() == fresh.read_text(), (
-        "docs/schema.md is out of date: run `schema-warden erd --format markdown -o docs/schema.md`"
-    )
+    config = str(REPO_ROOT / "alembic.ini")
+    args = ["--config", config, "--update", str(readme), "--format", "markdown", "-o", str(fresh)]
+    assert erd.main(args) == 0
+    fix = "run `schema-warden erd --update README.md --format markdown -o docs/schema.md`"
+    assert DOCS_SCHEMA.read_text() == fresh.read_text(), f"docs/schema.md is out of date: {fix}"
+    assert README.read_text() == readme.read_text(), f"README.md's diagram is out of date: {fix}"
+    assert f"unchanged {readme}" in capsys.readouterr().err
     assert "```mermaid\nerDiagram\n  temperature_readings {\n" in fresh.read_text()
+
+
+def test_update_replaces_only_the_marked_block(iot_ini: Path, tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(f"# Intro\n\n{erd.BLOCK_START}\nold drawing\n{erd.BLOCK_END}\n\nmore text\n")
+    assert erd.main(["--config", str(iot_ini), "--tables", "groups", "--update", str(page)]) == 0
+    assert page.read_text() == (
+        f"# Intro\n\n{erd.BLOCK_START}\n\n```mermaid\nerDiagram\n  groups {{\n    integer id PK\n"
+        f"    text name\n  }}\n```\n\n{erd.BLOCK_END}\n\nmore text\n"
+    )
+
+
+def test_update_without_markers_changes_no_file(
+    iot_ini: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good, bad = tmp_path / "good.md", tmp_path / "bad.md"
+    good.write_text(f"{erd.BLOCK_START}\nold\n{erd.BLOCK_END}\n")
+    bad.write_text("no markers here\n")
+    assert erd.main(["--config", str(iot_ini), "--update", str(good), "--update", str(bad)]) == 2
+    assert good.read_text() == f"{erd.BLOCK_START}\nold\n{erd.BLOCK_END}\n"
+    assert capsys.readouterr().err.startswith(f"error: {bad}: no diagram block to update: put the lines")
 
 
 def test_command_line_prints_mermaid_for_the_bundled_project() -> None:

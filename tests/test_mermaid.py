@@ -520,7 +520,7 @@ def test_mermaid_parser_reads_every_diagram_as_meant(mermaid_parser, tmp_path: P
     for name, text in texts.items():
         (tmp_path / name).write_text(text)
         files.append(tmp_path / name)
-    files.append(REPO_ROOT / "docs" / "schema.md")
+    files += [REPO_ROOT / "docs" / "schema.md", REPO_ROOT / "README.md"]
     code, results = mermaid_parser(files)
     failures = [f"{Path(r['file']).name}: {r['error']}" for r in results if not r["ok"]]
     assert code == 0 and not failures, failures
@@ -549,6 +549,7 @@ def test_mermaid_parser_reads_every_diagram_as_meant(mermaid_parser, tmp_path: P
     }
     assert set(by_file["tricky.mmd"]["entities"]) == {"end", "other.devices", "class"}
     assert by_file["schema.md"]["entities"], "docs/schema.md draws no table"
+    assert by_file["README.md"]["entities"] == by_file["schema.md"]["entities"]
 
 
 def test_mermaid_parser_rejects_a_broken_diagram(mermaid_parser, tmp_path: Path) -> None:
