@@ -32,7 +32,6 @@ CONNECT_TIMEOUT_S = 30
 PROGRESS_AFTER_S = 1.0
 PROGRESS_EVERY_S = 1.0
 PROGRESS_EVERY_LOG_S = 10.0  # not a terminal (CI logs): fewer lines
-_CHUNK = 1 << 20
 
 CLIENT_HINT = (
     "install the PostgreSQL client of the server's major (Debian/Ubuntu: apt-get install "
