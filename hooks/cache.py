@@ -114,6 +114,27 @@ def proven_closure(revisions: Sequence[RevisionInput], proven: Iterable[str]) ->
     return out
 
 
+def resume_index(revisions: Sequence[RevisionInput], revision: str) -> int | None:
+    """Where to resume after restoring the database at ``revision``: the index after it.
+
+    None unless the revisions before it (in base-to-head order) are exactly its ancestors,
+    which is what a database restored at ``revision`` holds (always so in a linear history).
+    """
+    parents = {r.revision: r.parents for r in revisions}
+    order = [r.revision for r in revisions]
+    if revision not in parents:
+        return None
+    ancestors: set[str] = set()
+    todo = list(parents[revision])
+    while todo:
+        current = todo.pop()
+        if current not in ancestors:
+            ancestors.add(current)
+            todo.extend(parents.get(current, ()))
+    index = order.index(revision)
+    return index + 1 if set(order[:index]) == ancestors else None
+
+
 def seal(payload: Mapping[str, object]) -> str:
     """Serialize an entry with the checksum of its content."""
     body = json.dumps(payload, sort_keys=True)
@@ -221,6 +242,7 @@ class Plan:
     keys: dict[str, str] = field(default_factory=dict)  # revision -> key
     proven: tuple[str, ...] = ()  # base to head; each with all its ancestors proven
     restore: RestorePoint | None = None  # the database at the last proven revision
+    start: int = 0  # after a restore: index (in base-to-head order) of the first revision left to run
     enabled: bool = True
 
     def is_proven(self, revision: str) -> bool:
@@ -319,13 +341,13 @@ class ProofCache:
             return Plan(keys=keys, enabled=False)
         have = self.proven_keys(keys.values())
         proven = proven_closure(revisions, [r for r, k in keys.items() if k in have])
-        restore = None
+        restore, start = None, 0
         for revision in reversed(proven):
             point = self._restore_point(revision, keys[revision])
-            if point is not None:
-                restore = point
+            if point is not None and (index := resume_index(revisions, revision)) is not None:
+                restore, start = point, index
                 break
-        return Plan(keys=keys, proven=tuple(proven), restore=restore, enabled=True)
+        return Plan(keys=keys, proven=tuple(proven), restore=restore, start=start, enabled=True)
 
     def record(self, plan: Plan, revisions: Iterable[str]) -> None:
         """Remember that these revisions' stairways passed (under their plan's keys)."""

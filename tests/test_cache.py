@@ -98,6 +98,20 @@ def test_proven_closure_needs_every_ancestor_proven() -> None:
     assert cache.proven_closure(revs, ["0001", "0002", "0003"]) == list(ORDER)
 
 
+def test_resume_only_where_the_restored_database_holds_exactly_the_revisions_before() -> None:
+    linear = _inputs("a", "b", "c")
+    assert cache.resume_index(linear, "0002") == 2
+    branched = [
+        RevisionInput("a", (), "1"),
+        RevisionInput("b1", ("a",), "2"),
+        RevisionInput("b2", ("a",), "3"),
+        RevisionInput("m", ("b1", "b2"), "4"),
+    ]
+    assert cache.resume_index(branched, "b1") == 2
+    assert cache.resume_index(branched, "b2") is None  # b1 comes before it but is not applied
+    assert cache.resume_index(branched, "m") == 4
+
+
 def test_sealed_entries_detect_any_damage() -> None:
     text = seal({"format": cache.FORMAT, "key": "k", "revision": "0001"})
     assert unseal(text) == {"format": cache.FORMAT, "key": "k", "revision": "0001"}
@@ -264,6 +278,7 @@ def test_restore_point_brings_back_schema_data_and_revision(
 
     store, plan = _plan(project_dir)
     assert plan.restore is not None and plan.restore.revision == "0003"
+    assert plan.start == 3
     target = f"{fresh_db}_r"
     pg_server.create_database(target)
     try:
