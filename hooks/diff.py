@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from hooks.snapshot import (
@@ -203,10 +204,14 @@ def _column_change(table: str, a: Column, b: Column) -> Change | None:
     return Change("column", "changed", f"{table}.{a.name}", table, "; ".join(parts), destructive, a, b)
 
 
-_NOW = {"now()", "CURRENT_TIMESTAMP", "transaction_timestamp()"}
+_NOW_TOKEN = re.compile(r"\bCURRENT_TIMESTAMP\b(?!\s*\()|\btransaction_timestamp\(\)")
+_QUOTED = re.compile(r"('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\")")
 _STRING_CAST = re.compile(r"'((?:[^']|'')*)'::(?:text|character varying|bpchar)")
 _EMPTY_ARRAY = re.compile(r"ARRAY\[\]::(.+\[\])")
 _STRING_TYPE = re.compile(r"(?:text|character varying(?:\(\d+\))?|character(?:\(\d+\))?)")
+_NUMBER_TYPE = r"(?:smallint|integer|bigint|numeric(?:\(\d+(?:,\d+)?\))?|real|double precision)"
+_NUMBER = re.compile(r"\(?'?(-?\d+(?:\.\d+)?)'?\)?(?:::" + _NUMBER_TYPE + r")?")
+_NUMERIC_SCALE = re.compile(r"numeric\(\d+,(\d+)\)")
 
 
 def normalise_default(default: str | None, column_type: str) -> str | None:
@@ -214,8 +219,13 @@ def normalise_default(default: str | None, column_type: str) -> str | None:
     if default is None:
         return None
     text = default.strip()
-    if text in _NOW or (text == "LOCALTIMESTAMP" and column_type == "timestamp without time zone"):
+    if text == "LOCALTIMESTAMP" and column_type == "timestamp without time zone":
         return "now()"
+    # CURRENT_TIMESTAMP and transaction_timestamp() are now(), also inside expressions
+    # (timezone('utc'::text, CURRENT_TIMESTAMP)); literals and quoted names stay as they are
+    text = "".join(
+        part if i % 2 else _NOW_TOKEN.sub("now()", part) for i, part in enumerate(_QUOTED.split(text))
+    )
     match = _STRING_CAST.fullmatch(text)
     # a bpchar literal loses trailing blanks when cast to varchar/text: only blank-free ones are equal
     if match and _STRING_TYPE.fullmatch(column_type) and not match.group(1).endswith(" "):
@@ -223,7 +233,23 @@ def normalise_default(default: str | None, column_type: str) -> str | None:
     match = _EMPTY_ARRAY.fullmatch(text)
     if match:
         return f"'{{}}'::{match.group(1)}"
+    match = _NUMBER.fullmatch(text)
+    if match and re.fullmatch(_NUMBER_TYPE, column_type):
+        return _number(match.group(1), column_type)
     return text
+
+
+def _number(literal: str, column_type: str) -> str:
+    """``'0'::numeric``, ``0.00`` and ``0`` in a numeric(6,2) column all store 0.00."""
+    value = Decimal(literal)
+    if column_type in ("real", "double precision"):
+        return repr(float(value))
+    scale = _NUMERIC_SCALE.fullmatch(column_type)
+    if scale:
+        return str(value.quantize(Decimal(1).scaleb(-int(scale.group(1)))))
+    if column_type.startswith("numeric"):
+        return str(value)  # unconstrained numeric keeps the scale it is given: 1.50 is not 1.5
+    return str(value.to_integral_value()) if value == value.to_integral_value() else literal
 
 
 # --- type widening -------------------------------------------------------------------------

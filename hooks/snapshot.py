@@ -31,7 +31,7 @@ class Column:
     nullable: bool
     default: str | None  # pg_get_expr text; None for generated columns (see ``generated``)
     identity: str | None = None  # "always" | "by default" | None
-    generated: str | None = None  # expression of a stored generated column
+    generated: str | None = None  # generation expression; "<expr> VIRTUAL" for virtual ones (PG 18)
     collation: str | None = None  # only when not the type's default collation
 
 
@@ -181,7 +181,8 @@ SELECT json_build_object(
         a.attrelid, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
         CASE WHEN a.attgenerated = '' THEN pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) END,
         a.attidentity,
-        CASE WHEN a.attgenerated <> '' THEN pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) END,
+        CASE WHEN a.attgenerated <> '' THEN pg_catalog.pg_get_expr(ad.adbin, ad.adrelid)
+          || CASE WHEN a.attgenerated = 'v' THEN ' VIRTUAL' ELSE '' END END,
         CASE WHEN a.attcollation <> t.typcollation THEN
           CASE WHEN cn.nspname = 'pg_catalog' THEN co.collname ELSE cn.nspname || '.' || co.collname END
         END)

@@ -99,16 +99,40 @@ def test_column_order_is_ignored() -> None:
         ("transaction_timestamp()", "now()"),
         ("'C'::character varying", "'C'::text"),
         ("'C'::bpchar", "'C'::character varying"),
+        ("timezone('utc'::text, CURRENT_TIMESTAMP)", "timezone('utc'::text, now())"),
     ],
 )
 def test_defaults_that_store_the_same_value_are_equal(a: str, b: str) -> None:
-    type_ = "character varying(1)" if "'" in a else "timestamp with time zone"
+    type_ = "character varying(1)" if a.startswith("'") else "timestamp with time zone"
     before = with_column(base(), "readings", col("x", type_, True, a))
     after = with_column(base(), "readings", col("x", type_, True, b))
     assert compare(before, after) == []
 
 
+@pytest.mark.parametrize(
+    ("type_", "a", "b", "equal"),
+    [
+        ("integer", "'-1'::integer", "-1", True),
+        ("bigint", "'7'::bigint", "7", True),
+        ("smallint", "(1)::smallint", "1", True),
+        ("integer", "0", "1", False),
+        ("numeric(6,2)", "'0'::numeric", "0.00", True),
+        ("numeric(6,2)", "0", "0.00", True),
+        ("numeric(6,2)", "1.5", "1.50", True),
+        ("numeric(6,2)", "1.5", "1.25", False),
+        ("numeric", "1.5", "1.50", False),
+        ("double precision", "'1.5'::double precision", "1.5", True),
+        ("text", "'0'::text", "0", False),
+    ],
+)
+def test_numeric_defaults_compare_by_value(type_: str, a: str, b: str, equal: bool) -> None:
+    assert (normalise_default(a, type_) == normalise_default(b, type_)) is equal
+
+
 def test_default_normalisation_keeps_real_differences() -> None:
+    # a literal that spells a function name is text, not a call
+    assert normalise_default("'CURRENT_TIMESTAMP'::text", "text") == "'CURRENT_TIMESTAMP'"
+    assert normalise_default("CURRENT_TIMESTAMP(3)", "timestamp(3) with time zone") == "CURRENT_TIMESTAMP(3)"
     assert normalise_default("statement_timestamp()", "timestamp with time zone") != "now()"
     assert normalise_default("LOCALTIMESTAMP", "timestamp with time zone") == "LOCALTIMESTAMP"
     assert normalise_default("LOCALTIMESTAMP", "timestamp without time zone") == "now()"

@@ -44,6 +44,9 @@ CREATE TABLE readings (
 );
 ALTER TABLE readings ADD COLUMN device_ref bigint;
 ALTER TABLE readings ADD COLUMN label varchar(16) DEFAULT 'x'::text;
+ALTER TABLE readings ADD COLUMN samples bigint NOT NULL DEFAULT 0;
+ALTER TABLE readings ADD COLUMN offset_c numeric(6, 2) NOT NULL DEFAULT 0;
+ALTER TABLE readings ADD COLUMN received_at timestamp DEFAULT timezone('utc', now());
 CREATE INDEX ix_readings_lower_site ON readings (lower(site));
 CREATE INDEX ix_readings_recent ON readings (recorded_at DESC) WHERE value > 0;
 CREATE VIEW latest_readings AS
@@ -71,6 +74,9 @@ CREATE TABLE readings (
     unit character(1) DEFAULT 'C'::bpchar NOT NULL,
     kind reading_kind DEFAULT 'temperature'::reading_kind NOT NULL,
     tags text[] DEFAULT '{}' NOT NULL,
+    received_at timestamp without time zone DEFAULT timezone('utc', CURRENT_TIMESTAMP),
+    offset_c numeric(6, 2) DEFAULT '0.00' NOT NULL,
+    samples bigint DEFAULT '0' NOT NULL,
     serial_no varchar(32) NOT NULL,
     site text NOT NULL,
     CONSTRAINT pk_readings PRIMARY KEY (id),
@@ -200,6 +206,8 @@ def test_same_schema_built_two_ways_has_no_changes(
     assert migrated.tables["readings"].columns != created.tables["readings"].columns  # really two ways
     assert migrated.tables["devices"].column("created_at").default == "now()"  # type: ignore[union-attr]
     assert created.tables["devices"].column("created_at").default == "CURRENT_TIMESTAMP"  # type: ignore[union-attr]
+    for name in ("samples", "offset_c", "received_at", "tags", "label", "recorded_at"):  # spelled apart
+        assert migrated.tables["readings"].column(name) != created.tables["readings"].column(name), name
     assert diff.compare(migrated, created) == []
     assert diff.compare(created, migrated) == []
 
