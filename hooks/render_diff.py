@@ -74,6 +74,7 @@ class DiffReport:
     sql_command: str | None = None  # "alembic upgrade 0002:0003 --sql"
     notes: tuple[str, ...] = ()  # one-line warnings about the inputs (base has no migrations, ...)
     guard: GuardResult | None = None
+    diagram: str | None = None  # Markdown: a collapsed Mermaid ER diagram of the touched tables
     postgres_major: int | None = None
     duration_s: float | None = None
     version: str = __version__
@@ -88,6 +89,7 @@ class _Limits:
     """How much of a long report the Markdown shows (None: everything)."""
 
     sql: bool = True
+    diagram: bool = True
     changes: int | None = None
     revisions: int | None = None
     problems: int | None = None
@@ -204,8 +206,6 @@ def _icon(change: Change) -> str:
 def _change_row(change: Change) -> str:
     verb = change_verb(change)
     verb = f"**{verb}**" if change.destructive else verb
-    if change.kind == "index" and change.table and not change.name.startswith(f"{change.table}."):
-        verb += f" on {_code(change.table)}"
     detail = f": {_escape(change.detail)}" if change.detail else ""
     return f"| {_icon(change)} | {_cell(_code(change.name))} | {_cell(verb + detail)} |"
 
@@ -292,6 +292,8 @@ def _assemble(report: DiffReport, limits: _Limits) -> str:
     blocks.append(_md_changes(report, limits))
     if report.guard is not None:
         blocks.append(_md_guard(report.guard, limits))
+    if report.diagram and limits.diagram:
+        blocks.append([report.diagram.strip()])
     blocks += [_md_revisions(report, limits), _md_sql(report, limits), [_md_footer(report)]]
     return "\n\n".join("\n".join(block) for block in blocks if block) + "\n"
 
@@ -303,6 +305,8 @@ def _shrink(limits: _Limits, report: DiffReport) -> _Limits | None:
         now = total if current is None else current
         return None if now <= floor else max(floor, now // 2)
 
+    if limits.diagram and report.diagram:
+        return replace(limits, diagram=False)
     if limits.sql and report.sql:
         return replace(limits, sql=False)
     steps: list[tuple[str, int, int]] = [
@@ -325,7 +329,7 @@ def render_markdown(
 ) -> str:
     """Markdown for a PR comment or step summary.
 
-    ``max_chars`` / ``max_bytes`` (UTF-8): fit this budget, dropping the SQL first, then
+    ``max_chars`` / ``max_bytes`` (UTF-8): fit this budget, dropping the diagram and the SQL first, then
     shortening the lists. ``more``: where the full report is (Markdown, e.g. a link).
     """
 

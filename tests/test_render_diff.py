@@ -36,7 +36,7 @@ ADD_INDEX = Change(
     "added",
     "ix_temperature_readings_humidity",
     "temperature_readings",
-    "CREATE INDEX ON temperature_readings USING btree (humidity)",
+    "on temperature_readings: btree (humidity)",
     False,
 )
 CHANGES = (DROP, ADD_COLUMN, ADD_INDEX)
@@ -102,8 +102,7 @@ def test_markdown_table_has_destructive_first_with_icons() -> None:
     assert rows == [
         "| ⚠️ | `legacy_readings` | **table dropped**: 3 columns, PK id |",
         "| ➕ | `temperature_readings.humidity` | column added: double precision, nullable |",
-        "| ➕ | `ix_temperature_readings_humidity` | index added on `temperature_readings`: "
-        "CREATE INDEX ON temperature_readings USING btree (humidity) |",
+        "| ➕ | `ix_temperature_readings_humidity` | index added: on temperature_readings: btree (humidity) |",
     ]
     assert (
         "<details><summary>SQL these migrations run (<code>alembic upgrade 0002:0003 --sql</code>)"
