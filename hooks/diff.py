@@ -121,9 +121,13 @@ def _tables(old: Snapshot, new: Snapshot) -> list[Change]:
         changes.append(Change("table", "added", key, key, _table_summary(table, new), False, after=table))
     for key in old.tables.keys() & new.tables.keys():
         a, b = old.tables[key], new.tables[key]
+        parts = []
         if a.partitioned != b.partitioned:
-            detail = "now partitioned" if b.partitioned else "no longer partitioned"
-            changes.append(Change("table", "changed", key, key, detail, False, before=a, after=b))
+            parts.append("now partitioned" if b.partitioned else "no longer partitioned")
+        if a.comment != b.comment:
+            parts.append(_comment_change(a.comment, b.comment))
+        if parts:
+            changes.append(Change("table", "changed", key, key, "; ".join(parts), False, before=a, after=b))
     return changes
 
 
@@ -199,9 +203,17 @@ def _column_change(table: str, a: Column, b: Column) -> Change | None:
         parts.append(f"generated {a.generated or 'none'} -> {b.generated or 'none'}")
         # stored values are replaced by computed ones when a plain column becomes generated
         destructive = destructive or (a.generated is None)
+    if a.comment != b.comment:
+        parts.append(_comment_change(a.comment, b.comment))
     if not parts:
         return None
     return Change("column", "changed", f"{table}.{a.name}", table, "; ".join(parts), destructive, a, b)
+
+
+def _comment_change(a: str | None, b: str | None) -> str:
+    if a is None:
+        return "comment added"
+    return "comment removed" if b is None else "comment changed"
 
 
 _NOW_TOKEN = re.compile(r"\bCURRENT_TIMESTAMP\b(?!\s*\()|\btransaction_timestamp\(\)")

@@ -33,6 +33,7 @@ class Column:
     identity: str | None = None  # "always" | "by default" | None
     generated: str | None = None  # generation expression; "<expr> VIRTUAL" for virtual ones (PG 18)
     collation: str | None = None  # only when not the type's default collation
+    comment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Table:
     name: str
     columns: tuple[Column, ...]  # attnum order; diffs ignore the order
     partitioned: bool = False
+    comment: str | None = None
 
     def column(self, name: str) -> Column | None:
         return next((col for col in self.columns if col.name == name), None)
@@ -174,8 +176,12 @@ WITH ns AS (
 )
 SELECT json_build_object(
   'tables', (
-    SELECT coalesce(json_agg(json_build_array(r.oid, r.nspname, r.relname, r.relkind = 'p')), '[]')
-    FROM rel r WHERE r.relkind IN ('r', 'p')),
+    SELECT coalesce(json_agg(json_build_array(r.oid, r.nspname, r.relname, r.relkind = 'p', ds.description)),
+                    '[]')
+    FROM rel r
+    LEFT JOIN pg_catalog.pg_description ds
+      ON ds.objoid = r.oid AND ds.classoid = 'pg_catalog.pg_class'::regclass AND ds.objsubid = 0
+    WHERE r.relkind IN ('r', 'p')),
   'columns', (
     SELECT coalesce(json_agg(json_build_array(
         a.attrelid, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
@@ -185,7 +191,8 @@ SELECT json_build_object(
           || CASE WHEN a.attgenerated = 'v' THEN ' VIRTUAL' ELSE '' END END,
         CASE WHEN a.attcollation <> t.typcollation THEN
           CASE WHEN cn.nspname = 'pg_catalog' THEN co.collname ELSE cn.nspname || '.' || co.collname END
-        END)
+        END,
+        ds.description)
       ORDER BY a.attrelid, a.attnum), '[]')
     FROM pg_catalog.pg_attribute a
     JOIN rel r ON r.oid = a.attrelid AND r.relkind IN ('r', 'p')
@@ -193,6 +200,8 @@ SELECT json_build_object(
     LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
     LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
     LEFT JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
+    LEFT JOIN pg_catalog.pg_description ds
+      ON ds.objoid = a.attrelid AND ds.classoid = 'pg_catalog.pg_class'::regclass AND ds.objsubid = a.attnum
     WHERE a.attnum > 0 AND NOT a.attisdropped),
   'indexes', (
     SELECT coalesce(json_agg(json_build_array(
@@ -292,15 +301,15 @@ def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapsho
     """Build a Snapshot from the catalog query's JSON document (pure)."""
     patterns = tuple(exclude_tables)
     table_keys: dict[int, str] = {}
-    table_rows: dict[int, tuple[str, str, bool]] = {}
-    for oid, schema, name, partitioned in raw["tables"]:
+    table_rows: dict[int, tuple[str, str, bool, str | None]] = {}
+    for oid, schema, name, partitioned, comment in raw["tables"]:
         key = object_key(schema, name)
         if not table_matches(key, patterns):
             table_keys[oid] = key
-            table_rows[oid] = (schema, name, partitioned)
+            table_rows[oid] = (schema, name, partitioned, comment)
 
     columns: dict[int, list[Column]] = {oid: [] for oid in table_keys}
-    for relid, name, type_, nullable, default, identity, generated, collation in raw["columns"]:
+    for relid, name, type_, nullable, default, identity, generated, collation, comment in raw["columns"]:
         if relid in columns:
             columns[relid].append(
                 Column(
@@ -311,11 +320,14 @@ def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapsho
                     identity=_IDENTITY.get(identity),
                     generated=generated,
                     collation=collation,
+                    comment=comment,
                 )
             )
     tables = {
-        table_keys[oid]: Table(schema=schema, name=name, columns=tuple(columns[oid]), partitioned=partitioned)
-        for oid, (schema, name, partitioned) in table_rows.items()
+        table_keys[oid]: Table(
+            schema=schema, name=name, columns=tuple(columns[oid]), partitioned=partitioned, comment=comment
+        )
+        for oid, (schema, name, partitioned, comment) in table_rows.items()
     }
 
     indexes: dict[str, Index] = {}

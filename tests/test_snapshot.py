@@ -323,6 +323,8 @@ SINGLE_CHANGES = [
     ),
     ("ALTER SEQUENCE readings_id_seq INCREMENT BY 10", "sequence", "changed", "readings_id_seq", False),
     ("CREATE SEQUENCE batch_no", "sequence", "added", "batch_no", False),
+    ("COMMENT ON COLUMN readings.value IS 'degrees'", "column", "changed", "readings.value", False),
+    ("COMMENT ON TABLE devices IS 'one row per device'", "table", "changed", "devices", False),
     (
         "CREATE MATERIALIZED VIEW site_count AS SELECT count(*) AS n FROM devices",
         "view",
