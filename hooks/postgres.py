@@ -321,6 +321,30 @@ def _cached_cluster(binaries: Binaries, account: pwd.struct_passwd | None) -> Pa
     return cluster
 
 
+STALE_AFTER_S = 120.0
+
+
+def sweep_stale_dirs(parent: Path | None = None) -> list[Path]:
+    """Remove server dirs left by a guard that was SIGKILLed (no cleanup code could run then).
+
+    The kernel stops such a server (parent-death signal) and Postgres removes its
+    postmaster.pid on the way out, so a dir of ours older than a couple of minutes without
+    one holds no running server. Other users' dirs that we cannot remove are left alone.
+    """
+    removed = []
+    base = Path(parent or tempfile.gettempdir())
+    now = time.time()
+    for path in base.glob("schema-warden-*"):
+        with contextlib.suppress(OSError):
+            if not path.is_dir() or path.is_symlink() or now - path.stat().st_mtime < STALE_AFTER_S:
+                continue
+            if (path / "data" / "postmaster.pid").exists() or not (path / "data").is_dir():
+                continue
+            shutil.rmtree(path)
+            removed.append(path)
+    return removed
+
+
 def _read_log(workdir: Path) -> str:
     with contextlib.suppress(OSError):
         lines = (workdir / "server.log").read_text(errors="replace").strip().splitlines()
@@ -416,6 +440,7 @@ def throwaway_server(
     binaries = binaries or find_binaries(pg_bin)
     account = _server_account()
     cluster = _cached_cluster(binaries, account)
+    sweep_stale_dirs()
     options = {
         "listen_addresses": "",
         "fsync": "off",

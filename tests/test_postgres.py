@@ -1,26 +1,427 @@
-"""The throwaway server: reachable over its private socket only, and gone without a trace."""
+"""hooks/postgres.py: the throwaway server is private, unprivileged, fast to reuse, and leaves nothing."""
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
 import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg2
+import pytest
 
-from hooks.postgres import throwaway_server
+from hooks import postgres
+from hooks.errors import EnvironmentProblem
+from hooks.postgres import Binaries, Server, find_binaries, throwaway_server
+
+IS_ROOT = os.geteuid() == 0
+LINUX = sys.platform.startswith("linux")
 
 
-def test_server_answers_over_private_socket_without_tcp() -> None:
+def query_one(server: Server, sql: str) -> tuple:
+    conn = psycopg2.connect(**server.connect_kwargs())
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchone()
+    finally:
+        conn.close()
+
+
+def postmaster_pid(server: Server) -> int:
+    """The pid the server wrote into its data directory (what a leak check must follow)."""
+    return int((server.socket_dir / "data" / "postmaster.pid").read_text().splitlines()[0])
+
+
+def process_group(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group: the postmaster and its backends."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            found.append(int(entry.name))
+    return found
+
+
+def assert_gone(pid: int, socket_dir: Path) -> None:
+    assert process_group(pid) == [], f"postgres processes left: {process_group(pid)}"
+    assert not socket_dir.exists(), f"{socket_dir} left behind"
+
+
+def socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def proc_net_inodes(table: str, *, listening: bool = False) -> set[str]:
+    path = Path("/proc/net") / table
+    if not path.exists():
+        return set()
+    rows = [line.split() for line in path.read_text().splitlines()[1:]]
+    if table.startswith("unix"):
+        return {row[6] for row in rows if len(row) > 6}
+    return {row[9] for row in rows if not listening or row[3] == "0A"}
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory the server's account can read too (pytest's tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="sw-test-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def counting_bindir(shared_dir: Path) -> tuple[Path, Path]:
+    """A Postgres bin dir whose initdb counts its runs in a marker file: (bindir, marker)."""
+    real = find_binaries().bindir
+    bindir, marks = shared_dir / "bin", shared_dir / "marks"
+    bindir.mkdir()
+    marks.mkdir(mode=0o777)
+    marks.chmod(0o777)  # initdb runs as the server account
+    marker = marks / "initdb-runs"
+    for program in ("postgres", "pg_ctl", "psql"):
+        (bindir / program).symlink_to(real / program)
+    wrapper = bindir / "initdb"
+    wrapper.write_text(f'#!/bin/sh\necho run >> "{marker}"\nexec "{real / "initdb"}" "$@"\n')
+    wrapper.chmod(0o755)
+    return bindir, marker
+
+
+@pytest.fixture
+def empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    return cache
+
+
+def runs(marker: Path) -> int:
+    return len(marker.read_text().splitlines()) if marker.exists() else 0
+
+
+# --- private, no TCP --------------------------------------------------------------------------
+
+
+def test_listens_on_a_private_unix_socket_and_never_on_tcp() -> None:
     with throwaway_server() as server:
         mode = stat.S_IMODE(server.socket_dir.stat().st_mode)
-        conn = psycopg2.connect(**server.connect_kwargs())
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT current_setting('listen_addresses'), current_setting('fsync')")
-                listen, fsync = cur.fetchone()
-        finally:
-            conn.close()
+        listen, fsync, sync_commit, fpw = query_one(
+            server,
+            "SELECT current_setting('listen_addresses'), current_setting('fsync'), "
+            "current_setting('synchronous_commit'), current_setting('full_page_writes')",
+        )
+        pid = postmaster_pid(server)
+        sockets = socket_inodes(pid)
+        assert pid == server.pid
+        assert (server.socket_dir / f".s.PGSQL.{server.port}").is_socket()
+        assert mode == 0o700
+        assert (listen, fsync, sync_commit, fpw) == ("", "off", "off", "off")
+        # the postmaster's sockets: a unix one (so the scan sees them), no TCP one at all
+        assert sockets & proc_net_inodes("unix")
+        assert not sockets & (proc_net_inodes("tcp") | proc_net_inodes("tcp6"))
         socket_dir = server.socket_dir
-    assert mode == 0o700
-    assert listen == ""
-    assert fsync == "off"
+    assert_gone(pid, socket_dir)
+
+
+def test_the_tcp_scan_sees_a_tcp_listener() -> None:
+    """The scan above is not blind: it finds a TCP listener of this very process."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        assert socket_inodes(os.getpid()) & proc_net_inodes("tcp", listening=True)
+
+
+def test_runs_unprivileged(pg_server: Server) -> None:
+    pid = postmaster_pid(pg_server)
+    uid = int(
+        next(
+            line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:")
+        ).split()[1]
+    )
+    owner = pg_server.socket_dir.stat().st_uid
+    if IS_ROOT:
+        assert uid == owner == pwd.getpwnam("nobody").pw_uid
+    else:
+        assert uid == owner == os.geteuid()
+    assert uid != 0
+
+
+@pytest.mark.skipif(not LINUX, reason="fork and /proc")
+def test_starts_as_a_non_root_user(tmp_path: Path) -> None:
+    binaries = find_binaries()
+    if not IS_ROOT:  # the suite already runs as non-root: that is the path under test
+        with throwaway_server(binaries=binaries) as server:
+            assert query_one(server, "SELECT 1") == (1,)
+        return
+    nobody = pwd.getpwnam("nobody")
+    home = Path(tempfile.mkdtemp(prefix="sw-nobody-"))
+    os.chown(home, nobody.pw_uid, nobody.pw_gid)
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # everything below runs as nobody, with the modules imported above
+        code = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            os.environ["XDG_CACHE_HOME"] = str(home)
+            with throwaway_server(binaries=binaries) as server:
+                answer = {
+                    "euid": os.geteuid(),
+                    "user": query_one(server, "SELECT current_user")[0],
+                    "owner": server.socket_dir.stat().st_uid,
+                    "dir": str(server.socket_dir),
+                    "pid": postmaster_pid(server),
+                }
+            os.write(write_end, json.dumps(answer).encode())
+            code = 0
+        except BaseException as err:
+            os.write(write_end, json.dumps({"error": repr(err)}).encode())
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        answer = json.loads(pipe.read() or "{}")
+    _, status = os.waitpid(child, 0)
+    try:
+        assert os.waitstatus_to_exitcode(status) == 0, answer
+        assert answer["euid"] == answer["owner"] == nobody.pw_uid
+        assert answer["user"] == "postgres"
+        assert list(home.iterdir())  # the cache was filled under the user's own XDG_CACHE_HOME
+        assert_gone(answer["pid"], Path(answer["dir"]))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+# --- cleanup on every path --------------------------------------------------------------------
+
+
+def test_cleans_up_after_normal_exit() -> None:
+    with throwaway_server() as server:
+        pid, socket_dir = postmaster_pid(server), server.socket_dir
+        assert process_group(pid)
+    assert_gone(pid, socket_dir)
+
+
+def test_cleans_up_after_an_exception_in_the_block() -> None:
+    with pytest.raises(ZeroDivisionError), throwaway_server() as server:
+        pid, socket_dir = postmaster_pid(server), server.socket_dir
+        query_one(server, "SELECT 1")  # a backend is running too
+        1 / 0  # noqa: B018
+    assert_gone(pid, socket_dir)
+
+
+def test_cleans_up_when_the_server_fails_to_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    with pytest.raises(EnvironmentProblem) as info, throwaway_server(settings={"shared_buffers": "lots"}):
+        pass
+    assert info.value.exit_code == 3
+    assert "exited at start" in str(info.value) and "shared_buffers" in str(info.value)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("schema-warden-")] == []
+
+
+CHILD = """
+import json, sys
+from hooks.postgres import throwaway_server
+try:
+    with throwaway_server() as server:
+        print(json.dumps({"pid": server.pid, "dir": str(server.socket_dir)}), flush=True)
+        sys.stdin.read()  # until the test signals us
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_cleans_up_when_the_holding_process_is_signalled(sig: signal.Signals) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        started = json.loads(child.stdout.readline())  # type: ignore[union-attr]
+        pid, socket_dir = started["pid"], Path(started["dir"])
+        assert process_group(pid)
+        assert (socket_dir / "data" / "postmaster.pid").read_text().split()[0] == str(pid)
+        child.send_signal(sig)
+        assert child.wait(timeout=60) == 130
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        child.stdin.close()  # type: ignore[union-attr]
+        child.stdout.close()  # type: ignore[union-attr]
+    assert_gone(pid, socket_dir)
+
+
+def test_sigkill_of_the_holder_stops_the_server_and_the_next_start_sweeps_its_dir() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        started = json.loads(child.stdout.readline())  # type: ignore[union-attr]
+        pid, socket_dir = started["pid"], Path(started["dir"])
+        child.kill()  # no cleanup code can run: the kernel's parent-death signal stops postgres
+        child.wait()
+    finally:
+        child.stdin.close()  # type: ignore[union-attr]
+        child.stdout.close()  # type: ignore[union-attr]
+    deadline = time.monotonic() + 30
+    while process_group(pid):
+        assert time.monotonic() < deadline, "postgres outlived its SIGKILLed parent"
+        time.sleep(0.01)
+    assert socket_dir.is_dir() and not (socket_dir / "data" / "postmaster.pid").exists()
+    old = time.time() - 2 * postgres.STALE_AFTER_S
+    os.utime(socket_dir, (old, old))
+    assert socket_dir in postgres.sweep_stale_dirs(socket_dir.parent)
     assert not socket_dir.exists()
+
+
+def test_sweep_keeps_running_young_and_foreign_dirs(tmp_path: Path) -> None:
+    old = time.time() - 2 * postgres.STALE_AFTER_S
+    for name, files in {
+        "schema-warden-dead": ["data/PG_VERSION"],
+        "schema-warden-running": ["data/postmaster.pid"],
+        "schema-warden-young": ["data/PG_VERSION"],
+        "schema-warden-nodata": ["server.log"],
+        "other-dir": ["data/PG_VERSION"],
+    }.items():
+        for file in files:
+            (tmp_path / name / file).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name / file).write_text("x")
+        if name != "schema-warden-young":
+            os.utime(tmp_path / name, (old, old))
+    assert postgres.sweep_stale_dirs(tmp_path) == [tmp_path / "schema-warden-dead"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "other-dir",
+        "schema-warden-nodata",
+        "schema-warden-running",
+        "schema-warden-young",
+    ]
+
+
+# --- binaries -----------------------------------------------------------------------------------
+
+
+def test_pg_bin_without_binaries_is_exit_3_saying_what_to_install(tmp_path: Path) -> None:
+    with pytest.raises(EnvironmentProblem) as info:
+        find_binaries(pg_bin=tmp_path)
+    assert info.value.exit_code == 3
+    assert str(tmp_path) in str(info.value)
+    assert "apt-get install postgresql" in str(info.value)
+
+
+def test_pg_bin_variable_without_binaries_is_exit_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCHEMA_WARDEN_PG_BIN", str(tmp_path))
+    with pytest.raises(EnvironmentProblem) as info, throwaway_server():
+        pass
+    assert info.value.exit_code == 3
+    assert "SCHEMA_WARDEN_PG_BIN" in str(info.value) and "apt-get install postgresql" in str(info.value)
+
+
+def test_no_binaries_anywhere_is_exit_3_saying_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SCHEMA_WARDEN_PG_BIN", raising=False)
+    monkeypatch.setattr(postgres, "_candidate_bindirs", lambda: iter(()))
+    with pytest.raises(EnvironmentProblem) as info:
+        find_binaries()
+    assert info.value.exit_code == 3
+    assert str(info.value).startswith("no PostgreSQL server binaries found: install")
+
+
+def test_pg_bin_variable_is_used(counting_bindir: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    bindir, _ = counting_bindir
+    monkeypatch.setenv("SCHEMA_WARDEN_PG_BIN", str(bindir))
+    found = find_binaries()
+    assert found.bindir == bindir
+    assert found.major >= 10
+
+
+# --- the initdb cache -------------------------------------------------------------------------
+
+
+def test_initdb_runs_once_then_the_cache_is_reused(
+    counting_bindir: tuple[Path, Path], empty_cache: Path
+) -> None:
+    bindir, marker = counting_bindir
+    for expected_runs in (1, 1):
+        with throwaway_server(pg_bin=bindir) as server:
+            assert query_one(server, "SELECT 1") == (1,)
+        assert runs(marker) == expected_runs
+    assert [p.name for p in empty_cache.glob("schema-warden/*") if ".tmp" in p.name] == []
+
+
+CACHE_CHILD = """
+from hooks.postgres import throwaway_server
+import psycopg2, sys
+with throwaway_server(pg_bin=sys.argv[1]) as server:
+    conn = psycopg2.connect(**server.connect_kwargs())
+    with conn.cursor() as cur:
+        cur.execute("SELECT 42")
+        print(cur.fetchone()[0])
+    conn.close()
+"""
+
+
+def _lock_waiters(inode: int) -> int:
+    return sum(
+        1 for line in Path("/proc/locks").read_text().splitlines() if "->" in line and f":{inode} " in line
+    )
+
+
+@pytest.mark.skipif(not LINUX, reason="/proc/locks")
+def test_two_processes_filling_the_cache_at_once_run_initdb_once(
+    counting_bindir: tuple[Path, Path], empty_cache: Path
+) -> None:
+    bindir, marker = counting_bindir
+    binaries = Binaries(bindir, *postgres._version_of(bindir))
+    cluster, lock_path = postgres._cluster_paths(binaries)
+    lock_path.parent.mkdir(parents=True)
+    children: list[subprocess.Popen[str]] = []
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # both children find no cluster and queue on the lock
+        try:
+            children = [
+                subprocess.Popen(
+                    [sys.executable, "-c", CACHE_CHILD, str(bindir)], stdout=subprocess.PIPE, text=True
+                )
+                for _ in range(2)
+            ]
+            deadline = time.monotonic() + 60
+            while _lock_waiters(os.fstat(lock.fileno()).st_ino) < 2:
+                assert time.monotonic() < deadline, "the children never queued on the cache lock"
+                assert all(c.poll() is None for c in children)
+                time.sleep(0.01)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    outputs = [c.communicate(timeout=120)[0] for c in children]
+    assert [c.returncode for c in children] == [0, 0]
+    assert outputs == ["42\n", "42\n"]
+    assert runs(marker) == 1
+    assert (cluster / "PG_VERSION").is_file()
