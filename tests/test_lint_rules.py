@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hooks import lint_rules
@@ -272,3 +274,12 @@ def test_configure_applies_allow_ignore_and_severity() -> None:
         WARNING,
         ERROR,
     ]
+
+
+def test_every_rule_is_documented_in_readme_with_its_safe_alternative() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Lint rules", 1)[1].split("\n## ", 1)[0]
+    for rule in lint_rules.RULES_BY_ID.values():
+        row = f"| `{rule.id}` | {rule.severity} | "
+        assert row in section, f"README's Lint rules table lacks {rule.id}"
+        assert rule.safe.replace("|", "\\|") in section
