@@ -103,12 +103,21 @@ class Target:
         return env
 
     def scrub(self, text: str) -> str:
-        """Remove the password from any text a driver or a child wrote."""
+        """Remove the password from any text a driver or a child wrote (decoded and as written)."""
         password = self.password
-        if password:
-            for form in {password, self.url.split("@")[0].rpartition(":")[2]}:
-                if form:
-                    text = text.replace(form, "***")
+        if not password:
+            return text
+        forms = {password}
+        userinfo, at, _host = urlsplit(self.url).netloc.rpartition("@")
+        if at and ":" in userinfo:
+            forms.add(userinfo.partition(":")[2])
+        for item in urlsplit(self.url).query.split("&"):
+            key, _, value = item.partition("=")
+            if unquote(key).lower() == "password":
+                forms.add(value)
+        for form in sorted(forms, key=len, reverse=True):
+            if form:
+                text = text.replace(form, "***")
         return text
 
 

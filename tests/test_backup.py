@@ -456,6 +456,15 @@ def test_split_password(url: str, dsn: str, password: str | None) -> None:
     assert env.get("PGPASSWORD") == password
 
 
+def test_scrub_removes_the_password_as_decoded_and_as_written() -> None:
+    for url in (
+        "postgresql://app:sec%40ret@h/db",
+        "postgresql://app@h/db?sslmode=require&password=sec%40ret",
+    ):
+        target = Target(url=url, masked="m", source="DATABASE_URL")
+        assert target.scrub("//app: sec@ret, sec%40ret") == "//app: ***, ***"
+
+
 def test_progress_line_only_after_a_second_and_at_most_every_interval() -> None:
     meter = ProgressMeter("pg_dump backup_x.sql", start=100.0, after=1.0, every=1.0)
     assert meter.line(100.5, 10) is None
