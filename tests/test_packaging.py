@@ -1,0 +1,84 @@
+"""Packaging of the database project: dependencies in one place, no secrets in committed files."""
+
+from __future__ import annotations
+
+import configparser
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+
+
+def requirements(lines: list[str]) -> set[str]:
+    return {str(Requirement(line)) for line in lines}
+
+
+def test_requirements_txt_equals_pyproject_dependencies() -> None:
+    lines = (REPO_ROOT / "database" / "requirements.txt").read_text().splitlines()
+    listed = [line.split("#", 1)[0].strip() for line in lines]
+    assert requirements([line for line in listed if line]) == requirements(
+        PYPROJECT["project"]["dependencies"]
+    )
+
+
+def test_every_runtime_dependency_has_a_minimum_version() -> None:
+    for line in PYPROJECT["project"]["dependencies"]:
+        req = Requirement(line)
+        assert any(spec.operator == ">=" for spec in req.specifier), f"{req.name} has no minimum version"
+
+
+def test_alembic_ini_holds_no_database_url() -> None:
+    text = (REPO_ROOT / "alembic.ini").read_text()
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read_string(text)
+    assert not ini.has_option("alembic", "sqlalchemy.url")
+    assert "://" not in text
+    assert ini.get("alembic", "script_location") == "%(here)s/database/alembic"
+
+
+def test_alembic_files_ship_with_the_package() -> None:
+    """Every file Alembic needs at run time is package data (a wheel without env.py cannot migrate)."""
+    patterns = PYPROJECT["tool"]["setuptools"]["package-data"]["database"]
+    base = REPO_ROOT / "database"
+    shipped = {p.relative_to(base).as_posix() for pattern in patterns for p in base.glob(pattern)}
+    needed = {
+        p.relative_to(base).as_posix()
+        for p in (base / "alembic").rglob("*")
+        if p.suffix in (".py", ".mako") and "__pycache__" not in p.parts
+    }
+    assert {"alembic/env.py", "alembic/script.py.mako"} <= needed
+    assert needed - shipped == set()
+
+
+git = shutil.which("git")
+in_git = git is not None and (REPO_ROOT / ".git").exists()
+
+
+@pytest.mark.skipif(not in_git, reason="needs a git checkout")
+@pytest.mark.parametrize("path", [".env", "database/.env", ".env.local"])
+def test_env_files_are_git_ignored(path: str) -> None:
+    result = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=REPO_ROOT)
+    assert result.returncode == 0, f"{path} is not git-ignored"
+
+
+@pytest.mark.skipif(not in_git, reason="needs a git checkout")
+def test_env_example_is_committed_and_holds_no_real_password() -> None:
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", "-q", ".env.example"], cwd=REPO_ROOT)
+    assert ignored.returncode == 1
+    tracked = subprocess.run(
+        ["git", "ls-files", ".env.example"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert tracked.stdout.strip() == ".env.example"
+    text = (REPO_ROOT / ".env.example").read_text()
+    assert "DATABASE_URL=postgresql://user:password@" in text
