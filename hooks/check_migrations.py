@@ -102,15 +102,17 @@ def _version_note(project: Project, server: Any) -> list[str]:
     return [note]
 
 
-def run_checks(project: Project, server: Any, *, fail_fast: bool = False) -> list[CheckResult]:
-    """Stairway, round trip and drift on one database of ``server``."""
+def run_checks(
+    project: Project, server: Any, *, fail_fast: bool = False, database: str = DATABASE
+) -> list[CheckResult]:
+    """Stairway, round trip and drift on database ``database`` (created here) of ``server``."""
     from sqlalchemy import create_engine, pool
 
     from hooks.drift import check_drift
     from hooks.stairway import round_trip, run_stairway
 
-    server.create_database(DATABASE)
-    engine = create_engine(server.url(DATABASE), poolclass=pool.NullPool)
+    server.create_database(database)
+    engine = create_engine(server.url(database), poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
             env = project.environment(connection)  # env.py imports the models: ProjectError here
@@ -127,6 +129,8 @@ def run_checks(project: Project, server: Any, *, fail_fast: bool = False) -> lis
                 return checks
             if not project.revisions():
                 pass
+            elif failed:  # the round trip would repeat the stairway's failures
+                checks.append(CheckResult("round-trip", NOTE, "skipped: the stairway found problems"))
             elif not stairway.reversible:
                 checks.append(
                     CheckResult("round-trip", NOTE, "skipped: a downgrade is not implemented (irreversible)")
@@ -135,7 +139,7 @@ def run_checks(project: Project, server: Any, *, fail_fast: bool = False) -> lis
                 checks.append(round_trip(project, connection, stairway.base, stairway.head))
                 if checks[-1].status == FAIL and fail_fast:
                     return checks
-            checks.append(check_drift(project, server, connection, env))
+            checks.append(check_drift(project, server, connection, env, models_db=f"{database}_models"))
             return checks
     finally:
         engine.dispose()

@@ -23,6 +23,7 @@ from hooks.stairway import diff, snapshot
 NAME = "drift"
 MODELS_DB = "warden_models"
 MESSAGE = "the models have changes that no migration makes:"
+MESSAGE_EXTRA = "the migrations build a schema that differs from the models:"
 
 
 # --- pure helpers ---------------------------------------------------------------------------
@@ -162,15 +163,17 @@ def _metadatas(metadata: Any) -> list[Any]:
     return [metadata]
 
 
-def build_models_database(server: Any, migrated: Any, project: Project, metadata: Any) -> Any:
+def build_models_database(
+    server: Any, migrated: Any, project: Project, metadata: Any, name: str = MODELS_DB
+) -> Any:
     """A second database with ``create_all`` of the models; its connection (caller closes)."""
     from sqlalchemy import create_engine, pool
 
     extensions = [row[0] for row in migrated.exec_driver_sql("SELECT extname FROM pg_extension")]
     migrated.rollback()
-    server.drop_database(MODELS_DB)
-    server.create_database(MODELS_DB)
-    engine = create_engine(server.url(MODELS_DB), poolclass=pool.NullPool)
+    server.drop_database(name)
+    server.create_database(name)
+    engine = create_engine(server.url(name), poolclass=pool.NullPool)
     connection = engine.connect()
     try:
         for name in extensions:
@@ -240,7 +243,9 @@ def _dropped_tables_the_user_excludes(changes: list[Change], env: EnvInfo) -> li
     return kept
 
 
-def check_drift(project: Project, server: Any, connection: Any, env: EnvInfo) -> CheckResult:
+def check_drift(
+    project: Project, server: Any, connection: Any, env: EnvInfo, *, models_db: str = MODELS_DB
+) -> CheckResult:
     """Compare the schema at head (``connection``) with the models; readable fix on failure."""
     if env.metadata is None:
         return CheckResult(
@@ -249,7 +254,7 @@ def check_drift(project: Project, server: Any, connection: Any, env: EnvInfo) ->
     migrated = snapshot(project, connection)
     notes: list[str] = []
     try:
-        models_conn = build_models_database(server, connection, project, env.metadata)
+        models_conn = build_models_database(server, connection, project, env.metadata, models_db)
     except Exception as err:
         notes.append(f"metadata.create_all failed ({one_line(str(err))}): compared with Alembic only")
         changes: list[Change] | None = None
@@ -260,7 +265,7 @@ def check_drift(project: Project, server: Any, connection: Any, env: EnvInfo) ->
             engine = models_conn.engine
             models_conn.close()
             engine.dispose()
-            server.drop_database(MODELS_DB)
+            server.drop_database(models_db)
     try:
         proposals = describe_operations(autogenerate_diffs(project, connection, env))
     except Exception as err:
@@ -296,7 +301,8 @@ def check_drift(project: Project, server: Any, connection: Any, env: EnvInfo) ->
         fix = fix_command(project, suggest_message(message_source), autogenerate=False)
     details.append(f"fix: {fix}")
     details.extend(notes)
-    return CheckResult(NAME, FAIL, MESSAGE, None, tuple(details))
+    extra = any(c.action == "removed" for c in message_source)
+    return CheckResult(NAME, FAIL, MESSAGE_EXTRA if extra else MESSAGE, None, tuple(details))
 
 
 def _message_from(proposals: Sequence[str]) -> str:

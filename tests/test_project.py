@@ -1,0 +1,179 @@
+"""Finding and loading Alembic projects: settings, bad projects, isolated imports, env guard."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from fixture_project import READINGS_MODELS, make_project, readings_project, write_models
+from sqlalchemy import create_engine, make_url, pool
+
+from hooks.errors import ProjectError
+from hooks.postgres import Server
+from hooks.project import downgrade_is_empty, find_config, load_settings, loaded_project
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_settings_defaults_without_pyproject(tmp_path: Path) -> None:
+    settings = load_settings(cwd=tmp_path)
+    assert settings.alembic_config == tmp_path.resolve() / "alembic.ini"
+    assert settings.exclude_tables == frozenset({"_prisma_migrations"})
+    assert settings.schemas == ("public",)
+    assert settings.postgres_version is None
+    assert settings.irreversible == frozenset()
+
+
+def test_settings_from_pyproject(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.schema-warden]\n"
+        'alembic-config = "db/alembic.ini"\n'
+        'exclude-tables = ["legacy", "_prisma_migrations"]\n'
+        'schemas = ["public", "iot"]\n'
+        "postgres-version = 16\n"
+        'irreversible = ["0005"]\n'
+        "[tool.schema-warden.lint]\n"
+        'ignore = ["prefer-bigint"]\n'
+    )
+    settings = load_settings(cwd=tmp_path)
+    assert settings.alembic_config == tmp_path.resolve() / "db" / "alembic.ini"
+    assert settings.exclude_tables == frozenset({"legacy", "_prisma_migrations"})
+    assert settings.schemas == ("public", "iot")
+    assert settings.postgres_version == 16
+    assert settings.irreversible == frozenset({"0005"})
+    assert settings.lint == {"ignore": ["prefer-bigint"]}
+    # an explicit --config wins over alembic-config
+    assert load_settings("other.ini", cwd=tmp_path).alembic_config == tmp_path.resolve() / "other.ini"
+
+
+def test_bad_setting_is_a_project_error(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.schema-warden]\npostgres-version = "sixteen"\n')
+    with pytest.raises(ProjectError, match="postgres-version must be a number"):
+        load_settings(cwd=tmp_path)
+
+
+def test_bundled_project_settings_and_revisions() -> None:
+    with loaded_project(cwd=REPO_ROOT) as project:
+        assert project.settings.postgres_version == 17
+        assert [r.revision for r in project.revisions()] == ["0001", "0002"]
+        assert project.is_bundled_layout()
+
+
+def test_no_alembic_ini(tmp_path: Path) -> None:
+    with pytest.raises(ProjectError) as err:
+        find_config(cwd=tmp_path)
+    assert err.value.message.startswith(f"no alembic.ini at {tmp_path.resolve() / 'alembic.ini'}")
+    assert "--config" in err.value.message
+
+
+def test_missing_script_directory(tmp_path: Path) -> None:
+    ini = readings_project(tmp_path)
+    ini.write_text(ini.read_text().replace("%(here)s/migrations", "%(here)s/nowhere"))
+    with pytest.raises(ProjectError) as err, loaded_project(ini):
+        pass
+    assert "script_location '%(here)s/nowhere' does not exist" in err.value.message
+    assert "\n" not in err.value.message
+
+
+def test_migration_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    ini = readings_project(tmp_path)
+    path = tmp_path / "migrations" / "versions" / "0001_create_readings.py"
+    path.write_text(path.read_text().replace("def downgrade() -> None:", "def downgrade() -> None"))
+    line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if t.startswith("def downgrade"))
+    with pytest.raises(ProjectError) as err, loaded_project(ini):
+        pass
+    assert err.value.message.startswith(
+        f"migrations/versions/0001_create_readings.py:{line}: syntax error in migration"
+    )
+
+
+def test_env_py_raising_is_named_with_user_frames_only(
+    tmp_path: Path, fresh_db: str, pg_server: Server
+) -> None:
+    ini = readings_project(tmp_path)
+    env = tmp_path / "migrations" / "env.py"
+    env.write_text(env.read_text().replace("config = context.config", "config = context.config\n1 / 0"))
+    engine = create_engine(pg_server.url(fresh_db), poolclass=pool.NullPool)
+    try:
+        with loaded_project(ini) as project, engine.connect() as conn, pytest.raises(ProjectError) as err:
+            project.environment(conn)
+    finally:
+        engine.dispose()
+    assert err.value.message == "migrations/env.py raised ZeroDivisionError: division by zero"
+    assert 'File "migrations/env.py", line' in err.value.detail
+    assert "site-packages" not in err.value.detail and "hooks/" not in err.value.detail
+
+
+def test_model_syntax_error_is_named(tmp_path: Path, fresh_db: str, pg_server: Server) -> None:
+    ini = readings_project(tmp_path)
+    models = write_models(tmp_path, READINGS_MODELS + "\nbroken = (\n")
+    engine = create_engine(pg_server.url(fresh_db), poolclass=pool.NullPool)
+    try:
+        with loaded_project(ini) as project, engine.connect() as conn, pytest.raises(ProjectError) as err:
+            project.environment(conn)
+    finally:
+        engine.dispose()
+    assert err.value.message.startswith("fixture_app/models.py:")
+    assert "syntax error in a module env.py imports" in err.value.message
+    assert models.exists()
+
+
+def test_isolated_imports_keep_same_named_projects_apart(
+    tmp_path: Path, fresh_db: str, pg_server: Server
+) -> None:
+    first = make_project(tmp_path / "a", models='sa.Table("alpha", metadata, sa.Column("id", sa.Integer))')
+    second = make_project(tmp_path / "b", models='sa.Table("beta", metadata, sa.Column("id", sa.Integer))')
+    before = set(sys.modules)
+    path_before = list(sys.path)
+    engine = create_engine(pg_server.url(fresh_db), poolclass=pool.NullPool)
+    tables = []
+    try:
+        for ini in (first, second, first):
+            with loaded_project(ini) as project, engine.connect() as conn:
+                tables.append(sorted(project.metadata(conn).tables))
+    finally:
+        engine.dispose()
+    assert tables == [["alpha"], ["beta"], ["alpha"]]
+    assert not any(name.startswith("fixture_app") for name in set(sys.modules) - before)
+    assert sys.path == path_before
+
+
+def test_env_sees_the_throwaway_database_not_database_url(
+    tmp_path: Path, fresh_db: str, pg_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://user:secret@production.example/db")
+    monkeypatch.setenv("PGPASSWORD", "secret")
+    ini = readings_project(tmp_path)
+    env = tmp_path / "migrations" / "env.py"
+    env.write_text(
+        env.read_text().replace(
+            "config = context.config",
+            "import os\nconfig = context.config\n"
+            "os.environ['SEEN'] = os.environ['DATABASE_URL'] + ' ' + config.get_main_option('sqlalchemy.url')"
+            " + ' ' + str(os.environ.get('PGPASSWORD'))",
+        )
+    )
+    engine = create_engine(pg_server.url(fresh_db), poolclass=pool.NullPool)
+    try:
+        with loaded_project(ini) as project, engine.connect() as conn:
+            project.environment(conn)
+    finally:
+        engine.dispose()
+    database_url, sqlalchemy_url, password = os.environ.pop("SEEN").split()
+    for url in (make_url(database_url), make_url(sqlalchemy_url)):
+        assert (url.database, url.query["host"]) == (fresh_db, str(pg_server.socket_dir))
+    assert password == "None"
+    assert os.environ["DATABASE_URL"] == "postgresql://user:secret@production.example/db"
+    assert os.environ["PGPASSWORD"] == "secret"
+
+
+@pytest.mark.parametrize(
+    ("body", "empty"),
+    [("pass", True), ('"""Irreversible."""\n    ...', True), ('op.drop_table("t")', False)],
+)
+def test_downgrade_is_empty(tmp_path: Path, body: str, empty: bool) -> None:
+    path = tmp_path / "r.py"
+    path.write_text(f"def upgrade():\n    pass\n\n\ndef downgrade():\n    {body}\n")
+    assert downgrade_is_empty(path) is empty

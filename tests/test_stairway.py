@@ -1,0 +1,159 @@
+"""The stairway and round trip on generated projects, on the session's server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fixture_project import READINGS_MODELS, READINGS_REVISIONS, Rev, check_on, make_project, readings_project
+
+from hooks.postgres import Server
+from hooks.report import FAIL, NOTE, PASS, CheckResult
+
+FIRST = READINGS_REVISIONS[0]
+
+
+def _by_name(checks: list[CheckResult]) -> dict[str, list[CheckResult]]:
+    out: dict[str, list[CheckResult]] = {}
+    for c in checks:
+        out.setdefault(c.name, []).append(c)
+    return out
+
+
+def _line(path: Path, text: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+def _failures(checks: list[CheckResult]) -> list[CheckResult]:
+    return [c for c in checks if c.status == FAIL]
+
+
+def test_consistent_project_passes_every_check(tmp_path: Path, pg_server: Server) -> None:
+    checks = check_on(pg_server, readings_project(tmp_path))
+    assert [(c.name, c.revision, c.status) for c in checks] == [
+        ("stairway", "0001", PASS),
+        ("stairway", "0002", PASS),
+        ("round-trip", None, PASS),
+        ("drift", None, PASS),
+    ]
+    assert checks[0].message == "0001 (create readings): upgrade, downgrade (no trace), upgrade (same schema)"
+
+
+def test_upgrade_failing_in_sql_names_revision_file_and_sql_error(tmp_path: Path, pg_server: Server) -> None:
+    bad = Rev(
+        "0002", "0001", upgrade='op.execute("ALTER TABLE nope ADD COLUMN x integer")', message="bad sql"
+    )
+    checks = check_on(pg_server, make_project(tmp_path, revisions=[FIRST, bad]))
+    [failure] = _failures(checks)
+    assert failure.revision == "0002"
+    assert failure.message == (
+        'revision 0002 (migrations/versions/0002_bad_sql.py, "bad sql"): '
+        'upgrade failed: relation "nope" does not exist'
+    )
+    assert "SQL: ALTER TABLE nope ADD COLUMN x integer" in failure.details
+    frames = [d for d in failure.details if d.startswith("  File")]
+    line = _line(tmp_path / "migrations/versions/0002_bad_sql.py", "ALTER TABLE nope")
+    assert frames == [f'  File "migrations/versions/0002_bad_sql.py", line {line}, in upgrade']
+    assert {c.status for c in _by_name(checks)["round-trip"]} == {NOTE}
+
+
+def test_downgrade_that_raises_is_reported_with_its_frame(tmp_path: Path, pg_server: Server) -> None:
+    bad = Rev("0002", "0001", upgrade="pass", downgrade='raise RuntimeError("cannot undo")', message="raises")
+    checks = check_on(pg_server, make_project(tmp_path, revisions=[FIRST, bad]))
+    [failure] = [c for c in _failures(checks) if c.name == "stairway"]
+    assert failure.message == (
+        'revision 0002 (migrations/versions/0002_raises.py, "raises"): '
+        "downgrade failed: RuntimeError: cannot undo"
+    )
+    line = _line(tmp_path / "migrations/versions/0002_raises.py", "cannot undo")
+    assert f'  File "migrations/versions/0002_raises.py", line {line}, in downgrade' in failure.details
+
+
+@pytest.mark.parametrize(
+    ("upgrade", "downgrade", "left"),
+    [
+        (
+            'op.add_column("readings", sa.Column("humidity", sa.Float))\n'
+            'op.create_index("ix_h", "readings", ["humidity"])',
+            'op.drop_index("ix_h", table_name="readings")',
+            "column readings.humidity",
+        ),
+        ('op.create_index("ix_v", "readings", ["value"])', 'op.execute("SELECT 1")', "index ix_v"),
+        (
+            'op.create_unique_constraint("uq_v", "readings", ["value"])',
+            'op.execute("SELECT 1")',
+            "constraint readings.uq_v",
+        ),
+        (
+            "sa.Enum('a', 'b', name='mood').create(op.get_bind())\n"
+            "op.add_column('readings', sa.Column('mood', sa.Enum(name='mood', create_type=False)))",
+            'op.drop_column("readings", "mood")',
+            "enum mood",
+        ),
+        ('op.execute("CREATE SEQUENCE counter")', 'op.execute("SELECT 1")', "sequence counter"),
+    ],
+    ids=["column", "index", "constraint", "enum", "sequence"],
+)
+def test_downgrade_leaving_a_trace_names_it(
+    tmp_path: Path, pg_server: Server, upgrade: str, downgrade: str, left: str
+) -> None:
+    rev = Rev("0002", "0001", upgrade=upgrade, downgrade=downgrade, message="leaky")
+    checks = check_on(pg_server, make_project(tmp_path, models=READINGS_MODELS, revisions=[FIRST, rev]))
+    failure = _failures(checks)[0]
+    assert failure.revision == "0002"
+    assert (
+        failure.message
+        == f'revision 0002 (migrations/versions/0002_leaky.py, "leaky"): downgrade leaves {left} behind'
+    )
+
+
+def test_unimplemented_downgrade_fails_unless_listed_irreversible(tmp_path: Path, pg_server: Server) -> None:
+    revisions = [FIRST, Rev("0002", "0001", upgrade=READINGS_REVISIONS[1].upgrade, message="add device")]
+    ini = make_project(tmp_path, models=READINGS_MODELS, revisions=revisions)
+    [failure] = _failures(check_on(pg_server, ini))
+    assert "0002" in failure.message and "downgrade is not implemented (its body is pass)" in failure.message
+    assert 'irreversible = ["0002"]' in failure.message
+
+    (tmp_path / "pyproject.toml").write_text('[tool.schema-warden]\nirreversible = ["0002"]\n')
+    checks = check_on(pg_server, ini)
+    assert not _failures(checks)
+    statuses = {(c.name, c.revision): c.status for c in checks}
+    assert statuses[("stairway", "0002")] == NOTE
+    assert statuses[("round-trip", None)] == NOTE
+    assert statuses[("drift", None)] == PASS
+
+
+def test_branches_and_merge_point_each_step_alone(tmp_path: Path, pg_server: Server) -> None:
+    def col(rev: str, down: str | tuple[str, ...] | None, name: str) -> Rev:
+        return Rev(
+            rev,
+            down,
+            upgrade=f'op.add_column("readings", sa.Column("{name}", sa.Integer))',
+            downgrade=f'op.drop_column("readings", "{name}")',
+        )
+
+    models = READINGS_MODELS.replace(
+        'sa.Column("device", sa.String(32)),',
+        'sa.Column("device", sa.String(32)),\n'
+        + "".join(f'    sa.Column("{n}", sa.Integer),\n' for n in "abcd"),
+    )
+    revisions = [*READINGS_REVISIONS, col("a1", "0002", "a"), col("b1", "0002", "b"), col("a2", "a1", "c")]
+    revisions.append(col("m", ("a2", "b1"), "d"))
+    checks = check_on(pg_server, make_project(tmp_path, models=models, revisions=revisions))
+    assert not _failures(checks)
+    stairs = [c.revision for c in checks if c.name == "stairway"]
+    assert len(stairs) == 6 and stairs[:2] == ["0001", "0002"] and stairs[-1] == "m"
+    assert stairs.index("a1") < stairs.index("a2")
+
+
+def test_fail_fast_stops_at_the_first_problem(tmp_path: Path, pg_server: Server) -> None:
+    leaky = Rev(
+        "0002",
+        "0001",
+        upgrade='op.create_index("ix_v", "readings", ["value"])',
+        downgrade="op.execute('SELECT 1')",
+    )
+    third = Rev("0003", "0002", upgrade="op.execute('SELECT 1')", downgrade="op.execute('SELECT 1')")
+    checks = check_on(pg_server, make_project(tmp_path, revisions=[FIRST, leaky, third]), fail_fast=True)
+    assert [c.revision for c in checks if c.name == "stairway" and c.revision][-1] == "0002"
+    assert _failures(checks)[-1].revision == "0002"
