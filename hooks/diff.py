@@ -186,6 +186,8 @@ def describe_column(col: Column) -> str:
 
 
 def _column_change(table: str, a: Column, b: Column) -> Change | None:
+    if a == b:
+        return None
     parts = []
     destructive = False
     if a.type != b.type:
@@ -195,7 +197,9 @@ def _column_change(table: str, a: Column, b: Column) -> Change | None:
         parts.append(f"collation {a.collation or 'default'} -> {b.collation or 'default'}")
     if a.nullable != b.nullable:
         parts.append("now nullable" if b.nullable else "now NOT NULL")
-    if normalise_default(a.default, a.type) != normalise_default(b.default, b.type):
+    if a.default != b.default and normalise_default(a.default, a.type) != normalise_default(
+        b.default, b.type
+    ):
         parts.append(f"default {a.default or 'none'} -> {b.default or 'none'}")
     if a.identity != b.identity:
         parts.append(f"identity {a.identity or 'none'} -> {b.identity or 'none'}")
@@ -358,7 +362,9 @@ def _indexes(old: Snapshot, new: Snapshot) -> list[Change]:
         changes.append(Change("index", "added", key, idx.table, describe_index(idx), False, after=idx))
     for key in a.keys() & b.keys():
         x, y = a[key], b[key]
-        if index_shape(x.definition) != index_shape(y.definition) or x.table != y.table:
+        if x.table != y.table or (
+            x.definition != y.definition and index_shape(x.definition) != index_shape(y.definition)
+        ):
             detail = f"{describe_index(x)} -> {describe_index(y)}"
             changes.append(Change("index", "changed", key, y.table, detail, False, before=x, after=y))
     return changes

@@ -166,6 +166,7 @@ def test_snapshot_is_stable_and_round_trips_through_json(conn: psycopg2.extensio
     first, second = take(conn), take(conn)
     assert first == second
     text = json.dumps(first.to_dict())
+    assert json.loads(text) == first.to_dict()  # plain JSON data: lists, str, int, bool, None
     again = snapshot.Snapshot.from_dict(json.loads(text))
     assert again == first
     assert snapshot.Snapshot.from_json(first.to_json()) == first
