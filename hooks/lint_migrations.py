@@ -99,7 +99,11 @@ def changed_since(paths: Sequence[Path], ref: str, *, required: bool) -> set[Pat
         if required:
             raise ProjectError(f"--base {ref}: no such git commit: fetch it (git fetch) or fix the ref")
         return None
-    relative = [p.resolve().relative_to(root).as_posix() for p in paths]
+    inside = [p for p in paths if p.resolve().is_relative_to(root)]
+    outside = {p for p in paths if p not in inside}  # not in this work tree: always linted
+    if not inside:
+        return outside
+    relative = [p.resolve().relative_to(root).as_posix() for p in inside]
     listed = _git(["ls-tree", "-r", "-z", commit.stdout.strip(), "--", *relative], root)
     if listed.returncode != 0:
         raise ProjectError(f"git ls-tree {ref} failed: {one_line(listed.stderr)}")
@@ -112,7 +116,9 @@ def changed_since(paths: Sequence[Path], ref: str, *, required: bool) -> set[Pat
     if hashed.returncode != 0:
         raise ProjectError(f"git hash-object failed: {one_line(hashed.stderr)}")
     now = hashed.stdout.split()
-    return {path for path, rel, blob in zip(paths, relative, now, strict=True) if at_ref.get(rel) != blob}
+    return outside | {
+        path for path, rel, blob in zip(inside, relative, now, strict=True) if at_ref.get(rel) != blob
+    }
 
 
 # --- rendering one revision's SQL ----------------------------------------------------------

@@ -174,7 +174,9 @@ CASES: dict[str, tuple[str, str]] = {
 }
 
 
-def write_revision(versions: Path, rev: str, down: str | None, body: str, *, name: str | None = None) -> Path:
+def write_revision(
+    versions: Path, rev: str, down: str | tuple[str, ...] | None, body: str, *, name: str | None = None
+) -> Path:
     path = versions / f"{name or rev}.py"
     path.write_text(
         REVISION.format(message=rev, rev=rev, down=down, body=textwrap.indent(body.strip("\n"), "    ")),
@@ -369,6 +371,21 @@ def test_offline_render_never_reads_the_users_database_url(
     assert os.environ["DATABASE_URL"] == "postgresql://app:s3cret-pw@prod.example.invalid/iot"
 
 
+def test_branches_and_merge_revision_are_each_rendered_alone(tmp_path: Path) -> None:
+    ini = make_project(tmp_path, [("0001", BASE_BODY)])
+    versions = tmp_path / "migrations" / "versions"
+    write_revision(versions, "0002a", "0001", 'op.drop_column("readings", "legacy")')
+    write_revision(versions, "0002b", "0001", 'op.execute("TRUNCATE devices")')
+    write_revision(versions, "0003", ("0002a", "0002b"), 'op.create_index("ix_value", "readings", ["value"])')
+    found = by_revision(lint(ini, everything=True))
+    assert found == {
+        "0001": [],
+        "0002a": [("ban-drop-column", None)],
+        "0002b": [("ban-truncate", None)],
+        "0003": [("require-concurrent-index-creation", None)],
+    }
+
+
 # --- which revisions: git ------------------------------------------------------------------
 
 
@@ -419,7 +436,7 @@ def test_bundled_project_passes_with_its_allow_comment() -> None:
     ]
 
 
-def test_command_line_lint_list_rules_and_exit_code(tmp_path: Path) -> None:
+def test_command_line_lint_and_exit_code(tmp_path: Path) -> None:
     ini = make_project(tmp_path, [("0001", BASE_BODY), ("0002", 'op.drop_table("devices")')])
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     done = subprocess.run(
@@ -433,7 +450,9 @@ def test_command_line_lint_list_rules_and_exit_code(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     assert "revision 0002 (0002.py): ban-drop-table: DROP TABLE devices" in done.stdout
     assert done.stderr == ""
-    rules = subprocess.run(
-        [sys.executable, "-m", "hooks", "lint", "--list-rules"], capture_output=True, text=True, check=True
-    ).stdout
+
+
+def test_list_rules(capsys: pytest.CaptureFixture[str]) -> None:
+    assert lint_migrations.main(["--list-rules"]) == 0
+    rules = capsys.readouterr().out
     assert all(f"{rule.id} ({rule.severity})" in rules for rule in RULES)
