@@ -222,7 +222,8 @@ def diff_diagram(
             neighbours.add(con.ref_table)
         if con.ref_table in touched:
             neighbours.add(con.table)
-    neighbours -= touched
+    # a foreign key may point at a table the snapshots leave out (exclude-tables)
+    neighbours = {key for key in neighbours if key in after.tables or key in before.tables} - touched
     order = sorted(touched) + sorted(neighbours)
     left_out: list[str] = []
     if len(order) > DEFAULT_MAX_TABLES:

@@ -406,6 +406,18 @@ def test_diff_diagram_marks_foreign_keys_added_and_removed() -> None:
     assert _entities(_mermaid_of(block))["firmware"]["device_id"] == ""  # no column changed
 
 
+def test_diff_diagram_skips_neighbours_the_snapshots_leave_out() -> None:
+    # readings points at a table excluded from the snapshots (exclude-tables)
+    after = snap(
+        list(AFTER.tables.values()),
+        [*AFTER.constraints.values(), fk("readings", ("id",), "_prisma_migrations", ("id",))],
+    )
+    block = mermaid.diff_diagram(BEFORE, after, compare(BEFORE, after))
+    assert block is not None
+    assert "_prisma_migrations" not in block
+    assert "readings {" in block
+
+
 def test_diff_diagram_is_none_when_no_table_is_touched() -> None:
     assert mermaid.diff_diagram(AFTER, AFTER, [], max_chars=None) is None
     view = View("public", "v", "SELECT 1", False)
