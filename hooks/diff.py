@@ -35,6 +35,7 @@ from hooks.snapshot import (
     Snapshot,
     Table,
     View,
+    object_key,
     table_matches,
 )
 
@@ -141,15 +142,11 @@ def _table_summary(table: Table, snap: Snapshot) -> str:
 
 
 def _primary_key(table: Table, snap: Snapshot) -> Constraint | None:
-    key = _table_key(table)
+    key = object_key(table.schema, table.name)
     return next(
         (c for c in snap.constraints.values() if c.table == key and c.type == "primary key"),
         None,
     )
-
-
-def _table_key(table: Table) -> str:
-    return table.name if table.schema == "public" else f"{table.schema}.{table.name}"
 
 
 def _columns(old: Snapshot, new: Snapshot) -> list[Change]:

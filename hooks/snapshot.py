@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, is_dataclass
 from typing import Any
 
+from hooks.errors import EnvironmentProblem
+
 DEFAULT_SCHEMA = "public"
 
 
@@ -286,7 +288,17 @@ def take(
     neither commits nor rolls back. ``exclude_tables``: table keys or bare names, shell
     wildcards allowed (``_prisma_*``).
     """
-    return parse(_fetch(connection, list(schemas)), exclude_tables=exclude_tables)
+    try:
+        raw = _fetch(connection, list(schemas))
+    except Exception as err:
+        if not type(err).__module__.startswith(("psycopg", "sqlalchemy")):
+            raise
+        first = (str(getattr(err, "orig", None) or err).strip().splitlines() or [type(err).__name__])[0]
+        raise EnvironmentProblem(
+            f"could not read the schema from pg_catalog: {first}",
+            detail="the connection must reach PostgreSQL 10 or newer, outside a failed transaction",
+        ) from err
+    return parse(raw, exclude_tables=exclude_tables)
 
 
 def _fetch(connection: Any, schemas: list[str]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from hooks import diff, snapshot
+from hooks.errors import EnvironmentProblem
 from hooks.postgres import Server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -498,3 +499,15 @@ def test_partitioned_tables_and_their_partitions(conn: psycopg2.extensions.conne
     run(conn, "DROP TABLE events_2026")
     changes = diff.compare(snap, take(conn))
     assert [(c.kind, c.action, c.name) for c in changes] == [("table", "removed", "events_2026")]
+
+
+def test_failed_transaction_is_one_line_environment_problem(conn: psycopg2.extensions.connection) -> None:
+    conn.autocommit = False
+    with conn.cursor() as cur, pytest.raises(psycopg2.Error):
+        cur.execute("SELECT 1/0")
+    with pytest.raises(EnvironmentProblem) as caught:
+        take(conn)
+    conn.rollback()
+    assert caught.value.message.startswith("could not read the schema from pg_catalog: ")
+    assert "transaction is aborted" in caught.value.message
+    assert "\n" not in caught.value.message
