@@ -114,13 +114,21 @@ def is_placeholder(password: str, host: str = "") -> bool:
         value.startswith("$") and value[1:].isidentifier()
     ):
         return True
-    words = [w.translate(LEET) for w in re.split(r"[^a-z0-9@$]+", lowered) if w]
-    if words and all(word in PLACEHOLDER_WORDS for word in words):
+    words = [w for w in re.split(r"[^a-z0-9@$]+", lowered) if w]
+    if words and all(_placeholder_word(word) for word in words):
         return True
     host = host.lower()
     if host.endswith(RESERVED_SUFFIXES) or host.endswith(RESERVED_DOMAINS) or host in RESERVED_DOMAINS:
         return True
     return host in LOCAL_HOSTS and lowered in LOCAL_DEFAULTS
+
+
+def _placeholder_word(word: str) -> bool:
+    # "p@ss" is leetspeak for "pass"; "sec@ret" is "secret" with a symbol inserted
+    return (
+        word.translate(LEET) in PLACEHOLDER_WORDS
+        or re.sub(r"[@$]", "", word).translate(LEET) in PLACEHOLDER_WORDS
+    )
 
 
 def _host(rest: str) -> str:

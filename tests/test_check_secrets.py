@@ -94,6 +94,7 @@ def test_placeholders_pass(tmp_path: Path, password: str, capsys: pytest.Capture
         ("{password}", NEON, True),
         ("S3cret", NEON, True),
         ("p%40ss", NEON, True),
+        ("sec%40ret", NEON, True),
         ("postgres", "localhost", True),
         ("postgres", NEON, False),
         (REAL, "db.example.com", True),
