@@ -69,7 +69,7 @@ def compare(
     before: Snapshot, after: Snapshot, *, ignore_tables: Iterable[str] = ("alembic_version",)
 ) -> list[Change]:
     """Changes that turn ``before`` into ``after``: destructive first, then by kind, then name."""
-    ignored = tuple(ignore_tables)
+    ignored = (ignore_tables,) if isinstance(ignore_tables, str) else tuple(ignore_tables)
     old = _without_tables(before, ignored)
     new = _without_tables(after, ignored)
     changes = _tables(old, new) + _columns(old, new)

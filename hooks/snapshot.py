@@ -166,9 +166,15 @@ def object_key(schema: str, name: str) -> str:
     return name if schema == DEFAULT_SCHEMA else f"{schema}.{name}"
 
 
+def _names(names: Iterable[str]) -> tuple[str, ...]:
+    # a lone string is one name, not a sequence of one-letter names
+    return (names,) if isinstance(names, str) else tuple(names)
+
+
 def table_matches(table_key: str, patterns: Iterable[str]) -> bool:
     """True when a table key matches one of the patterns (key or bare name, shell wildcards)."""
     bare = table_key.rsplit(".", 1)[-1]
+    patterns = _names(patterns)
     return any(fnmatch.fnmatchcase(table_key, pat) or fnmatch.fnmatchcase(bare, pat) for pat in patterns)
 
 
@@ -289,7 +295,7 @@ def take(
     wildcards allowed (``_prisma_*``).
     """
     try:
-        raw = _fetch(connection, list(schemas))
+        raw = _fetch(connection, list(_names(schemas)))
     except Exception as err:
         if not type(err).__module__.startswith(("psycopg", "sqlalchemy")):
             raise
@@ -320,7 +326,7 @@ def _fetch(connection: Any, schemas: list[str]) -> dict[str, Any]:
 
 def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapshot:
     """Build a Snapshot from the catalog query's JSON document (pure)."""
-    patterns = tuple(exclude_tables)
+    patterns = _names(exclude_tables)
     table_keys: dict[int, str] = {}
     table_rows: dict[int, tuple[str, str, bool, str | None]] = {}
     for oid, schema, name, partitioned, comment in raw["tables"]:

@@ -376,6 +376,7 @@ def test_excluded_tables_are_invisible(conn: psycopg2.extensions.connection) -> 
     assert {c.table for c in seen.constraints.values()} >= {"_prisma_migrations"}
     wildcard = snapshot.take(conn, exclude_tables=("_prisma_*",))
     assert wildcard == without
+    assert snapshot.take(conn, schemas="public", exclude_tables="_prisma_migrations") == without
 
 
 def test_other_schemas_are_keyed_schema_dot_name(conn: psycopg2.extensions.connection) -> None:
