@@ -536,8 +536,10 @@ def test_mermaid_parser_reads_every_diagram_as_meant(mermaid_parser, tmp_path: P
     code, results = mermaid_parser(files)
     failures = [f"{Path(r['file']).name}: {r['error']}" for r in results if not r["ok"]]
     assert code == 0 and not failures, failures
-    by_file = {Path(r["file"]).name: r for r in results}
-    assert len(by_file) == len(files)
+    # every ```mermaid block of README.md parses (its other examples too); test_erd keeps
+    # the schema diagram in it current
+    assert {Path(r["file"]).name for r in results} == {f.name for f in files}
+    by_file = {Path(r["file"]).name: r for r in results if r["file"] != str(REPO_ROOT / "README.md")}
     for name, text in texts.items():
         source = _mermaid_of(text) if name.endswith(".md") else text
         parsed = by_file[name]
@@ -561,7 +563,6 @@ def test_mermaid_parser_reads_every_diagram_as_meant(mermaid_parser, tmp_path: P
     }
     assert set(by_file["tricky.mmd"]["entities"]) == {"end", "other.devices", "class"}
     assert by_file["schema.md"]["entities"], "docs/schema.md draws no table"
-    assert by_file["README.md"]["entities"] == by_file["schema.md"]["entities"]
 
 
 def test_mermaid_parser_rejects_a_broken_diagram(mermaid_parser, tmp_path: Path) -> None:
