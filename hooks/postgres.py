@@ -254,7 +254,9 @@ def _run_or_explain(
 
 def _cluster_paths(binaries: Binaries) -> tuple[Path, Path]:
     """(cached cluster dir, its lock file) for this build of Postgres."""
-    key = hashlib.sha256(f"{binaries.bindir.resolve()}|{binaries.version}|1".encode()).hexdigest()[:12]
+    # the last field is the layout of our initdb call: change it when the call changes
+    layout = "2-wal1"
+    key = hashlib.sha256(f"{binaries.bindir.resolve()}|{binaries.version}|{layout}".encode()).hexdigest()[:12]
     root = cache_dir()
     return root / f"pg{binaries.major}-{key}", root / f"pg{binaries.major}-{key}.lock"
 
@@ -281,6 +283,7 @@ def _initdb(binaries: Binaries, target: Path, account: pwd.struct_passwd | None)
                 "--locale=C",
                 "--no-sync",
                 "--no-instructions",
+                "--wal-segsize=1",  # 1 MB instead of 16 MB: every run copies the cluster
             ],
             capture_output=True,
             text=True,
