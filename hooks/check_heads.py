@@ -58,7 +58,9 @@ def parse_revision_file(path: Path, root: Path) -> RevisionFile:
         tree = ast.parse(source, filename=str(path))
     except SyntaxError as err:
         where = f"{relative(path, root)}:{err.lineno}"
-        return RevisionFile(path, None, (), (), (), error=f"{where}: syntax error: {err.msg}")
+        return RevisionFile(
+            path, None, (), (), (), error=f"{where}: syntax error in migration: {err.msg}: fix the file"
+        )
     except (OSError, UnicodeDecodeError, ValueError) as err:
         return RevisionFile(path, None, (), (), (), error=f"{relative(path, root)}: cannot read: {err}")
     values: dict[str, ast.expr] = {}
@@ -128,8 +130,10 @@ def version_dirs(ini: Path) -> tuple[Path, list[Path], list[Path], bool]:
     if not script_dir.is_absolute():
         script_dir = here / script_dir  # Alembic resolves relative to the working directory too
     if not script_dir.is_dir():
+        raw = parser.get("alembic", "script_location", fallback="").strip()
         raise ProjectError(
-            f"{ini.name}: script_location {location!r} does not exist: fix script_location in alembic.ini"
+            f"{ini.name}: script_location {raw!r} does not exist ({script_dir}): "
+            "fix script_location in alembic.ini"
         )
     separator = option("path_separator") or option("version_path_separator") or "legacy"
     locations = option("version_locations")

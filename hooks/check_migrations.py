@@ -82,15 +82,17 @@ def interruptible_queries() -> Iterator[None]:
         extensions.set_wait_callback(previous)
 
 
-def _history_problems(project: Project) -> None:
-    """A broken history (two heads, dangling links, cycles) stops the check: exit 2."""
+def _history_problems(ini: Path) -> None:
+    """A broken history (two heads, dangling links, cycles, unparsable files) stops the check: exit 2."""
     from hooks.check_heads import analyse, parse_revision_file, revision_paths, version_dirs
 
-    _script, dirs, paths, recursive = version_dirs(project.ini)
-    files = [parse_revision_file(p, project.root) for p in revision_paths(dirs, recursive)]
-    for check in analyse(files, project.root, [str(p) for p in paths]):
+    root = ini.parent
+    _script, dirs, paths, recursive = version_dirs(ini)
+    files = [parse_revision_file(p, root) for p in revision_paths(dirs, recursive)]
+    for check in analyse(files, root, [str(p) for p in paths]):
         if check.status == FAIL:
-            raise ProjectError(f"broken migration history: {check.message}", detail="\n".join(check.details))
+            prefix = "" if check.name == "imports" else "broken migration history: "
+            raise ProjectError(f"{prefix}{check.message}", detail="\n".join(check.details))
 
 
 def _version_note(project: Project, server: Any) -> list[str]:
@@ -153,8 +155,8 @@ def run(
     started = time.perf_counter()
     settings = find_config(config, cwd=cwd)
     with isolated_imports(settings.alembic_config.parent):
+        _history_problems(settings.alembic_config)
         project = open_project(settings=settings)
-        _history_problems(project)
         count = len(project.revisions())
         title = f"schema-warden check: {relative(project.ini, Path.cwd())} ({count} revisions)"
         with interruptible_queries(), throwaway_server(pg_bin) as server:

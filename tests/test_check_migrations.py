@@ -1,0 +1,275 @@
+"""``schema-warden check`` as a command: exit codes, formats, bad input, Ctrl-C, safety."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+from fixture_project import (
+    READINGS_MODELS,
+    READINGS_REVISIONS,
+    Rev,
+    make_project,
+    readings_project,
+    write_models,
+    write_revision,
+)
+
+from hooks import check_heads, check_migrations
+from hooks.postgres import Server
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _first_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    return capsys.readouterr().err.splitlines()[0]
+
+
+def test_bundled_project_passes(capsys: pytest.CaptureFixture[str]) -> None:
+    code = check_migrations.main(["--config", str(REPO_ROOT / "alembic.ini")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "ok   stairway: 0001 (create temperature_readings): upgrade, downgrade (no trace)" in out
+    assert "ok   drift: the migrations build exactly what the models declare" in out
+    assert out.splitlines()[-1].startswith("ok: 4 passed in ")
+
+
+def test_failing_run_in_json_and_markdown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    leaky = Rev("0002", "0001", upgrade=READINGS_REVISIONS[1].upgrade, downgrade="op.execute('SELECT 1')")
+    ini = make_project(tmp_path, models=READINGS_MODELS, revisions=[READINGS_REVISIONS[0], leaky])
+    assert check_migrations.main(["--config", str(ini), "--format", "json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert set(data) == {"ok", "checks", "duration_s"} and data["ok"] is False
+    failed = [c for c in data["checks"] if c["status"] == "fail"]
+    assert [(c["name"], c["revision"]) for c in failed] == [("stairway", "0002")]
+    assert failed[0]["message"].endswith("downgrade leaves column readings.device behind")
+
+    assert check_migrations.main(["--config", str(ini), "--format", "markdown"]) == 1
+    md = capsys.readouterr().out
+    assert md.startswith("### schema-warden check") and "❌ 1 problem(s) found" in md
+    assert "| ❌ | stairway | 0002 |" in md
+
+
+def _break_env(root: Path) -> None:
+    env = root / "migrations" / "env.py"
+    env.write_text(
+        env.read_text().replace("config = context.config", "config = context.config\n{}['missing']")
+    )
+
+
+def _break_model(root: Path) -> None:
+    write_models(root, READINGS_MODELS + "\nbroken = (\n")
+
+
+def _break_migration(root: Path) -> None:
+    path = root / "migrations" / "versions" / "0002_add_device.py"
+    path.write_text(path.read_text().replace("def upgrade() -> None:", "def upgrade() -> None"))
+
+
+def _no_script_dir(root: Path) -> None:
+    shutil.rmtree(root / "migrations")
+
+
+def _two_heads(root: Path) -> None:
+    write_revision(root, Rev("0003", "0001", message="parallel"))
+
+
+def _dangling(root: Path) -> None:
+    write_revision(root, Rev("0003", "0042", message="lost"))
+
+
+def _duplicate(root: Path) -> None:
+    write_revision(root, Rev("0002", "0001", message="again", filename="0002_again.py"))
+
+
+@pytest.mark.parametrize(
+    ("breaker", "first_line"),
+    [
+        (_no_script_dir, "error: alembic.ini: script_location '%(here)s/migrations' does not exist"),
+        (_break_env, "error: migrations/env.py raised KeyError: 'missing'"),
+        (
+            _break_model,
+            r"error: fixture_app/models\.py:\d+: syntax error in a module env\.py imports: "
+            r"'\(' was never closed",
+        ),
+        (
+            _break_migration,
+            r"error: migrations/versions/0002_add_device\.py:\d+: syntax error in migration: expected ':'",
+        ),
+        (_two_heads, "error: broken migration history: 2 heads: 0002, 0003: two branches of migrations"),
+        (
+            _dangling,
+            "error: broken migration history: revision 0003 (migrations/versions/0003_lost.py): "
+            "down_revision '0042' does not exist",
+        ),
+        (_duplicate, "error: broken migration history: revision id 0002 is declared by"),
+    ],
+    ids=[
+        "script-dir-missing",
+        "env-raises",
+        "model-syntax",
+        "migration-syntax",
+        "two-heads",
+        "dangling",
+        "duplicate",
+    ],
+)
+def test_bad_projects_exit_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], breaker: object, first_line: str
+) -> None:
+    ini = readings_project(tmp_path)
+    breaker(tmp_path)  # type: ignore[operator]
+    assert check_migrations.main(["--config", str(ini)]) == 2
+    line = _first_error_line(capsys)
+    assert line.startswith(first_line) or re.match(first_line, line), line
+
+
+def test_no_alembic_ini_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert check_migrations.main(["--config", str(tmp_path / "alembic.ini")]) == 2
+    assert _first_error_line(capsys).startswith(f"error: no alembic.ini at {tmp_path / 'alembic.ini'}: ")
+
+
+def test_empty_versions_dir_passes_saying_nothing_to_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ini = make_project(tmp_path)
+    assert check_migrations.main(["--config", str(ini)]) == 0
+    assert "ok   stairway: no revisions: nothing to check" in capsys.readouterr().out
+
+
+def test_no_postgres_binaries_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ini = readings_project(tmp_path / "project")
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    assert check_migrations.main(["--config", str(ini), "--pg-bin", str(empty)]) == 3
+    assert _first_error_line(capsys).startswith(f"error: no postgres/initdb in {empty}")
+
+
+@pytest.fixture
+def short_tmpdir() -> Iterator[Path]:
+    """A TMPDIR for a child guard, short enough for a unix socket, reachable by the server user."""
+    path = Path(tempfile.mkdtemp(prefix="swt-", dir="/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_sigint_mid_stairway_exits_130_and_leaves_nothing(tmp_path: Path, short_tmpdir: Path) -> None:
+    sleepy = Rev(
+        "0002",
+        "0001",
+        upgrade='print("STAIRWAY-MARKER", flush=True)\nop.execute("SELECT pg_sleep(60)")',
+        downgrade="pass",
+    )
+    ini = make_project(tmp_path, models=READINGS_MODELS, revisions=[READINGS_REVISIONS[0], sleepy])
+    env = {**os.environ, "TMPDIR": str(short_tmpdir)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hooks", "check", "--config", str(ini)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "STAIRWAY-MARKER" in line:
+                break
+        else:
+            pytest.fail(f"no marker; stderr: {proc.stderr.read() if proc.stderr else ''}")
+        running = _processes_mentioning(str(short_tmpdir))
+        assert running, "the guard's server should be running now"
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert _processes_mentioning(str(short_tmpdir)) == []
+    assert list(short_tmpdir.iterdir()) == []
+
+
+# --- safety: the guard never touches DATABASE_URL --------------------------------------------
+
+
+@pytest.fixture
+def sentinel(pg_server: Server, fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """DATABASE_URL -> a database on the session's server (not the guard's) holding a marker table;
+    connections to it are logged, so any connection the guard made would show."""
+    pg_server.execute("CREATE TABLE marker (id integer)", dbname=fresh_db)
+    pg_server.execute("ALTER SYSTEM SET log_connections = on")
+    pg_server.execute("SELECT pg_reload_conf()")
+    monkeypatch.setenv("DATABASE_URL", pg_server.libpq_url(fresh_db))
+    try:
+        yield fresh_db
+    finally:
+        pg_server.execute("ALTER SYSTEM RESET log_connections")
+        pg_server.execute("SELECT pg_reload_conf()")
+
+
+def _connections_to(pg_server: Server, dbname: str) -> int:
+    log = (pg_server.socket_dir / "server.log").read_text(errors="replace")
+    return log.count(f"database={dbname} ")
+
+
+def _tables(pg_server: Server, dbname: str) -> list[str]:
+    conn = psycopg2.connect(**pg_server.connect_kwargs(dbname))
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT relname FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace"
+            )
+            return sorted(r[0] for r in cur.fetchall())
+    finally:
+        conn.close()
+
+
+def test_database_url_is_never_touched(
+    tmp_path: Path, pg_server: Server, sentinel: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # an env.py that ignores the injected connection and connects to sqlalchemy.url / DATABASE_URL
+    careless = readings_project(tmp_path / "careless", env_uses_injected_connection=False)
+    drifting = readings_project(
+        tmp_path / "drifting", models=READINGS_MODELS + '\nsa.Table("extra", metadata)\n'
+    )
+    failing = make_project(
+        tmp_path / "failing", revisions=[Rev("0001", None, upgrade='op.execute("SELECT nope")')]
+    )
+    before = _connections_to(pg_server, sentinel)
+    results = [
+        check_migrations.main(["--config", str(REPO_ROOT / "alembic.ini")]),
+        check_migrations.main(["--config", str(careless)]),
+        check_migrations.main(["--config", str(drifting)]),
+        check_migrations.main(["--config", str(failing)]),
+        check_heads.main(["--config", str(REPO_ROOT / "alembic.ini")]),
+    ]
+    output = capsys.readouterr()
+    assert results == [0, 0, 1, 1, 0], output
+    assert _connections_to(pg_server, sentinel) == before
+    assert _tables(pg_server, sentinel) == ["marker"]
