@@ -170,41 +170,51 @@ def imported_modules(source: str) -> list[str]:
 # --- I/O: digests of files ----------------------------------------------------------------
 
 
-def _module_files(name: str, roots: Sequence[Path]) -> list[Path]:
+def _module_files(name: str, roots: Sequence[str]) -> list[str]:
     parts = name.split(".")
     found = []
     for root in roots:
         for i in range(1, len(parts) + 1):
-            base = root.joinpath(*parts[:i])
-            for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-                if candidate.is_file():
+            base = os.path.join(root, *parts[:i])
+            for candidate in (base + ".py", os.path.join(base, "__init__.py")):
+                if os.path.isfile(candidate):
                     found.append(candidate)
     return found
 
 
-def code_digest(path: Path, roots: Sequence[Path], _memo: dict[Path, bytes] | None = None) -> str:
-    """SHA-256 of a file and of the project-local modules it imports, transitively."""
-    memo = {} if _memo is None else _memo
-    seen: set[Path] = set()
-    todo = [Path(path).resolve()]
+def code_digest(
+    path: str | os.PathLike[str],
+    roots: Sequence[str | os.PathLike[str]],
+    memo: dict[str, bytes] | None = None,
+) -> str:
+    """SHA-256 of a file and of the project-local modules it imports, transitively.
+
+    Imported modules are named by their path relative to the root they were found in, so
+    a moved checkout keeps its keys.
+    """
+    memo = {} if memo is None else memo
+    root_dirs = [os.fspath(r) for r in roots]
+    start = os.fspath(path)
+    seen: set[str] = set()
+    todo = [(start, "self")]
     h = hashlib.sha256()
     while todo:
-        current = todo.pop()
+        current, label = todo.pop()
         if current in seen:
             continue
         seen.add(current)
         data = memo.get(current)
         if data is None:
-            data = current.read_bytes()
+            with open(current, "rb") as fh:
+                data = fh.read()
             memo[current] = data
-        h.update(str(current).encode() if current != Path(path).resolve() else b"self")
-        h.update(hashlib.sha256(data).digest())
-        if b"import" not in data:
-            continue
+        h.update(label.encode() + b"\0" + hashlib.sha256(data).digest())
         for name in imported_modules(data.decode("utf-8", "replace")):
             if name.split(".")[0] in ("alembic", "sqlalchemy", "__future__"):
                 continue
-            todo.extend(f.resolve() for f in _module_files(name, roots))
+            for found in _module_files(name, root_dirs):
+                real = os.path.realpath(found)
+                todo.append((real, name + ":" + os.path.basename(found)))
     return h.hexdigest()
 
 
@@ -216,12 +226,10 @@ def guard_fingerprint() -> str:
     for path in sorted(Path(hooks.__file__).parent.glob("*.py")):
         h.update(path.name.encode())
         h.update(path.read_bytes())
-    try:
-        from importlib.metadata import version
+    import alembic
+    import sqlalchemy
 
-        h.update(f"alembic={version('alembic')};sqlalchemy={version('sqlalchemy')}".encode())
-    except Exception:
-        pass
+    h.update(f"alembic={alembic.__version__};sqlalchemy={sqlalchemy.__version__}".encode())
     return f"{hooks.__version__}+{h.hexdigest()[:16]}"
 
 
@@ -298,10 +306,14 @@ class ProofCache:
     def _entry(self, key: str) -> Path:
         return self.root / "entries" / f"{key}.json"
 
-    def _read_entry(self, key: str) -> dict[str, Any] | None:
-        path = self._entry(key)
+    def _read_entry(self, key: str, entries: str | None = None) -> dict[str, Any] | bool | None:
+        """The entry's payload; False when there is none; None when it is damaged."""
+        path = os.path.join(entries or str(self.root / "entries"), key + ".json")
         try:
-            text = path.read_bytes()
+            with open(path, "rb") as fh:
+                text = fh.read()
+        except FileNotFoundError:
+            return False
         except OSError:
             return None
         payload = unseal(text)
@@ -314,24 +326,24 @@ class ProofCache:
         if not self.enabled:
             return set()
         found, damaged = set(), []
+        entries = str(self.root / "entries")
         with self._locked(exclusive=False):
             for key in keys:
-                path = self._entry(key)
-                if not path.exists():
-                    continue
-                if self._read_entry(key) is None:
+                payload = self._read_entry(key, entries)
+                if payload is None:
                     damaged.append(key)
-                else:
+                elif payload:
                     found.add(key)
         if damaged:
             # re-check under the exclusive lock: another guard may have just rewritten it
             with self._locked(exclusive=True):
                 for key in damaged:
-                    if self._read_entry(key) is None:
+                    payload = self._read_entry(key, entries)
+                    if payload is None:
                         with contextlib.suppress(OSError):
                             self._entry(key).unlink()
                         self.discarded.append(f"{key}.json")
-                    else:
+                    elif payload:
                         found.add(key)
         return found
 
@@ -342,10 +354,17 @@ class ProofCache:
         have = self.proven_keys(keys.values())
         proven = proven_closure(revisions, [r for r, k in keys.items() if k in have])
         restore, start = None, 0
+        try:
+            dumps = set(os.listdir(self.root / "dumps"))
+        except OSError:
+            dumps = set()
         for revision in reversed(proven):
-            point = self._restore_point(revision, keys[revision])
-            if point is not None and (index := resume_index(revisions, revision)) is not None:
-                restore, start = point, index
+            if f"{keys[revision]}.json" not in dumps:
+                continue
+            index = resume_index(revisions, revision)
+            if index is not None:
+                restore = RestorePoint(revision, keys[revision], self._dump_paths(keys[revision])[0])
+                start = index
                 break
         return Plan(keys=keys, proven=tuple(proven), restore=restore, start=start, enabled=True)
 
@@ -363,12 +382,6 @@ class ProofCache:
 
     def _dump_paths(self, key: str) -> tuple[Path, Path]:
         return self.root / "dumps" / f"{key}.sql", self.root / "dumps" / f"{key}.json"
-
-    def _restore_point(self, revision: str, key: str) -> RestorePoint | None:
-        sql, meta = self._dump_paths(key)
-        if not meta.exists():
-            return None
-        return RestorePoint(revision, key, sql)
 
     def _read_dump(self, point: RestorePoint) -> bytes | None:
         sql, meta = self._dump_paths(point.key)
@@ -487,11 +500,10 @@ def _parents(script: Any) -> tuple[str, ...]:
 
 def project_inputs(project: Any) -> tuple[list[RevisionInput], dict[str, bytes]]:
     """(revisions, context files) of a :class:`hooks.project.Project`."""
-    roots = _search_roots(project)
-    memo: dict[Path, bytes] = {}
+    roots = [str(r) for r in _search_roots(project)]
+    memo: dict[str, bytes] = {}
     revisions = [
-        RevisionInput(s.revision, _parents(s), code_digest(Path(s.path), roots, memo))
-        for s in project.revisions()
+        RevisionInput(s.revision, _parents(s), code_digest(s.path, roots, memo)) for s in project.revisions()
     ]
     files = {"alembic.ini": Path(project.ini).read_bytes()}
     if Path(project.env_py).is_file():
