@@ -171,7 +171,11 @@ def machine() -> dict[str, str]:
     from hooks.postgres import find_binaries
 
     binaries = find_binaries()
+    load = "?"
+    with contextlib.suppress(OSError):
+        load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     return {
+        "load average at start (1/5/15 min)": load,
         "cpu": cpu,
         "cores": str(os.cpu_count()),
         "memory": memory,
