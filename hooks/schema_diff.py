@@ -91,7 +91,11 @@ def _git(args: Sequence[str], cwd: Path, **kwargs: Any) -> subprocess.CompletedP
 def repo_root(path: Path) -> Path:
     top = _git(["rev-parse", "--show-toplevel"], path, text=True)
     if top.returncode != 0:
-        raise ProjectError(f"{path} is not in a git repository: schema-warden diff compares git refs")
+        said = " ".join(top.stderr.strip().splitlines()[:1])
+        raise ProjectError(
+            f"{path} is not in a git repository: schema-warden diff compares git refs",
+            detail=f"git: {said}" if said else "",
+        )
     return Path(top.stdout.strip()).resolve()
 
 
