@@ -386,28 +386,20 @@ def _outputs(path: Path) -> dict[str, str]:
     return {m[1]: m[3] for m in re.finditer(r"^(\w+)<<(\S+)\n(.*?)\n\2$", text, re.MULTILINE | re.DOTALL)}
 
 
-@pytest.mark.parametrize("fork", [False, True], ids=["same-repo", "fork"])
-def test_workflow_steps_write_the_summary_and_the_marked_comment(
-    two_commits: Path, tmp_path: Path, fork: bool
-) -> None:
+def _run_workflow_steps(repo: Path, tmp_path: Path, *, head_repo: str) -> tuple[dict[str, int], Path]:
+    """Run the check job's script steps as the runner does; returns their exit codes and RUNNER_TEMP."""
     if shutil.which("schema-warden") is None:
         pytest.fail("schema-warden is not on PATH: pip install -e '.[test]'")
-    git(two_commits, "update-ref", "refs/remotes/origin/main", "HEAD~1")  # what checkout fetches
+    git(repo, "update-ref", "refs/remotes/origin/main", "HEAD~1")  # what checkout fetches
     runner_temp = tmp_path / "runner"
     runner_temp.mkdir()
     event = tmp_path / "event.json"
-    head_repo = "someone/iot" if fork else "acme/iot"
-    event.write_text(
-        json.dumps(
-            {
-                "pull_request": {
-                    "number": 3,
-                    "head": {"repo": {"full_name": head_repo}},
-                    "base": {"repo": {"full_name": "acme/iot"}},
-                }
-            }
-        )
-    )
+    pull_request = {
+        "number": 3,
+        "head": {"repo": {"full_name": head_repo}},
+        "base": {"repo": {"full_name": "acme/iot"}},
+    }
+    event.write_text(json.dumps({"pull_request": pull_request}))
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO_ROOT),
@@ -422,18 +414,30 @@ def test_workflow_steps_write_the_summary_and_the_marked_comment(
         "GITHUB_RUN_ID": "123",
     }
     steps = _workflow_steps()
+    codes = {}
     for step in ("guard", "diff"):
         done = subprocess.run(
             ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", steps[step]],
-            cwd=two_commits,
+            cwd=repo,
             env=env,
             capture_output=True,
             text=True,
             timeout=300,
         )
-        assert done.returncode == 0, f"{step}: {done.stdout}\n{done.stderr}"
-    guard = json.loads((runner_temp / "guard.json").read_text())
-    assert guard["ok"] is True
+        codes[step] = done.returncode
+        assert done.returncode in (0, 1), f"{step}: {done.stdout}\n{done.stderr}"
+    return codes, runner_temp
+
+
+@pytest.mark.parametrize("fork", [False, True], ids=["same-repo", "fork"])
+def test_workflow_steps_write_the_summary_and_the_marked_comment(
+    two_commits: Path, tmp_path: Path, fork: bool
+) -> None:
+    codes, runner_temp = _run_workflow_steps(
+        two_commits, tmp_path, head_repo="someone/iot" if fork else "acme/iot"
+    )
+    assert codes == {"guard": 0, "diff": 0}
+    assert json.loads((runner_temp / "guard.json").read_text())["ok"] is True
     summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert summary.startswith(
         "### Schema diff — 1 new revision, 3 schema changes (1 destructive) · ✅ guard passed"
@@ -447,6 +451,21 @@ def test_workflow_steps_write_the_summary_and_the_marked_comment(
     assert comment.startswith(MARKER + "\n### Schema diff — 1 new revision, 3 schema changes")
     assert "| ➕ | `readings.humidity` | column added: double precision, nullable |" in comment
     assert "alembic upgrade 0002:0003 --sql" in comment
+
+
+def test_workflow_fails_when_the_guard_fails_after_writing_summary_and_comment(
+    two_commits: Path, tmp_path: Path
+) -> None:
+    write_models(
+        two_commits, HEAD_MODELS + '\nextra = sa.Table("extra", metadata, sa.Column("id", sa.Integer))'
+    )
+    codes, runner_temp = _run_workflow_steps(two_commits, tmp_path, head_repo="acme/iot")
+    assert codes == {"guard": 1, "diff": 1}  # guard: continue-on-error; the diff step fails the job
+    assert json.loads((runner_temp / "guard.json").read_text())["ok"] is False
+    summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert summary.splitlines()[0].endswith("· ❌ guard failed") and "drift ❌" in summary
+    comment = _outputs(tmp_path / "output.txt")["comment"]
+    assert comment.startswith(MARKER) and "❌ guard failed" in comment and "`legacy`" in comment
 
 
 def test_github_mode_reports_an_error_to_the_summary(
