@@ -20,6 +20,7 @@ What is compared, and the traps it avoids (each tested in tests/test_diff.py):
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -74,12 +75,30 @@ def compare(
     new = _without_tables(after, ignored)
     changes = _tables(old, new) + _columns(old, new)
     covered = _covered_columns(old, new, changes)
-    changes += _indexes(old, new)
-    changes += _constraints(old, new)
+    dropped = {(c.table, c.before.name) for c in changes if c.kind == "column" and c.action == "removed"}
+    folded: dict[str, list[str]] = {}
+    changes += _indexes(old, new, dropped, folded)
+    changes += _constraints(old, new, dropped, folded)
     changes += _enums(old, new)
     changes += _sequences(old, new, covered=covered)
     changes += _views(old, new)
+    changes = [
+        dataclasses.replace(c, detail=f"{c.detail}; drops {', '.join(sorted(folded[c.name]))}")
+        if c.kind == "column" and c.name in folded
+        else c
+        for c in changes
+    ]
     return sorted(changes, key=_order)
+
+
+def _fold(
+    obj: Index | Constraint, kind: str, dropped: set[tuple[str, str]], folded: dict[str, list[str]]
+) -> bool:
+    """True when ``obj`` went away with a dropped column of its table (Postgres drops it too)."""
+    gone = [name for name in obj.columns if (obj.table, name) in dropped]
+    if gone:
+        folded.setdefault(f"{obj.table}.{gone[0]}", []).append(f"{kind} {obj.name}")
+    return bool(gone)
 
 
 def _order(change: Change) -> tuple[bool, int, str, int]:
@@ -342,10 +361,12 @@ def describe_index(index: Index) -> str:
     return f"on {index.table}: {'unique ' if index.unique else ''}{tail or index.definition}"
 
 
-def _indexes(old: Snapshot, new: Snapshot) -> list[Change]:
+def _indexes(
+    old: Snapshot, new: Snapshot, dropped: set[tuple[str, str]], folded: dict[str, list[str]]
+) -> list[Change]:
     a = {k: v for k, v in old.indexes.items() if v.constraint is None and v.table in new.tables}
     b = {k: v for k, v in new.indexes.items() if v.constraint is None}
-    removed = {k: a[k] for k in a.keys() - b.keys()}
+    removed = {k: a[k] for k in a.keys() - b.keys() if not _fold(a[k], "index", dropped, folded)}
     added = {k: b[k] for k in b.keys() - a.keys()}
     changes = _renames(
         "index",
@@ -367,14 +388,16 @@ def _indexes(old: Snapshot, new: Snapshot) -> list[Change]:
     return changes
 
 
-def _constraints(old: Snapshot, new: Snapshot) -> list[Change]:
+def _constraints(
+    old: Snapshot, new: Snapshot, dropped: set[tuple[str, str]], folded: dict[str, list[str]]
+) -> list[Change]:
     added_tables = new.tables.keys() - old.tables.keys()
     # dropping a table drops its constraints; a new table's primary key is in the table's line
     a = {k: v for k, v in old.constraints.items() if v.table in new.tables}
     b = {
         k: v for k, v in new.constraints.items() if not (v.table in added_tables and v.type == "primary key")
     }
-    removed = {k: a[k] for k in a.keys() - b.keys()}
+    removed = {k: a[k] for k in a.keys() - b.keys() if not _fold(a[k], "constraint", dropped, folded)}
     added = {k: b[k] for k in b.keys() - a.keys()}
     changes = _renames(
         "constraint",

@@ -59,6 +59,7 @@ class Index:
     unique: bool
     primary: bool
     constraint: str | None = None  # name of the PK/UNIQUE/EXCLUDE constraint this index implements
+    columns: tuple[str, ...] = ()  # table columns it uses: keys in order, then those in expressions
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,16 @@ SELECT json_build_object(
   'indexes', (
     SELECT coalesce(json_agg(json_build_array(
         i.indrelid, r.nspname, r.relname, pg_catalog.pg_get_indexdef(i.indexrelid),
-        i.indisunique, i.indisprimary, con.conname)), '[]')
+        i.indisunique, i.indisprimary, con.conname,
+        (SELECT coalesce(json_agg(a.attname
+                   ORDER BY coalesce(array_position(i.indkey::int2[], a.attnum), 10000 + a.attnum)), '[]')
+           FROM pg_catalog.pg_attribute a
+           WHERE a.attrelid = i.indrelid AND a.attnum > 0 AND (
+             a.attnum = ANY(i.indkey::int2[]) OR EXISTS (
+               SELECT 1 FROM pg_catalog.pg_depend d
+               WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = i.indexrelid
+                 AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = i.indrelid
+                 AND d.refobjsubid = a.attnum))))), '[]')
     FROM pg_catalog.pg_index i
     JOIN rel r ON r.oid = i.indexrelid
     LEFT JOIN pg_catalog.pg_constraint con
@@ -358,7 +368,7 @@ def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapsho
     }
 
     indexes: dict[str, Index] = {}
-    for relid, schema, name, definition, unique, primary, constraint in raw["indexes"]:
+    for relid, schema, name, definition, unique, primary, constraint, index_columns in raw["indexes"]:
         if relid in table_keys:
             indexes[object_key(schema, name)] = Index(
                 schema=schema,
@@ -368,6 +378,7 @@ def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapsho
                 unique=unique,
                 primary=primary,
                 constraint=constraint,
+                columns=tuple(index_columns),
             )
 
     constraints: dict[str, Constraint] = {}

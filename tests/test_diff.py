@@ -39,7 +39,7 @@ def base() -> Snapshot:
             "ix_readings_recorded_at": Index(
                 "public", "readings", "ix_readings_recorded_at",
                 "CREATE INDEX ix_readings_recorded_at ON public.readings USING btree (recorded_at)",
-                False, False,
+                False, False, None, ("recorded_at",),
             ),
         },
         constraints={
@@ -346,3 +346,20 @@ def test_views_and_ordering() -> None:
     assert changes[2].detail == "view -> materialized view; definition changed"
     dropped = compare(snap, dataclasses.replace(snap, views={}))
     assert summary(dropped) == [("view", "removed", "recent", False)]
+
+
+def test_dropped_column_folds_what_postgres_drops_with_it() -> None:
+    snap = base()
+    changes = compare(snap, dataclasses.replace(without_column(snap, "readings", "recorded_at"), indexes={}))
+    assert summary(changes) == [("column", "removed", "readings.recorded_at", True)]
+    assert changes[0].detail.endswith("; drops index ix_readings_recorded_at")
+    # the same index dropped on its own is a change of its own
+    alone = compare(snap, dataclasses.replace(snap, indexes={"pk_readings": snap.indexes["pk_readings"]}))
+    assert summary(alone) == [("index", "removed", "ix_readings_recorded_at", False)]
+    only_pk = {"readings.pk_readings": snap.constraints["readings.pk_readings"]}
+    after = without_column(dataclasses.replace(snap, constraints=only_pk), "readings", "unit")
+    unit_gone = compare(snap, after)
+    assert [c.line() for c in unit_gone] == [
+        "- column readings.unit (character varying(1), NOT NULL, default 'C'::character varying;"
+        " drops constraint ck_readings_unit) [destructive]"
+    ]

@@ -52,6 +52,9 @@ CREATE INDEX ix_readings_lower_site ON readings (lower(site));
 CREATE INDEX ix_readings_recent ON readings (recorded_at DESC) WHERE value > 0;
 CREATE VIEW latest_readings AS
     SELECT site, serial_no, max(recorded_at) AS last_seen FROM readings GROUP BY site, serial_no;
+CREATE INDEX ix_devices_meta ON devices USING gin (meta jsonb_path_ops);
+CREATE TABLE zones (id int PRIMARY KEY, area box NOT NULL,
+    CONSTRAINT ex_zones_area EXCLUDE USING gist (area WITH &&));
 """
 
 # ... and the same schema as create_all would write it: model order, other spellings.
@@ -90,6 +93,9 @@ CREATE INDEX ix_readings_lower_site ON readings USING btree (lower(site));
 CREATE VIEW latest_readings AS
     SELECT readings.site, readings.serial_no, max(readings.recorded_at) AS last_seen
     FROM readings GROUP BY readings.site, readings.serial_no;
+CREATE TABLE zones (area box NOT NULL, id integer NOT NULL, CONSTRAINT zones_pkey PRIMARY KEY (id),
+    CONSTRAINT ex_zones_area EXCLUDE USING gist (area WITH &&));
+CREATE INDEX ix_devices_meta ON public.devices USING gin (meta jsonb_path_ops);
 """
 
 PRISMA = """
@@ -125,7 +131,7 @@ def test_snapshot_reads_every_kind_of_object(conn: psycopg2.extensions.connectio
     run(conn, SCHEMA_MIGRATED)
     snap = take(conn)
 
-    assert set(snap.tables) == {"devices", "readings"}
+    assert set(snap.tables) == {"devices", "readings", "zones"}
     devices = snap.tables["devices"]
     assert [c.name for c in devices.columns] == ["id", "serial_no", "site", "meta", "created_at"]
     assert devices.column("id") == snapshot.Column("id", "bigint", False, None, "by default", None)
@@ -152,6 +158,10 @@ def test_snapshot_reads_every_kind_of_object(conn: psycopg2.extensions.connectio
     assert fk.definition.endswith("ON DELETE CASCADE")
     assert snap.constraints["readings.ck_readings_unit"].type == "check"
     assert snap.constraints["devices.pk_devices"].columns == ("id",)
+    exclude = snap.constraints["zones.ex_zones_area"]
+    assert (exclude.type, exclude.columns) == ("exclude", ("area",))
+    assert snap.indexes["ex_zones_area"].constraint == "ex_zones_area"
+    assert "gin (meta jsonb_path_ops)" in snap.indexes["ix_devices_meta"].definition
 
     serial = snap.sequences["readings_id_seq"]
     assert (serial.data_type, serial.owned_by, serial.identity) == ("integer", "readings.id", False)
@@ -223,7 +233,8 @@ SINGLE_CHANGES = [
         "readings.humidity",
         False,
     ),
-    ("ALTER TABLE devices DROP COLUMN meta", "column", "removed", "devices.meta", True),
+    ("ALTER TABLE devices DROP COLUMN meta", "column", "removed", "devices.meta", True),  # and its index
+    ("ALTER TABLE readings DROP COLUMN unit", "column", "removed", "readings.unit", True),  # and its CHECK
     (
         "ALTER TABLE readings ALTER COLUMN value TYPE numeric(6, 2)",
         "column",
@@ -512,3 +523,15 @@ def test_failed_transaction_is_one_line_environment_problem(conn: psycopg2.exten
     assert caught.value.message.startswith("could not read the schema from pg_catalog: ")
     assert "transaction is aborted" in caught.value.message
     assert "\n" not in caught.value.message
+
+
+def test_dropped_column_takes_its_indexes_and_constraints_along(conn: psycopg2.extensions.connection) -> None:
+    run(conn, SCHEMA_MIGRATED)
+    before = take(conn)
+    run(conn, "ALTER TABLE readings DROP COLUMN site CASCADE")  # index, FK, and the view through it
+    changes = diff.compare(before, take(conn))
+    assert [c.line() for c in changes] == [
+        "- column readings.site (text, NOT NULL; drops constraint fk_readings_site_devices,"
+        " index ix_readings_lower_site) [destructive]",
+        "- view latest_readings (view)",
+    ]
