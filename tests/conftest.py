@@ -42,6 +42,7 @@ def database_url(pg_server: Server, fresh_db: str, monkeypatch: pytest.MonkeyPat
 
 @pytest.fixture(autouse=True)
 def _no_user_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never see the developer's own DATABASE_URL."""
+    """Tests never see the developer's own DATABASE_URL, from the environment or from .env."""
     if "DATABASE_URL" in os.environ:
         monkeypatch.delenv("DATABASE_URL")
+    monkeypatch.setattr("database.config.ENV_FILES", ())
