@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 JSON_FORMAT_VERSION = 1
 
-MAX_PROBLEM_DETAILS = 8
+MAX_PROBLEM_DETAILS = 12
 ICONS = {"destructive": "⚠️", "added": "➕", "removed": "➖", "changed": "✏️"}
 # what a reviewer calls each action, per kind of object
 _VERBS = {"added": "added", "removed": "dropped", "changed": "changed"}
@@ -237,10 +237,11 @@ def _md_guard(guard: GuardResult, limits: _Limits) -> list[str]:
         lines.append("")
     for problem in shown:
         lines.append(f"- {_code(problem.message)}")
-        details = problem.details[:MAX_PROBLEM_DETAILS]
-        lines += [f"  - {_code(d)}" for d in details]
+        details = list(problem.details[:MAX_PROBLEM_DETAILS])
         if len(problem.details) > len(details):
-            lines.append(f"  - … {len(problem.details) - len(details)} more")
+            details.append(f"… {len(problem.details) - len(details)} more lines")
+        if details:  # a code block keeps the detail's own indentation
+            lines += [f"  {line}" for line in _fence("\n".join(details), "text").splitlines()]
     hidden = len(guard.problems) - len(shown)
     if hidden:
         lines.append(f"- … {_plural(hidden, 'more problem')}: see {limits.more}")

@@ -102,7 +102,8 @@ def test_markdown_table_has_destructive_first_with_icons() -> None:
     assert rows == [
         "| ⚠️ | `legacy_readings` | **table dropped**: 3 columns, PK id |",
         "| ➕ | `temperature_readings.humidity` | column added: double precision, nullable |",
-        "| ➕ | `ix_temperature_readings_humidity` | index added: on temperature_readings: btree (humidity) |",
+        "| ➕ | `ix_temperature_readings_humidity` | index added: on temperature_readings: btree (humidity) "
+        "|",
     ]
     assert (
         "<details><summary>SQL these migrations run (<code>alembic upgrade 0002:0003 --sql</code>)"
@@ -116,12 +117,14 @@ def test_markdown_shows_the_guard_verdict_and_its_problems() -> None:
     guard = GuardResult(
         ok=False,
         headline="stairway ✅ 3/3 · drift ❌",
-        problems=(GuardProblem("models have a column no migration creates", ("+ column t.c (text)",)),),
+        problems=(GuardProblem("models have a column no migration creates", ("  + column t.c (text)",)),),
     )
     markdown = render_markdown(_report(guard=guard))
     assert markdown.splitlines()[0].endswith("· ❌ guard failed")
     assert "**Guard:** ❌ failed — stairway ✅ 3/3 · drift ❌" in markdown
-    assert "- `models have a column no migration creates`\n  - `+ column t.c (text)`" in markdown
+    assert (
+        "- `models have a column no migration creates`\n  ```text\n    + column t.c (text)\n  ```" in markdown
+    )
     passed = render_markdown(_report(guard=GuardResult(ok=True, headline="stairway ✅ 3/3")))
     assert passed.splitlines()[0].endswith("· ✅ guard passed")
 
