@@ -25,6 +25,7 @@ import pwd
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -184,18 +185,32 @@ def _server_account() -> pwd.struct_passwd | None:
         ) from err
 
 
+def _prctl() -> Any:
+    """libc's prctl, looked up in the parent: the forked child must not dlopen (malloc locks)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _prctl()
+_PR_SET_PDEATHSIG = 1
+
+
 def _set_parent_death_signal() -> None:
-    # If the guard is SIGKILLed, the kernel stops the server for us (Linux only).
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGQUIT)  # PR_SET_PDEATHSIG
+    # If the guard is SIGKILLed, the kernel stops the server for us. The signal follows the
+    # thread that started the server: start servers from a thread that outlives them.
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGQUIT)
 
 
 def _run_kwargs(account: pwd.struct_passwd | None) -> dict[str, object]:
     kwargs: dict[str, object] = {}
     if account is not None:
         kwargs.update(user=account.pw_uid, group=account.pw_gid, extra_groups=[])
-    if sys.platform.startswith("linux"):
+    if _PRCTL is not None:
         kwargs["preexec_fn"] = _set_parent_death_signal
     return kwargs
 
@@ -215,8 +230,26 @@ def _chown_tree(root: Path, account: pwd.struct_passwd) -> None:
 
 
 def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/schema-warden`` (``~/.cache/...``); a private temp dir when HOME is unusable."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "schema-warden"
+    preferred = Path(base) / "schema-warden"
+    try:
+        preferred.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if os.access(preferred, os.W_OK | os.X_OK):
+            return preferred
+    except OSError:
+        pass
+    # CI and container users often have no writable home (nobody's is /nonexistent)
+    fallback = Path(tempfile.gettempdir()) / f"schema_warden_cache_{os.geteuid()}"
+    with contextlib.suppress(FileExistsError):
+        fallback.mkdir(mode=0o700)
+    info = fallback.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        raise EnvironmentProblem(
+            f"cannot use {preferred} and {fallback} is not a private directory of ours: "
+            "set XDG_CACHE_HOME to a writable directory"
+        )
+    return fallback
 
 
 def _private_tempdir(prefix: str) -> Path:
@@ -309,13 +342,6 @@ def _cached_cluster(binaries: Binaries, account: pwd.struct_passwd | None) -> Pa
     # PG_VERSION file means it is ready; only a miss takes the lock.
     if (cluster / "PG_VERSION").is_file():
         return cluster
-    try:
-        cluster.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError as err:
-        raise EnvironmentProblem(
-            f"cannot create the cache directory {cluster.parent}: {err.strerror} "
-            "(set XDG_CACHE_HOME to a writable directory)"
-        ) from None
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two guards at once: one initdb, the other waits
         if not (cluster / "PG_VERSION").is_file():

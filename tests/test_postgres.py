@@ -377,6 +377,23 @@ def test_initdb_runs_once_then_the_cache_is_reused(
     assert [p.name for p in empty_cache.glob("schema-warden/*") if ".tmp" in p.name] == []
 
 
+def test_cache_falls_back_to_a_private_temp_dir_when_home_is_unusable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker / "cache"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    fallback = postgres.cache_dir()
+    assert fallback == tmp_path / f"schema_warden_cache_{os.geteuid()}"
+    assert stat.S_IMODE(fallback.stat().st_mode) == 0o700
+
+    fallback.chmod(0o777)  # someone else could have planted files in it: refuse it
+    with pytest.raises(EnvironmentProblem) as info:
+        postgres.cache_dir()
+    assert "XDG_CACHE_HOME" in str(info.value)
+
+
 CACHE_CHILD = """
 from hooks.postgres import throwaway_server
 import psycopg2, sys
@@ -402,7 +419,7 @@ def test_two_processes_filling_the_cache_at_once_run_initdb_once(
     bindir, marker = counting_bindir
     binaries = Binaries(bindir, *postgres._version_of(bindir))
     cluster, lock_path = postgres._cluster_paths(binaries)
-    lock_path.parent.mkdir(parents=True)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
     children: list[subprocess.Popen[str]] = []
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # both children find no cluster and queue on the lock
