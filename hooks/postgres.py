@@ -471,7 +471,6 @@ def throwaway_server(
     cluster = _cached_cluster(binaries, account)
     sweep_stale_dirs()
     options = {
-        "listen_addresses": "",
         "fsync": "off",
         "synchronous_commit": "off",
         "full_page_writes": "off",
@@ -481,6 +480,7 @@ def throwaway_server(
         "logging_collector": "off",
         "log_min_messages": "warning",
         **(settings or {}),
+        "listen_addresses": "",  # no TCP, whatever the caller asked for
     }
     proc: subprocess.Popen[bytes] | None = None
     workdir: Path | None = None
@@ -489,12 +489,17 @@ def throwaway_server(
             with _signals_blocked():
                 workdir = _private_tempdir("schema-warden-")
             data = workdir / "data"
-            shutil.copytree(cluster, data, symlinks=True)
-            os.chmod(data, 0o700)
-            if hba is not None:
-                (data / "pg_hba.conf").write_text(hba.rstrip() + "\n")
-            if account is not None:
-                _chown_tree(workdir, account)
+            try:
+                shutil.copytree(cluster, data, symlinks=True)
+                os.chmod(data, 0o700)
+                if hba is not None:
+                    (data / "pg_hba.conf").write_text(hba.rstrip() + "\n")
+                if account is not None:
+                    _chown_tree(workdir, account)
+            except OSError as err:  # a full disk, most likely
+                raise EnvironmentProblem(
+                    f"cannot prepare the throwaway server's files in {workdir}: {err}"
+                ) from None
             argv = [binaries.path("postgres"), "-D", str(data), "-k", str(workdir), "-p", str(PORT)]
             for name, value in options.items():
                 argv += ["-c", f"{name}={value}"]

@@ -129,7 +129,7 @@ def runs(marker: Path) -> int:
 
 
 def test_listens_on_a_private_unix_socket_and_never_on_tcp() -> None:
-    with throwaway_server() as server:
+    with throwaway_server(settings={"listen_addresses": "*"}) as server:  # not even when asked
         mode = stat.S_IMODE(server.socket_dir.stat().st_mode)
         listen, fsync, sync_commit, fpw = query_one(
             server,
