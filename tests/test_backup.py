@@ -306,6 +306,15 @@ def test_pg_dump_older_than_server_names_the_client_needed(
     assert backup_files(out) == []
 
 
+def test_missing_pg_dump_exit_3_names_what_to_install(populated: str, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "backups"
+    assert main(["db-backup", "--output-dir", str(out), "--pg-bin", str(tmp_path)]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"no pg_dump, pg_restore, psql in {tmp_path}" in err
+    assert "postgresql-client-" in err
+    assert not out.exists()
+
+
 def test_missing_database_url_is_a_usage_error(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setattr("database.config.ENV_FILES", ())
     assert main(["db-backup", "--output-dir", str(tmp_path / "b")]) == 2
