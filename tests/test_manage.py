@@ -168,6 +168,21 @@ def test_check_on_the_committed_history_finds_no_drift(
     assert capsys.readouterr().out.strip() == "no drift: the database matches the models"
 
 
+def test_check_ignores_excluded_tables_and_reports_other_unknown_tables(
+    pg_server: Server, fresh_db: str, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert manage.main(["db-upgrade"]) == 0
+    query(pg_server, fresh_db, "CREATE TABLE _prisma_migrations (id text PRIMARY KEY)")
+    capsys.readouterr()
+    assert manage.main(["db-check"]) == 0  # [tool.schema-warden] exclude-tables
+
+    query(pg_server, fresh_db, "CREATE TABLE legacy_readings (id int)")
+    assert manage.main(["db-check"]) == 1
+    out = capsys.readouterr().out
+    assert "- drop table legacy_readings" in out
+    assert "_prisma_migrations" not in out
+
+
 def test_check_before_upgrade_asks_for_the_upgrade(
     database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
