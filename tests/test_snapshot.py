@@ -461,8 +461,17 @@ def test_bundled_project_migrated_equals_models_created(pg_server: Server, fresh
 def test_psycopg3_connection(pg_server: Server, conn: psycopg2.extensions.connection) -> None:
     psycopg = pytest.importorskip("psycopg")
     run(conn, SCHEMA_MIGRATED)
+    expected = take(conn)
     with psycopg.connect(**pg_server.connect_kwargs(conn.info.dbname)) as conn3:
-        assert snapshot.take(conn3, exclude_tables=("_prisma_migrations",)) == take(conn)
+        assert snapshot.take(conn3) == expected
+    url = pg_server.url(conn.info.dbname).replace("+psycopg2", "+psycopg")
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as sa_conn:
+            assert sa_conn.dialect.driver == "psycopg"
+            assert snapshot.take(sa_conn) == expected
+    finally:
+        engine.dispose()
 
 
 def test_one_catalog_query_for_fifty_tables(pg_server: Server, conn: psycopg2.extensions.connection) -> None:
