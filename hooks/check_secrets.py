@@ -37,6 +37,11 @@ POSTGRES_URL = re.compile(
     r"(?P<user>[^\s:/@'\"`<>]*):(?P<password>[^\s@'\"`]*)@"
     r"(?P<rest>[^\s'\"`]*)"
 )
+# postgresql://user@host/db?sslmode=require&password=... (libpq accepts the password as a parameter)
+POSTGRES_QUERY_PASSWORD = re.compile(
+    r"(?P<prefix>postgres(?:ql)?(?:\+[A-Za-z0-9_]+)?://(?P<netloc>[^\s'\"`/?]*)[^\s'\"`?]*\?"
+    r"(?:[^\s'\"`]*?&)?password=)(?P<password>[^&\s'\"`#]*)(?P<suffix>[^\s'\"`]*)"
+)
 ANY_URL = re.compile(
     r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://"
     r"(?P<user>[^\s:/@'\"`<>]*):(?P<password>[^\s@'\"`]*)@"
@@ -85,6 +90,8 @@ RESERVED_SUFFIXES = (".invalid", ".example", ".test", ".localhost", ".local")
 RESERVED_DOMAINS = ("example.com", "example.org", "example.net")
 
 BINARY_SNIFF = 8192
+# "u:p@h", "app:a&b@/db": passwords this short are examples in docs and tests, not credentials
+MAX_EXAMPLE_LENGTH = 4
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,10 @@ class Problem:
 
 
 def is_env_file(path: str) -> bool:
+    """``.env``, ``.env.*`` (not the examples) and libpq password files."""
     name = Path(path).name
+    if name in (".pgpass", "pgpass.conf"):
+        return True
     return (name == ".env" or name.startswith(".env.")) and name not in ENV_EXAMPLES
 
 
@@ -108,7 +118,12 @@ def is_placeholder(password: str, host: str = "") -> bool:
     """True for passwords that only stand for one (and for hosts that can never resolve)."""
     value = unquote(password).strip()
     lowered = value.lower()
-    if len(value) <= 2 or set(lowered) <= {"*"} or set(lowered) <= {"x"} or set(lowered) <= {".", "…"}:
+    if (
+        len(value) <= MAX_EXAMPLE_LENGTH
+        or set(lowered) <= {"*"}
+        or set(lowered) <= {"x"}
+        or set(lowered) <= {".", "…"}
+    ):
         return True
     if value.startswith(("${", "$(", "{", "%(", "<", "[")) or (
         value.startswith("$") and value[1:].isidentifier()
@@ -158,6 +173,18 @@ def url_problems(file: str, text: str) -> Iterator[Problem]:
                     "url-password",
                     mask(match),
                     f"{file}:{number}: database URL with a password: {mask(match)} — move it to .env "
+                    "(git-ignored) or a CI secret, and rotate the password if it was ever committed",
+                )
+        for match in POSTGRES_QUERY_PASSWORD.finditer(line):
+            if not is_placeholder(match["password"], _host(match["netloc"].rpartition("@")[2])):
+                found = True
+                masked = f"{match['prefix']}***{match['suffix']}"
+                yield Problem(
+                    file,
+                    number,
+                    "url-password",
+                    masked,
+                    f"{file}:{number}: database URL with a password: {masked} — move it to .env "
                     "(git-ignored) or a CI secret, and rotate the password if it was ever committed",
                 )
         if ini and not found:

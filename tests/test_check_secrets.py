@@ -39,7 +39,7 @@ def run(tmp_path: Path, files: dict[str, str | bytes], capsys: pytest.CaptureFix
     return code, captured.out
 
 
-@pytest.mark.parametrize("name", [".env", ".env.production", ".env.local", "config/.env"])
+@pytest.mark.parametrize("name", [".env", ".env.production", ".env.local", "config/.env", ".pgpass"])
 def test_env_files_are_blocked(tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out = run(tmp_path, {name: "DATABASE_URL=" + url(REAL) + "\n"}, capsys)
     assert code == 1
@@ -48,6 +48,7 @@ def test_env_files_are_blocked(tmp_path: Path, name: str, capsys: pytest.Capture
         f"{path}: .env files hold real credentials and are never committed — `git rm --cached {path}`, "
         "list it in .gitignore, commit a .env.example with placeholders"
     )
+    assert len(out.splitlines()) == 2  # the file is blocked once, not also for the URL in it
 
 
 @pytest.mark.parametrize("name", [".env.example", ".env.sample", ".env.template"])
@@ -79,6 +80,20 @@ def test_url_with_real_password_in_a_text_file_names_file_line_and_masked_url(
     )
 
 
+def test_password_as_url_parameter_is_found_and_masked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = "postgresql://app@" + NEON + "/iot?sslmode=require&password=" + REAL + "&channel_binding=require"
+    code, out = run(tmp_path, {"deploy.sh": "export DATABASE_URL='" + line + "'\n"}, capsys)
+    assert code == 1
+    assert (
+        f"deploy.sh:1: database URL with a password: postgresql://app@{NEON}/iot?sslmode=require&password=***"
+        "&channel_binding=require — move it"
+    ) in out
+    placeholder = "postgresql://app@" + NEON + "/iot?password=${PGPASSWORD}"
+    assert run(tmp_path, {"deploy.sh": placeholder + "\n"}, capsys) == (0, "")
+
+
 @pytest.mark.parametrize(
     "password",
     ["password", "PASSWORD", "<password>", "${DB_PASSWORD}", "changeme", "xxx", "***", "secret", "pass", ""],
@@ -101,6 +116,8 @@ def test_placeholders_pass(tmp_path: Path, password: str, capsys: pytest.Capture
         (REAL, "prod.example.invalid", True),
         (REAL, "localhost", False),
         ("hunter2", NEON, False),
+        ("a%26b", NEON, True),
+        ("Zq9!x", NEON, False),
         ("correct-horse-battery-staple", NEON, False),
     ],
 )
