@@ -102,7 +102,7 @@ def _migrate(run: Callable[[Config], None]) -> None:
         try:
             with connected() as cfg:
                 run(cfg)
-                command.current(cfg)
+                _show_current(cfg)
         except Exception as err:
             if shown.step is None or isinstance(err, DatabaseUnreachable):
                 raise
@@ -181,15 +181,19 @@ def _format(path: str) -> None:
             subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, timeout=60, check=False)
 
 
-def current(args: argparse.Namespace) -> int:
+def _show_current(cfg: Config, *, verbose: bool = False) -> None:
     from alembic.runtime.migration import MigrationContext
 
+    heads = MigrationContext.configure(cfg.attributes["connection"]).get_current_heads()
+    if heads:
+        command.current(cfg, verbose=verbose)
+    else:
+        print(f"no revision: no migration is applied to this database ({UPGRADE_HINT})")
+
+
+def current(args: argparse.Namespace) -> int:
     with connected() as cfg:
-        heads = MigrationContext.configure(cfg.attributes["connection"]).get_current_heads()
-        if not heads:
-            print(f"no revision: no migration has been applied to this database ({UPGRADE_HINT})")
-            return 0
-        command.current(cfg, verbose=args.verbose)
+        _show_current(cfg, verbose=args.verbose)
     return 0
 
 

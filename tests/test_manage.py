@@ -130,6 +130,19 @@ def test_downgrade_one_step_then_upgrade_round_trips(
     assert schema_dump(pg_server, fresh_db) == at_head
 
 
+def test_downgrade_to_base_removes_everything_it_made(
+    pg_server: Server, fresh_db: str, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert manage.main(["db-upgrade"]) == 0
+    capsys.readouterr()
+    assert manage.main(["db-downgrade", "base"]) == 0
+    out, err = capsys.readouterr()
+    assert "Running downgrade 0001 -> <base>, create temperature_readings" in err
+    assert out.startswith("no revision")
+    assert query(pg_server, fresh_db, "SELECT to_regclass('temperature_readings')") == [(None,)]
+    assert version(pg_server, fresh_db) == []
+
+
 def test_downgrade_requires_a_target(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         manage.main(["db-downgrade"])
