@@ -21,7 +21,7 @@ from hooks.errors import EXIT_OK, EXIT_PROBLEMS, ProjectError, guarded
 from hooks.project import Project, find_config, isolated_imports, open_project, relative
 from hooks.report import FAIL, FORMATS, NOTE, PASS, CheckResult, Report, render
 
-DATABASE = "warden"
+DATABASE = "postgres"  # the throwaway server's own empty database: no CREATE DATABASE to wait for
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,7 +113,8 @@ def run_checks(
     from hooks.drift import check_drift
     from hooks.stairway import round_trip, run_stairway
 
-    server.create_database(database)
+    if database != DATABASE:
+        server.create_database(database)
     engine = create_engine(server.url(database), poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:

@@ -122,21 +122,30 @@ def _top_level_names(directories: Iterable[Path]) -> set[str]:
     return names
 
 
+def _prefixes(roots: Iterable[Path]) -> tuple[str, ...]:
+    found: list[str] = []
+    for root in roots:
+        for text in (os.path.abspath(root), os.path.realpath(root)):
+            found.append(text.rstrip(os.sep) + os.sep)
+    return tuple(dict.fromkeys(found))
+
+
 def _is_under(path: str | None, roots: Iterable[Path]) -> bool:
+    """Path prefix test without touching the disk (called for every loaded module)."""
     if not path:
         return False
-    with contextlib.suppress(OSError, ValueError):
-        resolved = Path(path).resolve()
-        return any(resolved.is_relative_to(root) for root in roots)
-    return False
+    return os.path.abspath(path).startswith(_prefixes(roots))
 
 
 def _project_modules(names: set[str], roots: list[Path]) -> list[str]:
+    prefixes = _prefixes(roots)
     found = []
     for name, module in list(sys.modules.items()):
-        if name.split(".")[0] == _GUARD_PACKAGE:
+        top = name.split(".")[0]
+        if top == _GUARD_PACKAGE:
             continue
-        if name.split(".")[0] in names or _is_under(getattr(module, "__file__", None), roots):
+        path = getattr(module, "__file__", None)
+        if top in names or (path and os.path.abspath(path).startswith(prefixes)):
             found.append(name)
     return found
 
