@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 import pglast
 from pglast import ast, visitors
 from pglast.enums import AlterTableType, ConstrType, ObjectType
+from pglast.stream import RawStream
 
 ERROR = "error"
 WARNING = "warning"
@@ -398,6 +399,14 @@ def _display(relation: ast.RangeVar) -> str:
     return f"{relation.schemaname}.{relation.relname}" if relation.schemaname else relation.relname
 
 
+def _printed(node: ast.Node) -> str | None:
+    """A node as SQL text (pglast's printer), None if the printer cannot print it alone."""
+    try:
+        return _one_line(RawStream()(node))
+    except Exception:
+        return None
+
+
 def _functions_called(node: ast.Node | None) -> list[str]:
     names: list[str] = []
     if node is None:
@@ -419,6 +428,7 @@ class _Checker:
         self.created: set[tuple[str | None, str]] = set()
         self.findings: list[Finding] = []
         self.current = ""
+        self.part: str | None = None  # the part of the current statement a finding is about
 
     # -- bookkeeping
     def created_here(self, relation: ast.RangeVar | None) -> bool:
@@ -438,9 +448,8 @@ class _Checker:
 
     def flag(self, rule_id: str, target: str) -> None:
         rule = RULES_BY_ID[rule_id]
-        self.findings.append(
-            Finding(rule.id, rule.severity, _one_line(self.current), target, rule.why, rule.safe)
-        )
+        statement = self.part or _one_line(self.current)
+        self.findings.append(Finding(rule.id, rule.severity, statement, target, rule.why, rule.safe))
 
     # -- statements
     def statement(self, statement: Statement) -> None:
@@ -464,7 +473,11 @@ class _Checker:
         for element in node.tableElts or ():
             if isinstance(element, ast.ColumnDef):
                 inline = any(c.contype == ConstrType.CONSTR_PRIMARY for c in element.constraints or ())
+                # the column itself, not the first 140 characters of a long CREATE TABLE
+                column = _printed(element)
+                self.part = f"CREATE TABLE {table} (... {column} ...)" if column else None
                 self.column_types(table, element, primary_key=inline or element.colname in primary)
+        self.part = None
 
     def on_CreateTableAsStmt(self, node: ast.CreateTableAsStmt) -> None:
         if node.into is not None and node.into.rel is not None:
@@ -477,6 +490,12 @@ class _Checker:
         table = _display(node.relation)
         for cmd in node.cmds or ():
             subtype = cmd.subtype
+            # one ALTER TABLE may carry many commands: show the one a finding is about
+            self.part = (
+                _printed(ast.AlterTableStmt(relation=node.relation, cmds=(cmd,), objtype=node.objtype))
+                if len(node.cmds) > 1
+                else None
+            )
             if subtype == AlterTableType.AT_AddColumn:
                 self.add_column(table, cmd.def_, existing)
             elif subtype == AlterTableType.AT_DropColumn and existing:
@@ -489,6 +508,7 @@ class _Checker:
                 self.flag("adding-not-nullable-field", f"{table}.{cmd.name}")
             elif subtype == AlterTableType.AT_AddConstraint and existing:
                 self.add_constraint(table, cmd.def_)
+        self.part = None
 
     def add_column(self, table: str, column: ast.ColumnDef, existing: bool) -> None:
         constraints = list(column.constraints or ())

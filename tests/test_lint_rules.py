@@ -283,3 +283,18 @@ def test_every_rule_is_documented_in_readme_with_its_safe_alternative() -> None:
         row = f"| `{rule.id}` | {rule.severity} | "
         assert row in section, f"README's Lint rules table lacks {rule.id}"
         assert rule.safe.replace("|", "\\|") in section
+
+
+def test_finding_shows_the_command_or_column_it_is_about() -> None:
+    alter = "ALTER TABLE readings ADD COLUMN a UUID DEFAULT gen_random_uuid(), DROP COLUMN legacy;"
+    assert [f.statement for f in lint(parse_statements(alter))] == [
+        "ALTER TABLE readings ADD COLUMN a uuid DEFAULT gen_random_uuid()",
+        "ALTER TABLE readings DROP COLUMN legacy",
+    ]
+    create = (
+        "CREATE TABLE events (id BIGINT PRIMARY KEY, v NUMERIC(6, 2) NOT NULL, at TIMESTAMP, code CHAR(2));"
+    )
+    assert [f.statement for f in lint(parse_statements(create))] == [
+        "CREATE TABLE events (... at timestamp ...)",
+        "CREATE TABLE events (... code char(2) ...)",
+    ]
