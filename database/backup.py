@@ -91,11 +91,9 @@ def backup_command(args: argparse.Namespace) -> int:
     from database.config import get_settings
 
     target = Target.from_settings(get_settings())
-    tools = find_client_tools(args.pg_bin)
     out_dir = dumpfiles.prepare_output_dir(Path(args.output_dir))
-    print(f"db-backup: {target.masked} -> {out_dir}/ (pg_dump {tools.version}, {args.format})")
     with sigterm_as_interrupt():
-        result = make_backup(target, tools, out_dir, fmt=args.format, verify=args.verify)
+        result = make_backup(target, args.pg_bin, out_dir, fmt=args.format, verify=args.verify)
         removed = apply_retention(out_dir, args.keep, keep_name=result.path.name) if args.keep else []
     m = result.manifest
     print(
@@ -152,7 +150,7 @@ def _verify_binaries(tools: ClientTools, inventory: Inventory) -> Any:
     return binaries
 
 
-def make_backup(target: Target, tools: ClientTools, out_dir: Path, *, fmt: str, verify: bool) -> BackupResult:
+def make_backup(target: Target, pg_bin: str | None, out_dir: Path, *, fmt: str, verify: bool) -> BackupResult:
     started_at = datetime.now(timezone.utc)
     name = dumpfiles.backup_name(started_at, fmt)
     final = out_dir / name
@@ -167,7 +165,13 @@ def make_backup(target: Target, tools: ClientTools, out_dir: Path, *, fmt: str, 
             with conn.cursor() as cur:
                 snapshot = _export_snapshot(conn, cur)
                 inventory = read_inventory(cur)
+            tools = find_client_tools(pg_bin, server_major=inventory.server_major)
             require_client_for(tools, inventory.server_major, inventory.server_version, target.masked)
+            print(
+                f"db-backup: {target.masked} (PostgreSQL {inventory.server_version}) -> {out_dir}/ "
+                f"(pg_dump {tools.version}, {fmt})",
+                flush=True,
+            )
             binaries = _verify_binaries(tools, inventory) if verify else None
             argv = [
                 tools.path("pg_dump"),
@@ -262,7 +266,7 @@ def _verify(
             url=server.libpq_url(VERIFY_DATABASE), masked="the throwaway server", source="throwaway server"
         )
         try:
-            restore.restore_into(scratch, partial, fmt, tools, name=name)
+            restore.restore_into(scratch, partial, fmt, tools, target_major=binaries.major, name=name)
         except restore.RestoreFailed as err:
             raise VerifyFailed(f"verify failed: {name} does not restore: {err}; no backup was kept") from None
         with connect(scratch) as conn, conn.cursor() as cur:

@@ -191,8 +191,15 @@ def _major_of_dir(path: str) -> float:
         return -1.0
 
 
-def find_client_tools(pg_bin: str | os.PathLike[str] | None = None) -> ClientTools:
-    """--pg-bin > SCHEMA_WARDEN_PG_BIN > newest /usr/lib/postgresql/*/bin > PATH."""
+def find_client_tools(
+    pg_bin: str | os.PathLike[str] | None = None, *, server_major: int | None = None
+) -> ClientTools:
+    """--pg-bin > SCHEMA_WARDEN_PG_BIN > /usr/lib/postgresql/*/bin > PATH.
+
+    Given the server's major, the installed client closest to it from above wins: pg_dump
+    17+ writes ``SET transaction_timeout`` into every dump, which servers before 17 reject,
+    so a matching client keeps a 16 database's dumps restorable into 16.
+    """
     explicit = pg_bin or os.environ.get("SCHEMA_WARDEN_PG_BIN")
     if explicit:
         bindir = Path(explicit).expanduser()
@@ -200,7 +207,7 @@ def find_client_tools(pg_bin: str | os.PathLike[str] | None = None) -> ClientToo
         if missing:
             raise EnvironmentProblem(
                 f"no {', '.join(missing)} in {bindir} (from --pg-bin or SCHEMA_WARDEN_PG_BIN): "
-                + CLIENT_HINT.format(major="NN")
+                + CLIENT_HINT.format(major=server_major or "NN")
             )
         return ClientTools(bindir, *_version_of_client(bindir))
     candidates = [
@@ -209,10 +216,18 @@ def find_client_tools(pg_bin: str | os.PathLike[str] | None = None) -> ClientToo
     on_path = shutil.which("pg_dump")
     if on_path:
         candidates.append(Path(on_path).parent)
-    for bindir in candidates:
-        if not _missing(bindir):
-            return ClientTools(bindir, *_version_of_client(bindir))
-    raise EnvironmentProblem("pg_dump, pg_restore and psql not found: " + CLIENT_HINT.format(major="NN"))
+    usable = [bindir for bindir in candidates if not _missing(bindir)]
+    if not usable:
+        raise EnvironmentProblem(
+            "pg_dump, pg_restore and psql not found: " + CLIENT_HINT.format(major=server_major or "NN")
+        )
+    if server_major is None:
+        return ClientTools(usable[0], *_version_of_client(usable[0]))
+    found = [ClientTools(bindir, *_version_of_client(bindir)) for bindir in usable]
+    new_enough = [t for t in found if t.major >= server_major]
+    if new_enough:
+        return min(new_enough, key=lambda t: t.major)
+    return max(found, key=lambda t: t.major)
 
 
 def require_client_for(tools: ClientTools, server_major: int, server_version: str, masked: str) -> None:

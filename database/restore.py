@@ -38,6 +38,9 @@ from database.pgclient import (
 from hooks.errors import EnvironmentProblem, ProjectError, WardenError
 
 _CHUNK = 1 << 20
+# Settings newer pg_dumps write into every script, and the first major that knows them:
+# pg_dump 17+ writes "SET transaction_timeout = 0;", which a 16 server rejects.
+_NEWER_SETTINGS = ((17, b"SET transaction_timeout = 0;\n"),)
 
 
 class RestoreFailed(WardenError):
@@ -55,6 +58,18 @@ class CountMismatch(WardenError):
 def _file_chunks(path: Path) -> Iterator[bytes]:
     with open(path, "rb") as fh:
         yield from iter(lambda: fh.read(_CHUNK), b"")
+
+
+def compatible_script(chunks: Iterator[bytes], target_major: int | None) -> Iterator[bytes]:
+    """Drop the header SET lines of settings the target server does not have yet."""
+    drop = [line for since, line in _NEWER_SETTINGS if target_major is not None and target_major < since]
+    first = True
+    for chunk in chunks:
+        if first and drop:
+            for line in drop:  # the header is in the first chunk (1 MiB)
+                chunk = chunk.replace(b"\n" + line, b"\n", 1)
+        first = False
+        yield chunk
 
 
 def _archive_chunks(tools: ClientTools, path: Path, name: str) -> Iterator[bytes]:
@@ -85,6 +100,7 @@ def restore_into(
     tools: ClientTools,
     *,
     clean: Sequence[str] = (),
+    target_major: int | None = None,
     name: str | None = None,
     stream: IO[str] | None = None,
 ) -> ChildResult:
@@ -105,6 +121,7 @@ def restore_into(
     argv += ["-f", "-"]
     name = name or backup.name
     chunks = _file_chunks(backup) if fmt == "plain" else _archive_chunks(tools, backup, name)
+    chunks = compatible_script(chunks, target_major)
     result = feed_psql(argv, chunks, env=target.child_env(), label=f"restoring {name}", stream=stream)
     if result.returncode == 2:
         raise EnvironmentProblem(
@@ -155,6 +172,8 @@ def restore_command(args: argparse.Namespace) -> int:
     tools = find_client_tools(args.pg_bin)
     with sigterm_as_interrupt():
         with connect(target) as conn, conn.cursor() as cur:
+            cur.execute("SELECT current_setting('server_version_num')::int / 10000")
+            target_major = int(cur.fetchone()[0])
             present = user_relations(cur)
             clean = clean_statements(cur) if args.clean else []
             conn.rollback()
@@ -171,7 +190,7 @@ def restore_command(args: argparse.Namespace) -> int:
         if not _confirm(what + "?", args.yes):
             print("cancelled: nothing was changed", file=sys.stderr)
             return 1
-        result = restore_into(target, backup, fmt, tools, clean=clean)
+        result = restore_into(target, backup, fmt, tools, clean=clean, target_major=target_major)
         with connect(target) as conn, conn.cursor() as cur:
             actual = read_inventory(cur)
             conn.rollback()

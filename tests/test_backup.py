@@ -306,13 +306,15 @@ def test_pg_dump_older_than_server_names_the_client_needed(
     assert backup_files(out) == []
 
 
-def test_missing_pg_dump_exit_3_names_what_to_install(populated: str, tmp_path: Path, capsys) -> None:
+def test_missing_pg_dump_exit_3_names_what_to_install(
+    populated: str, pg_server: Server, tmp_path: Path, capsys
+) -> None:
     out = tmp_path / "backups"
     assert main(["db-backup", "--output-dir", str(out), "--pg-bin", str(tmp_path)]) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"no pg_dump, pg_restore, psql in {tmp_path}" in err
-    assert "postgresql-client-" in err
-    assert not out.exists()
+    assert f"postgresql-client-{pg_server.binaries.major}" in err
+    assert backup_files(out) == []
 
 
 def test_missing_database_url_is_a_usage_error(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -463,6 +465,24 @@ def test_split_password(url: str, dsn: str, password: str | None) -> None:
     target = Target(url=url, masked="m", source="DATABASE_URL")
     env = target.child_env({})
     assert env.get("PGPASSWORD") == password
+
+
+def test_client_closest_to_the_server_major_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dirs = []
+    for version in ("18.1", "17.6", "16.10"):
+        bindir = tmp_path / version.split(".")[0] / "bin"
+        bindir.mkdir(parents=True)
+        for program in ("pg_dump", "pg_restore", "psql"):
+            (bindir / program).write_text(f"#!/bin/sh\necho '{program} (PostgreSQL) {version}'\n")
+            (bindir / program).chmod(0o755)
+        dirs.append(str(bindir))
+    monkeypatch.setattr("database.pgclient.glob.glob", lambda pattern: list(dirs))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("SCHEMA_WARDEN_PG_BIN", raising=False)
+    assert find_client_tools(server_major=17).version == "17.6"
+    assert find_client_tools(server_major=15).version == "16.10"
+    assert find_client_tools(server_major=19).version == "18.1"  # too old: the caller names the fix
+    assert find_client_tools().version == "18.1"
 
 
 def test_scrub_removes_the_password_as_decoded_and_as_written() -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from database import dumpfiles
 from database.manage import main
+from database.restore import compatible_script
 from hooks.postgres import Server
 
 SOURCE_SQL = """
@@ -178,6 +179,29 @@ def test_failing_plain_restore_changes_nothing(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "division by zero" in err and "nothing was changed" in err
     assert tables(pg_server, target) == {"public.precious": 1}
+
+
+def test_dump_of_a_newer_pg_dump_restores_into_an_older_server(
+    pg_server: Server, fresh_db: str, database_url: str, target: str, tmp_path: Path
+) -> None:
+    """pg_dump 17+ writes SET transaction_timeout, unknown before 17: dropped for such targets."""
+    if pg_server.binaries.major >= 17:
+        pytest.skip("the target knows transaction_timeout")
+    backup = make_backup("plain", pg_server, fresh_db, tmp_path)
+    script = backup.read_bytes()
+    header_end = script.index(b"SET client_encoding")
+    newer = script[:header_end] + b"SET transaction_timeout = 0;\n" + script[header_end:]
+    write_with_checksum(backup, newer)
+    assert restore(backup, pg_server, target, "--yes") == 0
+    assert tables(pg_server, target)["public.readings"] == 500
+
+
+def test_compatible_script_drops_only_unknown_settings() -> None:
+    header = b"SET statement_timeout = 0;\nSET transaction_timeout = 0;\nSET lock_timeout = 0;\n"
+    assert b"".join(compatible_script(iter([header, b"SELECT 1;\n"]), 16)) == (
+        b"SET statement_timeout = 0;\nSET lock_timeout = 0;\nSELECT 1;\n"
+    )
+    assert b"".join(compatible_script(iter([header]), 17)) == header
 
 
 def test_truncated_archive_changes_nothing(
