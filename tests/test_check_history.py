@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hooks import check_history
 from hooks.check_history import SUM_FILE, Entry, compare, digest, parse_sum, render_sum
@@ -214,3 +215,11 @@ def test_bundled_project_integrity_file_is_committed_and_matches() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "migration(s) match database/alembic/versions/schema-warden.sum" in done.stdout
+
+
+def test_pre_commit_hook_history_is_defined_for_other_repos_and_this_one() -> None:
+    hooks = {h["id"]: h for h in yaml.safe_load((REPO_ROOT / ".pre-commit-hooks.yaml").read_text())}
+    assert hooks["schema-warden-history"]["entry"] == "schema-warden history"
+    local = yaml.safe_load((REPO_ROOT / ".pre-commit-config.yaml").read_text())
+    ids = {h["id"]: h for repo in local["repos"] for h in repo["hooks"]}
+    assert ids["schema-warden-history"]["entry"] == "schema-warden history"

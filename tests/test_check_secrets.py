@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hooks import check_secrets
 from hooks.check_secrets import is_env_file, is_placeholder
@@ -211,3 +212,11 @@ def test_without_files_outside_git_is_a_usage_error(
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     assert check_secrets.main([]) == 2
     assert "is not in a git work tree: pass the FILES to check" in capsys.readouterr().err
+
+
+def test_pre_commit_hook_secrets_is_defined_for_other_repos_and_this_one() -> None:
+    hooks = {h["id"]: h for h in yaml.safe_load((REPO_ROOT / ".pre-commit-hooks.yaml").read_text())}
+    assert hooks["schema-warden-secrets"]["entry"] == "schema-warden secrets"
+    local = yaml.safe_load((REPO_ROOT / ".pre-commit-config.yaml").read_text())
+    ids = {h["id"]: h for repo in local["repos"] for h in repo["hooks"]}
+    assert ids["schema-warden-secrets"]["entry"] == "schema-warden secrets"

@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hooks import lint_migrations
 from hooks.lint_rules import RULES
@@ -455,3 +456,11 @@ def test_list_rules(capsys: pytest.CaptureFixture[str]) -> None:
     assert lint_migrations.main(["--list-rules"]) == 0
     rules = capsys.readouterr().out
     assert all(f"{rule.id} ({rule.severity})" in rules for rule in RULES)
+
+
+def test_pre_commit_hook_lint_is_defined_for_other_repos_and_this_one() -> None:
+    hooks = {h["id"]: h for h in yaml.safe_load((REPO_ROOT / ".pre-commit-hooks.yaml").read_text())}
+    assert hooks["schema-warden-lint"]["entry"] == "schema-warden lint"
+    local = yaml.safe_load((REPO_ROOT / ".pre-commit-config.yaml").read_text())
+    ids = {h["id"]: h for repo in local["repos"] for h in repo["hooks"]}
+    assert ids["schema-warden-lint"]["entry"] == "schema-warden lint"
