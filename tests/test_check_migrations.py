@@ -235,7 +235,7 @@ def sentinel(pg_server: Server, fresh_db: str, monkeypatch: pytest.MonkeyPatch) 
 
 def _connections_to(pg_server: Server, dbname: str) -> int:
     log = (pg_server.socket_dir / "server.log").read_text(errors="replace")
-    return log.count(f"database={dbname} ")
+    return len(re.findall(rf"connection authorized: .*database={re.escape(dbname)}(?:\s|$)", log, re.M))
 
 
 def _tables(pg_server: Server, dbname: str) -> list[str]:
@@ -262,6 +262,9 @@ def test_database_url_is_never_touched(
         tmp_path / "failing", revisions=[Rev("0001", None, upgrade='op.execute("SELECT nope")')]
     )
     before = _connections_to(pg_server, sentinel)
+    assert _tables(pg_server, sentinel) == ["marker"]  # this connection is counted: the log works
+    assert _connections_to(pg_server, sentinel) == before + 1
+    before += 1
     results = [
         check_migrations.main(["--config", str(REPO_ROOT / "alembic.ini")]),
         check_migrations.main(["--config", str(careless)]),
