@@ -180,8 +180,9 @@ UNRENDERABLE = Rule(
 RULES_BY_ID: dict[str, Rule] = {rule.id: rule for rule in (*RULES, UNRENDERABLE)}
 
 # Not lint rules, but names an allow comment may carry for other checks of schema-warden
-# (`schema-warden check` uses "data-loss" for a revision allowed to lose rows).
-OTHER_ALLOW_NAMES = frozenset({"data-loss"})
+# (`schema-warden check` uses "data-loss" for a revision allowed to lose rows;
+# `schema-warden secrets` skips a line marked "allow secret").
+OTHER_ALLOW_NAMES = frozenset({"data-loss", "secret"})
 ALLOW_FORMAT = "# schema-warden: allow RULE -- reason"
 
 VOLATILE_FUNCTIONS = frozenset(
@@ -284,19 +285,13 @@ def parse_allows(source: str) -> tuple[list[Allow], list[AllowProblem]]:
             continue
         directive = body.removeprefix("schema-warden:").strip()
         if not directive.startswith("allow"):
-            problems.append(
-                AllowProblem(
-                    lineno, "unknown schema-warden directive; write '# schema-warden: allow RULE -- reason'"
-                )
-            )
+            problems.append(AllowProblem(lineno, f"unknown schema-warden directive; write '{ALLOW_FORMAT}'"))
             continue
         names_part, sep, reason = directive.removeprefix("allow").partition("--")
         names = tuple(n for n in names_part.replace(",", " ").split() if n)
         reason = reason.strip()
         if not names:
-            problems.append(
-                AllowProblem(lineno, "allow comment names no rule: '# schema-warden: allow RULE -- reason'")
-            )
+            problems.append(AllowProblem(lineno, f"allow comment names no rule: write '{ALLOW_FORMAT}'"))
             continue
         unknown = [n for n in names if resolve_rule(n) is None and n not in OTHER_ALLOW_NAMES]
         if unknown:
