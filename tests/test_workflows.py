@@ -185,7 +185,10 @@ def _fake_gh(tmp_path: Path, existing_id: str) -> Path:
 
 @pytest.mark.parametrize(
     ("existing_id", "expected"),
-    [("4242\n", "PATCH repos/acme/iot/issues/comments/4242"), ("", "POST repos/acme/iot/issues/17/comments")],
+    [
+        ("4242\n5151\n", "PATCH repos/acme/iot/issues/comments/4242"),
+        ("", "POST repos/acme/iot/issues/17/comments"),
+    ],
     ids=["updates-in-place", "creates-once"],
 )
 def test_comment_step_updates_the_marked_comment_or_creates_it(
