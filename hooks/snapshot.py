@@ -16,7 +16,9 @@ belongs to them (their indexes, constraints and owned sequences).
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field, is_dataclass
 from typing import Any
@@ -296,41 +298,83 @@ def take(
     *,
     schemas: Iterable[str] = (DEFAULT_SCHEMA,),
     exclude_tables: Iterable[str] = (),
+    reuse_plan: bool = True,
 ) -> Snapshot:
     """Snapshot the schemas of the database behind ``connection``.
 
     ``connection``: a SQLAlchemy Connection (or Engine) or a DBAPI connection (psycopg2,
-    psycopg 3). Runs one read-only query inside the connection's current transaction and
-    neither commits nor rolls back. ``exclude_tables``: table keys or bare names, shell
+    psycopg 3). Runs one read-only catalog query inside the connection's current transaction
+    and neither commits nor rolls back. ``exclude_tables``: table keys or bare names, shell
     wildcards allowed (``_prisma_*``).
+
+    ``reuse_plan``: the query is PREPAREd once per session and EXECUTEd after, which skips
+    its planning (about two thirds of a take on a small schema). Pass False for a connection
+    through PgBouncer in transaction mode, where a session's prepared statements do not follow.
     """
     try:
-        raw = _fetch(connection, list(_names(schemas)))
+        raw = _fetch(connection, list(_names(schemas)), reuse_plan)
     except Exception as err:
         if not type(err).__module__.startswith(("psycopg", "sqlalchemy")):
             raise
         first = (str(getattr(err, "orig", None) or err).strip().splitlines() or [type(err).__name__])[0]
         raise EnvironmentProblem(
             f"could not read the schema from pg_catalog: {first}",
-            detail="the connection must reach PostgreSQL 10 or newer, outside a failed transaction",
+            detail="the connection must reach PostgreSQL 12 or newer, outside a failed transaction",
         ) from err
     return parse(raw, exclude_tables=exclude_tables)
 
 
-def _fetch(connection: Any, schemas: list[str]) -> dict[str, Any]:
-    if hasattr(connection, "exec_driver_sql"):  # SQLAlchemy Connection
-        row = connection.exec_driver_sql(_QUERY, (schemas,)).one()
-    elif hasattr(connection, "dialect") and hasattr(connection, "connect"):  # SQLAlchemy Engine
+# Names of the statements PREPAREd in each DBAPI connection's session.
+_PREPARED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+
+def _fetch(connection: Any, schemas: list[str], reuse_plan: bool) -> dict[str, Any]:
+    if hasattr(connection, "dialect") and hasattr(connection, "connect"):  # SQLAlchemy Engine
         with connection.connect() as conn:
-            row = conn.exec_driver_sql(_QUERY, (schemas,)).one()
-    else:  # DBAPI connection
-        cursor = connection.cursor()
-        try:
-            cursor.execute(_QUERY, (schemas,))
-            row = cursor.fetchone()
-        finally:
-            cursor.close()
-    data = row[0]
+            return _fetch(conn, schemas, reuse_plan)
+    if not reuse_plan:
+        return _decode(_first_value(connection, _QUERY, (schemas,)))
+    # The schemas are written into the statement, not passed: a statement without parameters
+    # gets Postgres's generic plan at once, planned on the first EXECUTE and never again.
+    literal = "ARRAY[" + ", ".join(_quote(name) for name in schemas) + "]::text[]"
+    body = _QUERY.replace("%s::text[]", literal)
+    name = "schema_warden_snapshot_" + hashlib.sha256(body.encode()).hexdigest()[:16]
+    dbapi = _dbapi_connection(connection)
+    prepared = _PREPARED.setdefault(dbapi, set())
+    if name not in prepared:
+        _first_value(connection, f"PREPARE {name} AS {body}", None, fetch=False)
+        prepared.add(name)
+    return _decode(_first_value(connection, f"EXECUTE {name}", None))
+
+
+def _quote(text: str) -> str:
+    # E'' reads backslashes the same whatever standard_conforming_strings says
+    return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _dbapi_connection(connection: Any) -> Any:
+    if hasattr(connection, "exec_driver_sql"):  # SQLAlchemy Connection -> pool proxy -> DBAPI
+        return connection.connection.dbapi_connection
+    return connection
+
+
+def _first_value(connection: Any, sql: str, params: tuple[Any, ...] | None, *, fetch: bool = True) -> Any:
+    """Run one statement; return the first column of its only row (None when ``fetch`` is off)."""
+    if hasattr(connection, "exec_driver_sql"):  # SQLAlchemy Connection
+        result = connection.exec_driver_sql(sql, params) if params else connection.exec_driver_sql(sql)
+        return result.one()[0] if fetch else None
+    cursor = connection.cursor()
+    try:
+        if params:
+            cursor.execute(sql, params)
+        else:
+            cursor.execute(sql)
+        return cursor.fetchone()[0] if fetch else None
+    finally:
+        cursor.close()
+
+
+def _decode(data: Any) -> dict[str, Any]:
     return json.loads(data) if isinstance(data, (str, bytes)) else data
 
 
