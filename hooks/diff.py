@@ -364,7 +364,12 @@ def describe_index(index: Index) -> str:
 def _indexes(
     old: Snapshot, new: Snapshot, dropped: set[tuple[str, str]], folded: dict[str, list[str]]
 ) -> list[Change]:
-    a = {k: v for k, v in old.indexes.items() if v.constraint is None and v.table in new.tables}
+    # a dropped table or materialized view takes its indexes along
+    a = {
+        k: v
+        for k, v in old.indexes.items()
+        if v.constraint is None and (v.table in new.tables or v.table in new.views)
+    }
     b = {k: v for k, v in new.indexes.items() if v.constraint is None}
     removed = {k: a[k] for k in a.keys() - b.keys() if not _fold(a[k], "index", dropped, folded)}
     added = {k: b[k] for k in b.keys() - a.keys()}

@@ -55,7 +55,7 @@ class Table:
 @dataclass(frozen=True)
 class Index:
     schema: str
-    table: str  # table key
+    table: str  # table key (or materialized view key)
     name: str
     definition: str  # pg_get_indexdef
     unique: bool
@@ -278,7 +278,7 @@ SELECT json_build_object(
     LEFT JOIN pg_catalog.pg_attribute ta ON ta.attrelid = d.refobjid AND ta.attnum = d.refobjsubid),
   'views', (
     SELECT coalesce(json_agg(json_build_array(
-        r.nspname, r.relname, pg_catalog.pg_get_viewdef(r.oid), r.relkind = 'm')), '[]')
+        r.nspname, r.relname, pg_catalog.pg_get_viewdef(r.oid), r.relkind = 'm', r.oid)), '[]')
     FROM rel r WHERE r.relkind IN ('v', 'm'))
 )
 """
@@ -412,11 +412,13 @@ def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapsho
     }
 
     indexes: dict[str, Index] = {}
+    # materialized views have indexes too (REFRESH ... CONCURRENTLY needs a unique one)
+    owners = {**table_keys, **{row[4]: object_key(row[0], row[1]) for row in raw["views"] if row[3]}}
     for relid, schema, name, definition, unique, primary, constraint, index_columns in raw["indexes"]:
-        if relid in table_keys:
+        if relid in owners:
             indexes[object_key(schema, name)] = Index(
                 schema=schema,
-                table=table_keys[relid],
+                table=owners[relid],
                 name=name,
                 definition=definition,
                 unique=unique,
@@ -467,7 +469,7 @@ def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapsho
 
     views = {
         object_key(schema, name): View(schema=schema, name=name, definition=definition, materialized=mat)
-        for schema, name, definition, mat in raw["views"]
+        for schema, name, definition, mat, _ in raw["views"]
     }
     return Snapshot(
         tables=dict(sorted(tables.items())),

@@ -412,6 +412,15 @@ def test_other_schemas_are_keyed_schema_dot_name(conn: psycopg2.extensions.conne
     assert both.indexes["iot.sensors_pkey"].table == "iot.sensors"
     assert both.enums["iot.state"].labels == ("on", "off")
     assert both.views["iot.sensor_count"].materialized
+    run(conn, "CREATE UNIQUE INDEX ix_sensor_count ON iot.sensor_count (n)")
+    with_index = take(conn, schemas=("public", "iot"))
+    assert with_index.indexes["iot.ix_sensor_count"].table == "iot.sensor_count"
+    assert [c.line() for c in diff.compare(both, with_index)] == [
+        "+ index iot.ix_sensor_count (on iot.sensor_count: unique btree (n))"
+    ]
+    run(conn, "DROP MATERIALIZED VIEW iot.sensor_count")
+    dropped = diff.compare(with_index, take(conn, schemas=("public", "iot")))
+    assert [c.line() for c in dropped] == ["- view iot.sensor_count (materialized view)"]
 
 
 def test_extension_objects_are_left_out(conn: psycopg2.extensions.connection) -> None:
