@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -356,18 +357,39 @@ SINGLE_CHANGES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def migrated_db(pg_server: Server) -> Iterator[str]:
+    """One database with SCHEMA_MIGRATED for the module; tests change it in a transaction only."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    pg_server.create_database(name)
+    try:
+        connection = psycopg2.connect(**pg_server.connect_kwargs(name))
+        connection.autocommit = True
+        try:
+            run(connection, SCHEMA_MIGRATED)
+        finally:
+            connection.close()
+        yield name
+    finally:
+        pg_server.drop_database(name)
+
+
 @pytest.mark.parametrize(
     ("sql", "kind", "action", "name", "destructive"),
     SINGLE_CHANGES,
     ids=[f"{kind}-{action}-{name}-{i}" for i, (_, kind, action, name, _) in enumerate(SINGLE_CHANGES)],
 )
 def test_single_change_gives_exactly_one_change(
-    conn: psycopg2.extensions.connection, sql: str, kind: str, action: str, name: str, destructive: bool
+    pg_server: Server, migrated_db: str, sql: str, kind: str, action: str, name: str, destructive: bool
 ) -> None:
-    run(conn, SCHEMA_MIGRATED)
-    before = take(conn)
-    run(conn, sql)
-    after = take(conn)
+    connection = psycopg2.connect(**pg_server.connect_kwargs(migrated_db))
+    try:  # DDL is transactional: the rollback leaves the schema as every test finds it
+        before = take(connection)
+        run(connection, sql)
+        after = take(connection)
+    finally:
+        connection.rollback()
+        connection.close()
     changes = [c for c in diff.compare(before, after) if not (c.kind == "view" and "DROP TABLE" in sql)]
     assert [(c.kind, c.action, c.name, c.destructive) for c in changes] == [(kind, action, name, destructive)]
 
