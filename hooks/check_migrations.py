@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=FORMATS, default="text", help="output format (default text)")
     parser.add_argument("--pg-bin", metavar="DIR", help="PostgreSQL bin directory (initdb, postgres)")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first problem")
+    parser.add_argument(
+        "--no-data-check",
+        action="store_true",
+        help="do not fill the tables with generated rows before each upgrade (data preservation)",
+    )
     return parser
 
 
@@ -105,7 +110,12 @@ def _version_note(project: Project, server: Any) -> list[str]:
 
 
 def run_checks(
-    project: Project, server: Any, *, fail_fast: bool = False, database: str = DATABASE
+    project: Project,
+    server: Any,
+    *,
+    fail_fast: bool = False,
+    data_check: bool = True,
+    database: str = DATABASE,
 ) -> list[CheckResult]:
     """Stairway, round trip and drift on database ``database`` (created here) of ``server``."""
     from sqlalchemy import create_engine, pool
@@ -123,7 +133,7 @@ def run_checks(
             checks: list[CheckResult] = []
             if not project.revisions():
                 checks.append(CheckResult("stairway", PASS, "no revisions: nothing to check"))
-            stairway = run_stairway(project, connection, fail_fast=fail_fast)
+            stairway = run_stairway(project, connection, fail_fast=fail_fast, data_check=data_check)
             checks.extend(stairway.checks)
             failed = any(c.status == FAIL for c in checks)
             if stairway.head is None or (failed and fail_fast):
@@ -149,7 +159,12 @@ def run_checks(
 
 
 def run(
-    config: str | None = None, *, pg_bin: str | None = None, fail_fast: bool = False, cwd: Path | None = None
+    config: str | None = None,
+    *,
+    pg_bin: str | None = None,
+    fail_fast: bool = False,
+    data_check: bool = True,
+    cwd: Path | None = None,
 ) -> Report:
     from hooks.postgres import throwaway_server
 
@@ -162,14 +177,14 @@ def run(
         title = f"schema-warden check: {relative(project.ini, Path.cwd())} ({count} revisions)"
         with interruptible_queries(), throwaway_server(pg_bin) as server:
             notes = _version_note(project, server)
-            checks = run_checks(project, server, fail_fast=fail_fast)
+            checks = run_checks(project, server, fail_fast=fail_fast, data_check=data_check)
     return Report(title, tuple(checks), time.perf_counter() - started, tuple(notes))
 
 
 @guarded
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    report = run(args.config, pg_bin=args.pg_bin, fail_fast=args.fail_fast)
+    report = run(args.config, pg_bin=args.pg_bin, fail_fast=args.fail_fast, data_check=not args.no_data_check)
     sys.stdout.write(render(report, args.format))
     sys.stdout.flush()
     return EXIT_OK if report.ok else EXIT_PROBLEMS

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hooks.data_check import Filler, allowed_reason, count_rows, losses
 from hooks.diff import Change, compare
 from hooks.project import MigrationFailed, Project, downgrade_is_empty, one_line, user_traceback
 from hooks.report import FAIL, NOTE, PASS, CheckResult
@@ -145,15 +146,50 @@ def trace_message(change: Change) -> str:
     return f"downgrade does not restore {change.kind} {change.name} ({change.detail})"
 
 
-def check_revision(project: Project, connection: Any, revision: Any, before: Snapshot) -> RevisionOutcome:
-    """Up, snapshot, down (no trace vs ``before``), up again (same schema). One CheckResult."""
+def fill(filler: Filler | None, connection: Any, before: Snapshot) -> dict[str, int]:
+    """Generated rows in every table before an upgrade (data check); the row counts."""
+    if filler is None:
+        return {}
+    return filler.fill(connection, before, skip=("alembic_version",))
+
+
+def data_losses(
+    project: Project, connection: Any, revision: Any, counts: dict[str, int], after: Snapshot
+) -> tuple[list[str], list[str]]:
+    """(problems, notes): tables that lost rows in the upgrade; allowed ones become notes."""
+    if not counts:
+        return [], []
+    lost = losses(counts, count_rows(connection, after, counts))
+    if not lost:
+        return [], []
+    reason = allowed_reason(revision.path)
+    if reason is not None:
+        return [], [f"{loss.message()} (allowed: {reason})" for loss in lost]
+    hint = "if the loss is intended: # schema-warden: allow data-loss -- reason (in the revision file)"
+    return [*(loss.message() for loss in lost), hint], []
+
+
+def check_revision(
+    project: Project, connection: Any, revision: Any, before: Snapshot, filler: Filler | None = None
+) -> RevisionOutcome:
+    """Rows in, up, snapshot, rows kept, down (no trace vs ``before``), up again (same schema)."""
+    counts = fill(filler, connection, before)
     error = apply(project, connection, revision)
     if error is not None:
-        result = _fail(project, revision, f"upgrade failed: {error.message}", error.details)
+        details = list(error.details)
+        if counts:
+            details.append(
+                "(every table held generated rows: the upgrade fails on a database with data; "
+                "--no-data-check runs without)"
+            )
+        result = _fail(project, revision, f"upgrade failed: {error.message}", details)
         return RevisionOutcome(result, None, stop=True)
     after = snapshot(project, connection)
+    problems, notes = data_losses(project, connection, revision, counts, after)
 
     empty = downgrade_is_empty(revision.path)
+    if empty and problems:
+        return RevisionOutcome(_fail(project, revision, problems[0], problems[1:]), after, stop=False)
     if empty:
         if revision.revision in project.settings.irreversible:
             msg = f"{label(project, revision)}: downgrade not implemented (listed as irreversible)"
@@ -166,10 +202,9 @@ def check_revision(project: Project, connection: Any, revision: Any, before: Sna
 
     error = apply(project, connection, revision, downgrade=True)
     if error is not None:
-        return RevisionOutcome(
-            _fail(project, revision, f"downgrade failed: {error.message}", error.details), after, stop=False
-        )
-    problems: list[str] = []
+        problems.append(f"downgrade failed: {error.message}")
+        problems.extend(error.details)
+        return RevisionOutcome(_fail(project, revision, problems[0], problems[1:]), after, stop=False)
     trace = diff(project, before, snapshot(project, connection))
     if trace:
         problems.append(trace_message(trace[0]))
@@ -189,9 +224,15 @@ def check_revision(project: Project, connection: Any, revision: Any, before: Sna
         problems.extend(f"  {c.line()}" for c in drifted)
     if problems:
         return RevisionOutcome(_fail(project, revision, problems[0], problems[1:]), again, stop=False)
+    if notes:
+        message = f"{label(project, revision)}: {notes[0]}"
+        return RevisionOutcome(
+            CheckResult(NAME, NOTE, message, revision.revision, tuple(notes[1:])), again, False
+        )
     doc = one_line(revision.doc or "")
     title = f"{revision.revision} ({doc})" if doc else revision.revision
-    message = f"{title}: upgrade, downgrade (no trace), upgrade (same schema)"
+    kept = ", rows kept" if counts else ""
+    message = f"{title}: upgrade{kept}, downgrade (no trace), upgrade (same schema)"
     return RevisionOutcome(CheckResult(NAME, PASS, message, revision.revision), again, stop=False)
 
 
@@ -208,15 +249,17 @@ def run_stairway(
     connection: Any,
     *,
     fail_fast: bool = False,
+    data_check: bool = True,
     on_result: Callable[[CheckResult], None] | None = None,
 ) -> StairwayResult:
+    filler = Filler() if data_check else None
     base = snapshot(project, connection)
     current = base
     checks: list[CheckResult] = []
     reversible = True
     revisions = project.revisions()
     for index, revision in enumerate(revisions):
-        outcome = check_revision(project, connection, revision, current)
+        outcome = check_revision(project, connection, revision, current, filler)
         checks.append(outcome.result)
         if on_result is not None:
             on_result(outcome.result)
@@ -231,11 +274,20 @@ def run_stairway(
                         NAME, NOTE, f"not run for {skipped}: the stairway stopped at {revision.revision}"
                     )
                 )
-            return StairwayResult(tuple(checks), base, None, reversible)
+            return StairwayResult(_with_data_note(checks, filler), base, None, reversible)
         if fail_fast and outcome.result.status == FAIL:
-            return StairwayResult(tuple(checks), base, None, reversible)
+            return StairwayResult(_with_data_note(checks, filler), base, None, reversible)
         current = outcome.after
-    return StairwayResult(tuple(checks), base, current, reversible)
+    return StairwayResult(_with_data_note(checks, filler), base, current, reversible)
+
+
+def _with_data_note(checks: list[CheckResult], filler: Filler | None) -> tuple[CheckResult, ...]:
+    """Tables the data check could not fill are named (their rows were not checked)."""
+    if filler is None or not filler.unfilled:
+        return tuple(checks)
+    lines = [f"table {table}: {reason}" for table, reason in sorted(filler.unfilled.items())]
+    message = f"not filled with generated rows, so their rows were not checked: {lines[0]}"
+    return (*checks, CheckResult("data", NOTE, message, None, tuple(lines[1:])))
 
 
 def round_trip(project: Project, connection: Any, base: Snapshot, head: Snapshot) -> CheckResult:

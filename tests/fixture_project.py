@@ -272,7 +272,7 @@ def readings_project(root: Path, **kwargs: object) -> Path:
     return make_project(root, **options)  # type: ignore[arg-type]
 
 
-def check_on(server: object, ini: Path, *, fail_fast: bool = False) -> list:
+def check_on(server: object, ini: Path, *, fail_fast: bool = False, data_check: bool = True) -> list:
     """Run the check's stairway, round trip and drift on ``server`` (e.g. the session's
     ``pg_server``) in databases of their own, dropped after; returns the CheckResults.
 
@@ -289,7 +289,7 @@ def check_on(server: object, ini: Path, *, fail_fast: bool = False) -> list:
     try:
         with isolated_imports(settings.alembic_config.parent):
             project = open_project(settings=settings)
-            return run_checks(project, server, fail_fast=fail_fast, database=database)
+            return run_checks(project, server, fail_fast=fail_fast, data_check=data_check, database=database)
     finally:
         server.drop_database(database)  # type: ignore[attr-defined]
         server.drop_database(f"{database}_models")  # type: ignore[attr-defined]
