@@ -8,12 +8,15 @@ What is compared, and the traps it avoids (each tested in tests/test_diff.py):
   ``transaction_timestamp()`` (Postgres 15 keeps them apart as text); ``LOCALTIMESTAMP`` on a
   ``timestamp without time zone`` column; a string literal cast to another string type
   (``'C'::text`` on a varchar column stores the same as ``'C'::character varying``);
-  ``ARRAY[]::t[]`` and ``'{}'::t[]``.
+  ``ARRAY[]::t[]`` and ``'{}'::t[]``; numbers by value (``'0'::numeric``, ``0`` and ``0.00`` in a
+  numeric(6,2) column). Inside expressions too: ``timezone('utc', CURRENT_TIMESTAMP)``.
 - Index definitions are compared without the index name (the name is the key already), and
   indexes that implement a PRIMARY KEY / UNIQUE / EXCLUDE constraint are compared as that
   constraint only.
 - An identity column's implicit sequence is never a change of its own: the column's identity
   is. Sequences owned by an added or removed table or column are folded into that change.
+- What Postgres drops along with a dropped table or column (its indexes, constraints, owned
+  sequences) is part of that one change, not a line of its own.
 - A removed and an added constraint (or index) on the same table with the same definition is
   one change: a rename.
 """

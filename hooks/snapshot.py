@@ -1,11 +1,11 @@
 """Read a live PostgreSQL schema from pg_catalog into plain frozen dataclasses.
 
-``take(connection)`` runs one catalog query (a single JSON document, so one round trip)
-and returns a :class:`Snapshot`. Texts are Postgres's own normalised forms
-(``format_type``, ``pg_get_expr``, ``pg_get_indexdef``, ``pg_get_constraintdef``,
-``pg_get_viewdef``): two databases built from the same schema by different routes
-(migrations or ``metadata.create_all``) give the same texts, which is what makes the
-snapshots comparable (see hooks/diff.py for what is still normalised there).
+``take(connection)`` runs one catalog query (a single JSON document, so one round trip;
+prepared once per session, so it is planned once) and returns a :class:`Snapshot`. Texts are
+Postgres's own normalised forms (``format_type``, ``pg_get_expr``, ``pg_get_indexdef``,
+``pg_get_constraintdef``, ``pg_get_viewdef``): two databases built from the same schema by
+different routes (migrations or ``metadata.create_all``) give the same texts, which is what
+makes the snapshots comparable (see hooks/diff.py for what is still normalised there).
 
 Keys: ``name`` for objects in schema ``public``, ``schema.name`` otherwise; constraints are
 keyed ``table.name`` (table key as above). Objects that belong to an extension (for example
@@ -20,7 +20,7 @@ import hashlib
 import json
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass, field, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from hooks.errors import EnvironmentProblem
@@ -145,6 +145,9 @@ _SECTIONS: dict[str, type] = {
 }
 
 
+_FIELDS = {kind: {f.name for f in fields(kind)} for kind in (Column, *_SECTIONS.values())}
+
+
 def _plain(obj: Any) -> dict[str, Any]:
     # dataclasses.asdict deep-copies every value: five times slower on a 50-table schema
     data = dict(vars(obj))
@@ -155,9 +158,10 @@ def _plain(obj: Any) -> dict[str, Any]:
 
 
 def _build(kind: type, value: dict[str, Any]) -> Any:
-    value = dict(value)
+    # unknown keys (a cache written by a newer version) are dropped, missing ones take defaults
+    value = {k: v for k, v in value.items() if k in _FIELDS[kind]}
     if kind is Table:
-        value["columns"] = tuple(Column(**col) for col in value["columns"])
+        value["columns"] = tuple(_build(Column, col) for col in value["columns"])
     for name in ("columns", "ref_columns", "labels"):
         if name in value and kind is not Table:
             value[name] = tuple(value[name])

@@ -363,3 +363,10 @@ def test_dropped_column_folds_what_postgres_drops_with_it() -> None:
         "- column readings.unit (character varying(1), NOT NULL, default 'C'::character varying;"
         " drops constraint ck_readings_unit) [destructive]"
     ]
+
+
+def test_from_dict_reads_older_and_newer_caches() -> None:
+    data = base().to_dict()
+    del data["tables"]["readings"]["columns"][0]["collation"]  # written before the field existed
+    data["views"]["recent"]["owner"] = "app"  # written by a newer version
+    assert Snapshot.from_dict(data) == base()
