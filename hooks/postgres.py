@@ -329,8 +329,11 @@ def _initdb(binaries: Binaries, target: Path, account: pwd.struct_passwd | None)
             raise EnvironmentProblem(f"initdb failed ({binaries.bindir}): {' / '.join(tail) or 'no output'}")
         staging = target.with_name(target.name + f".tmp{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(data, staging, symlinks=True)
-        os.replace(staging, target)
+        try:
+            os.rename(data, staging)  # same filesystem: no copy at all
+        except OSError:
+            shutil.copytree(data, staging, symlinks=True)
+        os.replace(staging, target)  # the cluster appears complete or not at all
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -490,7 +493,8 @@ def throwaway_server(
                 workdir = _private_tempdir("schema-warden-")
             data = workdir / "data"
             try:
-                shutil.copytree(cluster, data, symlinks=True)
+                # contents only: per-file metadata copies (copy2) cost a third of the time
+                shutil.copytree(cluster, data, symlinks=True, copy_function=shutil.copyfile)
                 os.chmod(data, 0o700)
                 if hba is not None:
                     (data / "pg_hba.conf").write_text(hba.rstrip() + "\n")
