@@ -114,11 +114,13 @@ def counting_bindir(shared_dir: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """XDG_CACHE_HOME pointing at an empty directory (removed afterwards: a cluster is 28 MB)."""
     cache = tmp_path / "cache"
     cache.mkdir()
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
-    return cache
+    yield cache
+    shutil.rmtree(cache, ignore_errors=True)
 
 
 def runs(marker: Path) -> int:
