@@ -227,6 +227,23 @@ def test_autogenerate_on_the_committed_history_finds_no_drift(pg_server: Server,
     assert diffs == []
 
 
+def test_env_py_uses_an_injected_engine_and_never_reads_database_url(
+    pg_server: Server, fresh_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine, pool
+
+    from database.migrate import alembic_config
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app:pw@db.invalid/never")  # reading it would fail
+    engine = create_engine(pg_server.url(fresh_db), poolclass=pool.NullPool)
+    try:
+        command.upgrade(alembic_config(engine), "head")
+    finally:
+        engine.dispose()
+    assert version(pg_server, fresh_db) == ["0002"]  # committed by env.py
+
+
 def test_migrations_build_exactly_the_schema_of_the_models(pg_server: Server, fresh_db: str) -> None:
     """Stronger than autogenerate (which skips CHECK bodies): Postgres' own dump of both schemas."""
     from alembic import command
