@@ -527,8 +527,17 @@ def _search_roots(project: Any) -> list[Path]:
     return unique
 
 
-def plan_project(project: Any, postgres_major: int, *, enabled: bool = True) -> tuple[ProofCache, Plan]:
-    """The cache and its plan for ``project`` on a server of ``postgres_major``."""
+def plan_project(
+    project: Any,
+    postgres_major: int,
+    *,
+    enabled: bool = True,
+    options: Mapping[str, object] | None = None,
+) -> tuple[ProofCache, Plan]:
+    """The cache and its plan for ``project`` on a server of ``postgres_major``.
+
+    ``options``: the command's options that change what a proof means (e.g. the data check).
+    """
     cache = ProofCache(enabled=enabled)
     revisions, files = project_inputs(project)
     settings = project.settings
@@ -540,6 +549,7 @@ def plan_project(project: Any, postgres_major: int, *, enabled: bool = True) -> 
             "schemas": list(settings.schemas),
             "exclude_tables": sorted(settings.exclude_tables),
             "irreversible": sorted(settings.irreversible),
+            "options": dict(options or {}),
         },
     )
     return cache, cache.plan(revisions, context)

@@ -178,6 +178,14 @@ def test_editing_env_py_or_alembic_ini_reproves_everything(project_dir: Path, na
     assert _plan(project_dir)[1].proven == ()
 
 
+def test_a_different_option_of_the_check_does_not_reuse_proofs(project_dir: Path) -> None:
+    with loaded_project(project_dir / "alembic.ini") as project:
+        store, plan = cache.plan_project(project, 15, options={"data_check": True})
+        store.record(plan, ORDER)
+        assert cache.plan_project(project, 15, options={"data_check": True})[1].proven == ORDER
+        assert cache.plan_project(project, 15, options={"data_check": False})[1].proven == ()
+
+
 def test_a_model_change_keeps_the_proofs_drift_is_checked_every_run(project_dir: Path) -> None:
     _prove_all(project_dir)
     write_models(project_dir, "sites = sa.Table('sites', metadata, sa.Column('id', sa.BigInteger))")
