@@ -18,7 +18,6 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from hooks.errors import ProjectError
@@ -496,6 +495,3 @@ def downgrade_is_empty(path: str | os.PathLike[str]) -> bool | None:
                 for stmt in node.body
             )
     return None
-
-
-ExcInfo = tuple[type[BaseException], BaseException, TracebackType]

@@ -15,7 +15,6 @@ is the revision id a check is about, or null.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 PASS = "pass"
@@ -145,14 +144,3 @@ def render(report: Report, fmt: str = "text") -> str:
     if fmt == "json":
         return render_json(report)
     raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
-
-
-def checks_from(results: Iterable[CheckResult]) -> tuple[CheckResult, ...]:
-    return tuple(results)
-
-
-def details(lines: Sequence[str] | str) -> tuple[str, ...]:
-    """Detail lines from text or a list (blank trailing lines dropped)."""
-    if isinstance(lines, str):
-        lines = lines.rstrip().splitlines()
-    return tuple(line.rstrip() for line in lines)
