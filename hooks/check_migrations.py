@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from hooks.errors import EXIT_OK, EXIT_PROBLEMS, ProjectError, guarded
+from hooks.errors import EXIT_ENVIRONMENT, EXIT_OK, EXIT_PROBLEMS, ProjectError, WardenError, guarded
 from hooks.project import Project, find_config, isolated_imports, open_project, relative
 from hooks.report import FAIL, FORMATS, NOTE, PASS, CheckResult, Report, render
 
@@ -181,10 +181,29 @@ def run(
     return Report(title, tuple(checks), time.perf_counter() - started, tuple(notes))
 
 
+def error_report(err: WardenError, started: float) -> Report:
+    """A project or environment error as a report, so JSON and Markdown readers always get one."""
+    name = "environment" if err.exit_code == EXIT_ENVIRONMENT else "project"
+    details = tuple(err.detail.rstrip().splitlines()) if err.detail else ()
+    return Report(
+        "schema-warden check",
+        (CheckResult(name, FAIL, err.message, None, details),),
+        time.perf_counter() - started,
+    )
+
+
 @guarded
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    report = run(args.config, pg_bin=args.pg_bin, fail_fast=args.fail_fast, data_check=not args.no_data_check)
+    started = time.perf_counter()
+    try:
+        report = run(
+            args.config, pg_bin=args.pg_bin, fail_fast=args.fail_fast, data_check=not args.no_data_check
+        )
+    except WardenError as err:
+        if args.format != "text":  # the one-line error still goes to stderr, with its exit code
+            sys.stdout.write(render(error_report(err, started), args.format))
+        raise
     sys.stdout.write(render(report, args.format))
     sys.stdout.flush()
     return EXIT_OK if report.ok else EXIT_PROBLEMS

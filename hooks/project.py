@@ -254,7 +254,10 @@ class Project:
             env = EnvironmentContext(self.config, self.script, fn=fn)
             with env:
                 self._exec_env()
-                return env.get_context() if env._migration_context is not None else None
+                try:
+                    return env.get_context()
+                except Exception:  # env.py never called context.configure()
+                    return None
 
     def _exec_env(self) -> None:
         try:

@@ -139,6 +139,17 @@ def test_no_alembic_ini_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert _first_error_line(capsys).startswith(f"error: no alembic.ini at {tmp_path / 'alembic.ini'}: ")
 
 
+def test_project_error_in_json_is_still_a_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert check_migrations.main(["--config", str(tmp_path / "alembic.ini"), "--format", "json"]) == 2
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert data["ok"] is False
+    [check] = data["checks"]
+    assert (check["name"], check["status"]) == ("project", "fail")
+    assert check["message"].startswith("no alembic.ini at ")
+    assert captured.err.startswith("error: no alembic.ini at ")
+
+
 def test_empty_versions_dir_passes_saying_nothing_to_check(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -157,3 +157,23 @@ def test_fail_fast_stops_at_the_first_problem(tmp_path: Path, pg_server: Server)
     checks = check_on(pg_server, make_project(tmp_path, revisions=[FIRST, leaky, third]), fail_fast=True)
     assert [c.revision for c in checks if c.name == "stairway" and c.revision][-1] == "0002"
     assert _failures(checks)[-1].revision == "0002"
+
+
+def test_autocommit_block_with_a_concurrent_index(tmp_path: Path, pg_server: Server) -> None:
+    concurrent = Rev(
+        "0003",
+        "0002",
+        upgrade="""
+            with op.get_context().autocommit_block():
+                op.create_index("ix_readings_value", "readings", ["value"], postgresql_concurrently=True)
+        """,
+        downgrade="""
+            with op.get_context().autocommit_block():
+                op.drop_index("ix_readings_value", table_name="readings", postgresql_concurrently=True)
+        """,
+    )
+    models = READINGS_MODELS + 'sa.Index("ix_readings_value", readings.c.value)\n'
+    checks = check_on(
+        pg_server, make_project(tmp_path, models=models, revisions=[*READINGS_REVISIONS, concurrent])
+    )
+    assert [c.status for c in checks] == [PASS] * 5, [c.message for c in checks]
