@@ -121,7 +121,8 @@ def measure(
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DATABASE_URL", "XDG_CACHE"))}
+    skip = ("PG", "DATABASE_URL", "XDG_CACHE", "SCHEMA_WARDEN_PROOF_CACHE")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
     env.pop("PYTHONPATH", None)
     env.update(extra)
     return env

@@ -21,8 +21,9 @@ psql; ``pg_restore`` of a custom-format dump 0.12 s; a copy of a data directory 
 schema 0.39-0.44 s, versus the 0.15 s copy of the bare cluster the server starts from
 anyway), so the dump is the faster restore.
 
-Layout under ``hooks.postgres.cache_dir() / "proofs"``: ``entries/<key>.json`` (one proof),
-``dumps/<key>.sql`` with ``dumps/<key>.json`` (its checksum), and ``lock``. Every file is
+Layout under ``hooks.postgres.cache_dir() / "proofs"`` (or ``$SCHEMA_WARDEN_PROOF_CACHE``):
+``entries/<key>.json`` (one proof), ``dumps/<key>.sql`` with ``dumps/<key>.json`` (its
+checksum), and ``lock``. Every file is
 written to a temporary name and renamed (a reader never sees half a file); every entry
 carries a SHA-256 of its content, checked on each read: a corrupted or half-written entry
 is deleted and proven again, never trusted. Writers hold an exclusive ``fcntl`` lock,
@@ -45,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 CACHE_SUBDIR = "proofs"
+PROOF_CACHE_ENV = "SCHEMA_WARDEN_PROOF_CACHE"  # tests give each test its own
 FORMAT = 1
 KEEP_DUMPS = 8  # restore points kept (newest first); proofs are tiny and kept
 _IMPORT = re.compile(r"^\s*(?:from\s+([A-Za-z_][\w.]*)\s+import\b|import\s+([A-Za-z_][\w., ]*))", re.M)
@@ -236,6 +238,16 @@ def guard_fingerprint() -> str:
 # --- the cache ----------------------------------------------------------------------------
 
 
+def proofs_dir() -> Path:
+    """``$SCHEMA_WARDEN_PROOF_CACHE``, else ``cache_dir()/proofs`` (beside the initdb'd clusters)."""
+    explicit = os.environ.get(PROOF_CACHE_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    from hooks.postgres import cache_dir
+
+    return cache_dir() / CACHE_SUBDIR
+
+
 @dataclass(frozen=True)
 class RestorePoint:
     revision: str
@@ -262,9 +274,7 @@ class ProofCache:
 
     def __init__(self, root: Path | None = None, *, enabled: bool = True) -> None:
         if root is None:
-            from hooks.postgres import cache_dir
-
-            root = cache_dir() / CACHE_SUBDIR
+            root = proofs_dir()
         self.root = Path(root)
         self.enabled = enabled
         self.discarded: list[str] = []  # damaged entries found (and removed) during this run
