@@ -44,6 +44,8 @@ PORT = 5432  # no TCP: the port only names the socket file inside our private di
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 _POLL_S = 0.005
+MEMORY_DIR = Path("/dev/shm")
+MEMORY_MIN_FREE = 1 << 30
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; ".s.PGSQL.5432" needs room
 
 INSTALL_HINT = (
@@ -252,9 +254,20 @@ def cache_dir() -> Path:
     return fallback
 
 
-def _private_tempdir(prefix: str) -> Path:
+def memory_dir() -> Path | None:
+    """``/dev/shm`` when it is a writable tmpfs with room to spare (Docker's default 64 MB is not)."""
+    try:
+        info = os.statvfs(MEMORY_DIR)
+    except OSError:
+        return None
+    if info.f_bavail * info.f_frsize < MEMORY_MIN_FREE or not os.access(MEMORY_DIR, os.W_OK | os.X_OK):
+        return None
+    return MEMORY_DIR
+
+
+def _private_tempdir(prefix: str, parent: Path | None = None) -> Path:
     """A 0700 temp dir whose path is short enough to hold a unix socket."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     if len(str(path)) > _SOCKET_PATH_MAX - 20:
         shutil.rmtree(path, ignore_errors=True)
         path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
@@ -463,16 +476,21 @@ def throwaway_server(
     binaries: Binaries | None = None,
     settings: dict[str, str] | None = None,
     hba: str | None = None,
+    memory: bool = False,
 ) -> Iterator[Server]:
     """Start a private PostgreSQL server; stop it and delete every trace on exit.
 
     ``settings`` are extra ``postgres -c`` options. ``hba`` replaces pg_hba.conf (default:
     trust over the socket), e.g. to prove how a client handles a password failure.
+    ``memory`` puts the data in ``/dev/shm`` when it has room (>= 1 GiB free), else in the
+    temp dir: several times faster on slow disks, for schema work, not for restoring
+    large dumps (the data then lives in RAM).
     """
     binaries = binaries or find_binaries(pg_bin)
     account = _server_account()
     cluster = _cached_cluster(binaries, account)
-    sweep_stale_dirs()
+    parent = memory_dir() if memory else None
+    sweep_stale_dirs(parent)
     options = {
         "fsync": "off",
         "synchronous_commit": "off",
@@ -490,7 +508,7 @@ def throwaway_server(
     with _terminate_as_interrupt():
         try:
             with _signals_blocked():
-                workdir = _private_tempdir("schema-warden-")
+                workdir = _private_tempdir("schema-warden-", parent)
             data = workdir / "data"
             try:
                 # contents only: per-file metadata copies (copy2) cost a third of the time

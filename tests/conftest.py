@@ -16,8 +16,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[Server]:
-    """The session's server (started through hooks/postgres.py, like the guard's)."""
-    with throwaway_server() as server:
+    """The session's server (started through hooks/postgres.py, like the guard's).
+
+    In /dev/shm when it has room: a fresh database per test costs 15 ms there, 110 ms on disk.
+    """
+    with throwaway_server(memory=True) as server:
         yield server
 
 

@@ -26,6 +26,7 @@ from hooks.postgres import Binaries, Server, find_binaries, throwaway_server
 
 IS_ROOT = os.geteuid() == 0
 LINUX = sys.platform.startswith("linux")
+TEMP_DIRS = (Path(tempfile.gettempdir()), Path("/tmp"))  # /tmp when TMPDIR is too long for a socket
 
 
 def query_one(server: Server, sql: str) -> tuple:
@@ -220,6 +221,26 @@ def test_starts_as_a_non_root_user(tmp_path: Path) -> None:
         assert_gone(answer["pid"], Path(answer["dir"]))
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_memory_server_lives_in_dev_shm_when_there_is_room_and_leaves_nothing() -> None:
+    room = postgres.memory_dir()
+    with throwaway_server(memory=True) as server:
+        assert query_one(server, "SELECT 1") == (1,)
+        pid, socket_dir = postmaster_pid(server), server.socket_dir
+    if room is not None:
+        assert socket_dir.parent == room
+    else:
+        assert socket_dir.parent in TEMP_DIRS
+    assert_gone(pid, socket_dir)
+
+
+def test_memory_server_falls_back_to_the_temp_dir_without_room(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(postgres, "MEMORY_MIN_FREE", 1 << 62)  # more than any machine has
+    assert postgres.memory_dir() is None
+    with throwaway_server(memory=True) as server:
+        assert server.socket_dir.parent in TEMP_DIRS
+        assert query_one(server, "SELECT 1") == (1,)
 
 
 # --- cleanup on every path --------------------------------------------------------------------
