@@ -261,8 +261,9 @@ class Plan:
 
     keys: dict[str, str] = field(default_factory=dict)  # revision -> key
     proven: tuple[str, ...] = ()  # base to head; each with all its ancestors proven
-    restore: RestorePoint | None = None  # the database at the last proven revision
-    start: int = 0  # after a restore: index (in base-to-head order) of the first revision left to run
+    restore: RestorePoint | None = None  # a dump of the database at a proven revision (<= resume)
+    resume: str | None = None  # the last proven revision the stairway can start from
+    start: int = 0  # index (base-to-head order) of the first revision left to prove
     enabled: bool = True
 
     def is_proven(self, revision: str) -> bool:
@@ -363,20 +364,24 @@ class ProofCache:
             return Plan(keys=keys, enabled=False)
         have = self.proven_keys(keys.values())
         proven = proven_closure(revisions, [r for r, k in keys.items() if k in have])
-        restore, start = None, 0
-        try:
-            dumps = set(os.listdir(self.root / "dumps"))
-        except OSError:
-            dumps = set()
+        resume, start = None, 0
         for revision in reversed(proven):
-            if f"{keys[revision]}.json" not in dumps:
-                continue
             index = resume_index(revisions, revision)
             if index is not None:
-                restore = RestorePoint(revision, keys[revision], self._dump_paths(keys[revision])[0])
-                start = index
+                resume, start = revision, index
                 break
-        return Plan(keys=keys, proven=tuple(proven), restore=restore, start=start, enabled=True)
+        restore = None
+        if resume is not None:
+            try:
+                dumps = set(os.listdir(self.root / "dumps"))
+            except OSError:
+                dumps = set()
+            for revision in reversed(proven[: proven.index(resume) + 1]):
+                key = keys[revision]
+                if f"{key}.json" in dumps and resume_index(revisions, revision) is not None:
+                    restore = RestorePoint(revision, key, self._dump_paths(key)[0])
+                    break
+        return Plan(keys=keys, proven=tuple(proven), restore=restore, resume=resume, start=start)
 
     def record(self, plan: Plan, revisions: Iterable[str]) -> None:
         """Remember that these revisions' stairways passed (under their plan's keys)."""
@@ -446,9 +451,10 @@ class ProofCache:
         """Dump ``database`` (at ``revision``, proven) as the next run's restore point."""
         if not plan.enabled or revision not in plan.keys:
             return False
-        if plan.restore is not None and plan.restore.revision == revision:
-            return True  # already there
         key = plan.keys[revision]
+        sql, meta = self._dump_paths(key)
+        if plan.restore is not None and plan.restore.key == key and meta.exists():
+            return True  # restored from it and still there (a damaged one was deleted)
         result = subprocess.run(
             [
                 server.binaries.path("pg_dump"),
@@ -463,7 +469,6 @@ class ProofCache:
         )
         if result.returncode != 0:
             return False
-        sql, meta = self._dump_paths(key)
         payload = {
             "format": FORMAT,
             "key": key,

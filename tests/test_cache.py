@@ -161,7 +161,9 @@ def test_editing_an_old_migration_reproves_it_and_what_follows(project_dir: Path
     _prove_all(project_dir)
     path = next((project_dir / "migrations" / "versions").glob("0002_*.py"))
     path.write_text(path.read_text().replace("'south'", "'east'"))
-    assert _plan(project_dir)[1].proven == ("0001",)
+    plan = _plan(project_dir)[1]
+    assert plan.proven == ("0001",)
+    assert (plan.resume, plan.start, plan.restore) == ("0001", 1, None)  # upgrade to 0001, prove the rest
 
 
 def test_editing_a_module_a_migration_imports_reproves_that_migration(project_dir: Path) -> None:
@@ -286,7 +288,7 @@ def test_restore_point_brings_back_schema_data_and_revision(
 
     store, plan = _plan(project_dir)
     assert plan.restore is not None and plan.restore.revision == "0003"
-    assert plan.start == 3
+    assert (plan.resume, plan.start) == ("0003", 3)
     target = f"{fresh_db}_r"
     pg_server.create_database(target)
     try:
@@ -297,6 +299,19 @@ def test_restore_point_brings_back_schema_data_and_revision(
         assert _query(pg_server, target, indexes) == [("ix_sites_name",), ("sites_pkey",)]
     finally:
         pg_server.drop_database(target)
+
+
+def test_a_new_revision_resumes_from_the_restore_point_of_its_parent(
+    project_dir: Path, pg_server: Server, fresh_db: str
+) -> None:
+    _upgrade(project_dir, pg_server, fresh_db)
+    store, plan = _plan(project_dir)
+    store.record(plan, ORDER)
+    store.save_restore_point(pg_server, fresh_db, plan, "0003")
+    write_revision(project_dir, Rev("0004", "0003", upgrade="pass", downgrade="pass", message="empty"))
+    plan = _plan(project_dir)[1]
+    assert plan.restore is not None and plan.restore.revision == "0003"
+    assert (plan.resume, plan.start) == ("0003", 3)
 
 
 def test_a_corrupted_restore_point_is_never_loaded(
