@@ -227,7 +227,7 @@ def check(args: argparse.Namespace) -> int:
     if not diffs:
         print("no drift: the database matches the models")
         return 0
-    print("drift: the models have changes that no migration makes:")
+    print("drift: the database differs from the models; a migration matching the models would:")
     for line in describe_diffs(diffs):
         print(f"  {line}")
     print('fix: python database/manage.py db-revision -m "describe the change"')
