@@ -136,15 +136,36 @@ def _is_under(path: str | None, roots: Iterable[Path]) -> bool:
     return os.path.abspath(path).startswith(_prefixes(roots))
 
 
+def _installed_prefixes() -> tuple[str, ...]:
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    dirs = {paths.get(key, "") for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    return tuple(os.path.join(os.path.abspath(d), "") for d in dirs if d)
+
+
+def _installed(path: str, prefixes: tuple[str, ...]) -> bool:
+    """Installed code (stdlib, site-packages, a virtualenv inside the project): never the project's."""
+    return "site-packages" in path or "dist-packages" in path or path.startswith(prefixes)
+
+
 def _project_modules(names: set[str], roots: list[Path]) -> list[str]:
     prefixes = _prefixes(roots)
+    installed = _installed_prefixes()
     found = []
     for name, module in list(sys.modules.items()):
         top = name.split(".")[0]
         if top == _GUARD_PACKAGE:
             continue
         path = getattr(module, "__file__", None)
-        if top in names or (path and os.path.abspath(path).startswith(prefixes)):
+        if path is None:  # namespace packages (no __init__.py) of the project, by name
+            if top in names and list(getattr(module, "__path__", [])):
+                found.append(name)
+            continue
+        path = os.path.abspath(path)
+        if _installed(path, installed):
+            continue
+        if top in names or path.startswith(prefixes):
             found.append(name)
     return found
 

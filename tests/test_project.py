@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, make_url, pool
 
 from hooks.errors import ProjectError
 from hooks.postgres import Server
-from hooks.project import downgrade_is_empty, find_config, load_settings, loaded_project
+from hooks.project import downgrade_is_empty, find_config, isolated_imports, load_settings, loaded_project
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -177,3 +177,24 @@ def test_downgrade_is_empty(tmp_path: Path, body: str, empty: bool) -> None:
     path = tmp_path / "r.py"
     path.write_text(f"def upgrade():\n    pass\n\n\ndef downgrade():\n    {body}\n")
     assert downgrade_is_empty(path) is empty
+
+
+def test_isolated_imports_leave_installed_packages_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a virtualenv inside the project's directory, as many developers keep one
+    site = tmp_path / ".venv" / "lib" / "python3" / "site-packages"
+    (site / "fakelib_sw").mkdir(parents=True)
+    (site / "fakelib_sw" / "__init__.py").write_text("VALUE = 1\n")
+    (tmp_path / "json").mkdir()  # a project directory named like a stdlib module
+    monkeypatch.syspath_prepend(str(site))
+    import json
+
+    import fakelib_sw  # type: ignore[import-not-found]
+
+    try:
+        with isolated_imports(tmp_path):
+            assert sys.modules["fakelib_sw"] is fakelib_sw
+            assert sys.modules["json"] is json
+    finally:
+        sys.modules.pop("fakelib_sw", None)
