@@ -47,6 +47,7 @@ class Filler:
     rows: int = ROWS_PER_TABLE
     counter: int = 0
     unfilled: dict[str, str] = field(default_factory=dict)  # table -> first reason
+    shapes: dict[str, Table] = field(default_factory=dict)  # table -> its shape when last filled/tried
 
     def next(self) -> int:
         self.counter += 1
@@ -55,13 +56,29 @@ class Filler:
     def fill(
         self, connection: Any, snap: Snapshot, skip: Iterable[str] = ("alembic_version",)
     ) -> dict[str, int]:
-        """Insert rows into every table of ``snap``; commit; return the row count of each table."""
+        """Make every table of ``snap`` hold rows; commit; return the row count of each table.
+
+        Rows stay from step to step, so a table gets new rows only when it has fewer than
+        ``rows`` or its columns changed since it was last filled (then the new columns get
+        values too); a table that could not be filled is tried again only once its shape
+        changes. That keeps long histories fast.
+        """
         skipped = set(skip)
         tables = [key for key in fill_order(snap) if key not in skipped and key.split(".")[-1] not in skipped]
-        for key in tables:
+        counts = count_rows(connection, snap, tables)
+        todo = [
+            key
+            for key in tables
+            if self.shapes.get(key) != snap.tables[key]
+            or (counts[key] < self.rows and key not in self.unfilled)
+        ]
+        for key in todo:
+            self.shapes[key] = snap.tables[key]
             reason = self._fill_table(connection, snap, key)
             if reason is not None:
                 self.unfilled.setdefault(key, reason)
+        if not todo:
+            return counts
         connection.commit()
         return count_rows(connection, snap, tables)
 

@@ -104,11 +104,16 @@ def test_fill_respects_constraints_and_names_tables_it_cannot_fill(pg_server: Se
             conn.commit()
             filler = Filler()
             counts = filler.fill(conn, take(conn))
-            again = filler.fill(conn, take(conn))
+            unchanged = filler.fill(conn, take(conn))  # rows stay: nothing to add
+            conn.exec_driver_sql("ALTER TABLE devices ADD COLUMN note text NOT NULL DEFAULT ''")
+            conn.exec_driver_sql("ALTER TABLE readings ADD COLUMN label varchar(4) UNIQUE")
+            conn.commit()
+            changed = filler.fill(conn, take(conn))  # new columns: new rows that fill them
     finally:
         engine.dispose()
     assert counts == {"devices": 3, "readings": 3, "odd": 0}
-    assert again == {"devices": 6, "readings": 6, "odd": 0}  # unique values stay distinct across rounds
+    assert unchanged == counts
+    assert changed == {"devices": 6, "readings": 6, "odd": 0}  # unique values stay distinct across rounds
     assert list(filler.unfilled) == ["odd"]
     assert "doc (tsvector)" in filler.unfilled["odd"]
 
