@@ -272,8 +272,10 @@ def test_cleans_up_when_the_server_fails_to_start(tmp_path: Path, monkeypatch: p
 
 
 CHILD = """
-import json, sys
+import json, signal, sys
 from hooks.postgres import throwaway_server
+# a shell without job control starts background jobs with SIGINT ignored: behave like a terminal
+signal.signal(signal.SIGINT, signal.default_int_handler)
 try:
     with throwaway_server() as server:
         print(json.dumps({"pid": server.pid, "dir": str(server.socket_dir)}), flush=True)
