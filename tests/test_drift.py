@@ -115,6 +115,28 @@ def test_no_false_positives_defaults_enums_checks_expression_indexes_excluded_ta
     assert _drift(checks).message == "the migrations build exactly what the models declare"
 
 
+def test_views_and_sequences_only_migrations_create_are_not_drift(tmp_path: Path, pg_server: Server) -> None:
+    extra = Rev(
+        "0003",
+        "0002",
+        upgrade="""
+            op.execute("CREATE VIEW named_events AS SELECT id, name FROM events")
+            op.execute("CREATE SEQUENCE invoice_numbers")
+        """,
+        downgrade="""
+            op.execute("DROP SEQUENCE invoice_numbers")
+            op.execute("DROP VIEW named_events")
+        """,
+    )
+    ini = make_project(
+        tmp_path,
+        models=CALM_MODELS,
+        revisions=[*CALM_REVISIONS, extra],
+        pyproject='[tool.schema-warden]\nexclude-tables = ["_prisma_migrations", "legacy"]\n',
+    )
+    assert _drift(check_on(pg_server, ini)).status == PASS
+
+
 def test_changed_enum_labels_are_drift_even_though_autogenerate_misses_them(
     tmp_path: Path, pg_server: Server
 ) -> None:
