@@ -294,7 +294,7 @@ class Project:
                 "check the module names and prepend_sys_path in alembic.ini",
                 detail=user_traceback(err, self.root),
             ) from None
-        except Exception as err:
+        except (Exception, SystemExit) as err:  # sys.exit() in env.py too
             if _raised_in_migration(err, self):
                 raise
             raise ProjectError(
@@ -370,7 +370,7 @@ class _Guarded:
         def run(**kw: Any) -> Any:
             try:
                 return fn(**kw)
-            except Exception as err:
+            except (Exception, SystemExit) as err:
                 raise MigrationFailed(step.revision, step.is_upgrade, err) from err
 
         return run

@@ -59,8 +59,10 @@ def test_upgrade_failing_in_sql_names_revision_file_and_sql_error(tmp_path: Path
 
 def test_downgrade_that_raises_is_reported_with_its_frame(tmp_path: Path, pg_server: Server) -> None:
     bad = Rev("0002", "0001", upgrade="pass", downgrade='raise RuntimeError("cannot undo")', message="raises")
-    checks = check_on(pg_server, make_project(tmp_path, revisions=[FIRST, bad]))
-    [failure] = [c for c in _failures(checks) if c.name == "stairway"]
+    exits = Rev("0003", "0002", upgrade="import sys\nsys.exit(3)", message="exits")
+    checks = check_on(pg_server, make_project(tmp_path, revisions=[FIRST, bad, exits]))
+    failure, exit_failure = [c for c in _failures(checks) if c.name == "stairway"]
+    assert exit_failure.message.endswith("upgrade failed: SystemExit: 3")
     assert failure.message == (
         'revision 0002 (migrations/versions/0002_raises.py, "raises"): '
         "downgrade failed: RuntimeError: cannot undo"
