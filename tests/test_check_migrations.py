@@ -67,6 +67,11 @@ def _break_env(root: Path) -> None:
     )
 
 
+def _env_missing_module(root: Path) -> None:
+    env = root / "migrations" / "env.py"
+    env.write_text("import geoalchemy_not_installed\n" + env.read_text())
+
+
 def _break_model(root: Path) -> None:
     write_models(root, READINGS_MODELS + "\nbroken = (\n")
 
@@ -98,6 +103,10 @@ def _duplicate(root: Path) -> None:
         (_no_script_dir, "error: alembic.ini: script_location '%(here)s/migrations' does not exist"),
         (_break_env, "error: migrations/env.py raised KeyError: 'missing'"),
         (
+            _env_missing_module,
+            "error: migrations/env.py failed to import: No module named 'geoalchemy_not_installed'",
+        ),
+        (
             _break_model,
             r"error: fixture_app/models\.py:\d+: syntax error in a module env\.py imports: "
             r"'\(' was never closed",
@@ -117,6 +126,7 @@ def _duplicate(root: Path) -> None:
     ids=[
         "script-dir-missing",
         "env-raises",
+        "env-missing-module",
         "model-syntax",
         "migration-syntax",
         "two-heads",
