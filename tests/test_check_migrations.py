@@ -69,7 +69,7 @@ def _break_env(root: Path) -> None:
 
 def _env_missing_module(root: Path) -> None:
     env = root / "migrations" / "env.py"
-    env.write_text("import geoalchemy_not_installed\n" + env.read_text())
+    env.write_text(env.read_text().replace("import os\n", "import os\nimport geoalchemy_not_installed\n", 1))
 
 
 def _break_model(root: Path) -> None:
