@@ -271,7 +271,7 @@ class Project:
 
         self.config.attributes["connection"] = connection
         self.config.attributes["configure_logger"] = False
-        with throwaway_environment(connection, self.config):
+        with throwaway_environment(connection, self.config), quiet_logging():
             env = EnvironmentContext(self.config, self.script, fn=fn)
             with env:
                 self._exec_env()
@@ -362,6 +362,11 @@ class _Guarded:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._step, name)
 
+    def __str__(self) -> str:
+        return str(self._step)
+
+    __repr__ = __str__
+
     @property
     def migration_fn(self) -> Callable[..., Any]:
         fn = self._step.migration_fn
@@ -379,6 +384,28 @@ class _Guarded:
 def _raised_in_migration(err: BaseException, project: Project) -> bool:
     paths = {str(Path(r.path).resolve()) for r in project.revisions()}
     return any(str(Path(f).resolve()) in paths for f in user_frame_files(err))
+
+
+@contextlib.contextmanager
+def quiet_logging() -> Iterator[None]:
+    """While env.py runs: its ``fileConfig(alembic.ini)`` does nothing and INFO lines are dropped.
+
+    Alembic's template env.py configures logging from alembic.ini on every run, which would
+    print "Running upgrade ..." for every step of the stairway around the guard's report.
+    Warnings still show.
+    """
+    import logging
+    import logging.config
+
+    saved = logging.config.fileConfig
+    disabled = logging.root.manager.disable
+    logging.config.fileConfig = lambda *args, **kwargs: None  # type: ignore[assignment]
+    logging.disable(logging.INFO)
+    try:
+        yield
+    finally:
+        logging.config.fileConfig = saved
+        logging.disable(disabled)
 
 
 @contextlib.contextmanager

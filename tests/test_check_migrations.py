@@ -297,3 +297,23 @@ def test_database_url_is_never_touched(
     assert results == [0, 0, 1, 1, 0], output
     assert _connections_to(pg_server, sentinel) == before
     assert _tables(pg_server, sentinel) == ["marker"]
+
+
+def test_template_env_logging_stays_quiet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import logging.config
+
+    ini = readings_project(tmp_path)
+    ini.write_text(ini.read_text().replace("level = WARNING", "level = INFO"))
+    env = tmp_path / "migrations" / "env.py"
+    # Alembic's template configures logging from alembic.ini on every run
+    env.write_text(
+        env.read_text().replace(
+            'if config.config_file_name and config.attributes.get("configure_logger", True):',
+            "if config.config_file_name is not None:",
+        )
+    )
+    original = logging.config.fileConfig
+    assert check_migrations.main(["--config", str(ini)]) == 0
+    captured = capsys.readouterr()
+    assert "Running upgrade" not in captured.err and "INFO" not in captured.err
+    assert logging.config.fileConfig is original
