@@ -30,6 +30,7 @@ class StepError:
 
     message: str
     details: tuple[str, ...]
+    sqlstate: str | None = None  # Postgres error code of a SQL failure
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,9 @@ def describe_error(project: Project, err: BaseException) -> StepError:
 
     cause = err.cause if isinstance(err, MigrationFailed) else err
     details: list[str] = []
+    sqlstate = None
     if isinstance(cause, exc.DBAPIError) and cause.orig is not None:
+        sqlstate = getattr(cause.orig, "pgcode", None) or getattr(cause.orig, "sqlstate", None)
         text = str(cause.orig).strip()
         message = one_line(text)
         details.extend(line.rstrip() for line in text.splitlines()[1:] if line.strip())
@@ -86,7 +89,7 @@ def describe_error(project: Project, err: BaseException) -> StepError:
         for line in _migration_frames(project, cause).splitlines()[:-1]  # last line repeats the message
     ]
     details.extend(frames)
-    return StepError(message, tuple(details))
+    return StepError(message, tuple(details), sqlstate)
 
 
 def _migration_frames(project: Project, err: BaseException) -> str:
@@ -177,7 +180,8 @@ def check_revision(
     error = apply(project, connection, revision)
     if error is not None:
         details = list(error.details)
-        if counts:
+        # integrity (23xxx) and data (22xxx) errors: the generated rows may be what it trips on
+        if counts and (error.sqlstate or "").startswith(("22", "23")):
             details.append(
                 "(every table held generated rows: the upgrade fails on a database with data; "
                 "--no-data-check runs without)"
