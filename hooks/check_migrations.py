@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not fill the tables with generated rows before each upgrade (data preservation)",
     )
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="prove every revision again, ignoring (and not writing) the cache of earlier proofs",
+    )
     return parser
 
 
@@ -116,15 +121,22 @@ def run_checks(
     fail_fast: bool = False,
     data_check: bool = True,
     database: str = DATABASE,
+    use_cache: bool = True,
 ) -> list[CheckResult]:
     """Stairway, round trip and drift on database ``database`` (created here) of ``server``."""
     from sqlalchemy import create_engine, pool
 
+    from hooks import cache
     from hooks.drift import check_drift
-    from hooks.stairway import round_trip, run_stairway
+    from hooks.stairway import migrate, round_trip, run_stairway
 
+    store, plan = cache.plan_project(
+        project, server.binaries.major, enabled=use_cache, options={"data_check": data_check}
+    )
     if database != DATABASE:
         server.create_database(database)
+    if plan.restore is not None:
+        store.restore(server, database, plan.restore)  # when it fails: still empty, upgraded below
     engine = create_engine(server.url(database), poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
@@ -133,7 +145,23 @@ def run_checks(
             checks: list[CheckResult] = []
             if not project.revisions():
                 checks.append(CheckResult("stairway", PASS, "no revisions: nothing to check"))
-            stairway = run_stairway(project, connection, fail_fast=fail_fast, data_check=data_check)
+            start = 0
+            if plan.resume is not None:  # proven before: upgrade plainly (from the restored dump, if any)
+                error = migrate(project, connection, plan.resume)
+                if error is not None:
+                    raise ProjectError(
+                        f"revision {plan.resume}: upgrade failed although an earlier run proved it: "
+                        f"{error.message}: run again with --no-cache",
+                        detail="\n".join(error.details),
+                    )
+                start = plan.start
+                proven = f"{start} revisions up to {plan.resume} proven by an earlier run"
+                checks.append(
+                    CheckResult("stairway", PASS, f"{proven} (cache; --no-cache proves them again)")
+                )
+            stairway = run_stairway(
+                project, connection, fail_fast=fail_fast, data_check=data_check, start=start
+            )
             checks.extend(stairway.checks)
             failed = any(c.status == FAIL for c in checks)
             if stairway.head is None or (failed and fail_fast):
@@ -149,9 +177,15 @@ def run_checks(
                     CheckResult("round-trip", NOTE, "skipped: a downgrade is not implemented (irreversible)")
                 )
             else:
-                checks.append(round_trip(project, connection, stairway.base, stairway.head))
+                target = plan.resume if start and plan.resume else "base"
+                checks.append(round_trip(project, connection, stairway.base, stairway.head, target))
                 if checks[-1].status == FAIL and fail_fast:
                     return checks
+                if checks[-1].status == PASS:  # stairway and round trip clean: remember the proofs
+                    store.record(plan, [c.revision for c in stairway.checks if c.revision])
+                    heads = project.script.get_heads()
+                    if len(heads) == 1:
+                        store.save_restore_point(server, database, plan, heads[0])
             checks.append(check_drift(project, server, connection, env, models_db=f"{database}_models"))
             return checks
     finally:
@@ -164,6 +198,7 @@ def run(
     pg_bin: str | None = None,
     fail_fast: bool = False,
     data_check: bool = True,
+    use_cache: bool = True,
     cwd: Path | None = None,
 ) -> Report:
     from hooks.postgres import throwaway_server
@@ -177,7 +212,9 @@ def run(
         title = f"schema-warden check: {relative(project.ini, Path.cwd())} ({count} revisions)"
         with interruptible_queries(), throwaway_server(pg_bin) as server:
             notes = _version_note(project, server)
-            checks = run_checks(project, server, fail_fast=fail_fast, data_check=data_check)
+            checks = run_checks(
+                project, server, fail_fast=fail_fast, data_check=data_check, use_cache=use_cache
+            )
     return Report(title, tuple(checks), time.perf_counter() - started, tuple(notes))
 
 
@@ -198,7 +235,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         report = run(
-            args.config, pg_bin=args.pg_bin, fail_fast=args.fail_fast, data_check=not args.no_data_check
+            args.config,
+            pg_bin=args.pg_bin,
+            fail_fast=args.fail_fast,
+            data_check=not args.no_data_check,
+            use_cache=not args.no_cache,
         )
     except WardenError as err:
         if args.format != "text":  # the one-line error still goes to stderr, with its exit code

@@ -255,13 +255,15 @@ def run_stairway(
     fail_fast: bool = False,
     data_check: bool = True,
     on_result: Callable[[CheckResult], None] | None = None,
+    start: int = 0,
 ) -> StairwayResult:
+    """``start``: the revisions before it are applied already (proven by an earlier run)."""
     filler = Filler() if data_check else None
     base = snapshot(project, connection)
     current = base
     checks: list[CheckResult] = []
     reversible = True
-    revisions = project.revisions()
+    revisions = project.revisions()[start:]
     for index, revision in enumerate(revisions):
         outcome = check_revision(project, connection, revision, current, filler)
         checks.append(outcome.result)
@@ -294,36 +296,46 @@ def _with_data_note(checks: list[CheckResult], filler: Filler | None) -> tuple[C
     return (*checks, CheckResult("data", NOTE, message, None, tuple(lines[1:])))
 
 
-def round_trip(project: Project, connection: Any, base: Snapshot, head: Snapshot) -> CheckResult:
-    """head -> base (only alembic_version may remain) -> head (the same schema as before)."""
-    error = migrate(project, connection, "base", downgrade=True)
+def round_trip(
+    project: Project, connection: Any, base: Snapshot, head: Snapshot, target: str = "base"
+) -> CheckResult:
+    """head -> ``target`` (base: only alembic_version may remain) -> head (the same schema as before).
+
+    ``target`` is where the stairway started: base, or the last revision an earlier run proved
+    (``base`` is then the schema at that revision).
+    """
+    where = "base" if target == "base" else f"revision {target} (proven earlier)"
+    error = migrate(project, connection, target, downgrade=True)
     if error is not None:
         return CheckResult(
-            ROUND_TRIP, FAIL, f"downgrade to base failed: {error.message}", None, error.details
+            ROUND_TRIP, FAIL, f"downgrade to {where} failed: {error.message}", None, error.details
         )
     left = diff(project, base, snapshot(project, connection))
     error = migrate(project, connection, "heads")
     if error is not None:
         details = [c.line() for c in left] + list(error.details)
         return CheckResult(
-            ROUND_TRIP, FAIL, f"upgrade from base failed: {error.message}", None, tuple(details)
+            ROUND_TRIP, FAIL, f"upgrade from {where} failed: {error.message}", None, tuple(details)
         )
     if left:
+        remains = "(only alembic_version may remain)" if target == "base" else "(it was not there before)"
         return CheckResult(
             ROUND_TRIP,
             FAIL,
-            f"downgrade to base leaves {left[0].kind} {left[0].name} behind "
-            "(only alembic_version may remain)",
+            f"downgrade to {where} leaves {left[0].kind} {left[0].name} behind {remains}",
             None,
             tuple(c.line() for c in left),
         )
     changed = diff(project, head, snapshot(project, connection))
     if changed:
+        short = "base" if target == "base" else target
         return CheckResult(
             ROUND_TRIP,
             FAIL,
-            "upgrade head -> base -> head gives a different schema than the stairway",
+            f"upgrade head -> {short} -> head gives a different schema than the stairway",
             None,
             tuple(c.line() for c in changed),
         )
-    return CheckResult(ROUND_TRIP, PASS, "upgrade head, downgrade base (nothing left), upgrade head")
+    if target == "base":
+        return CheckResult(ROUND_TRIP, PASS, "upgrade head, downgrade base (nothing left), upgrade head")
+    return CheckResult(ROUND_TRIP, PASS, f"upgrade head, downgrade to {target} (nothing left), upgrade head")

@@ -44,6 +44,12 @@ def database_url(pg_server: Server, fresh_db: str, monkeypatch: pytest.MonkeyPat
 
 
 @pytest.fixture(autouse=True)
+def _own_proof_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no proofs cached (hooks/cache.py); the initdb'd cluster stays shared."""
+    monkeypatch.setenv("SCHEMA_WARDEN_PROOF_CACHE", str(tmp_path / "proofs"))
+
+
+@pytest.fixture(autouse=True)
 def _no_user_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see the developer's own DATABASE_URL, from the environment or from .env."""
     if "DATABASE_URL" in os.environ:

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg2
 import pytest
-from fixture_project import Rev, make_project, write_models, write_revision
+from fixture_project import (
+    READINGS_MODELS,
+    READINGS_REVISIONS,
+    Rev,
+    make_project,
+    write_models,
+    write_revision,
+)
 
-from hooks import cache
+from hooks import cache, check_migrations
 from hooks.cache import ProofCache, RevisionInput, chain_keys, context_key, seal, unseal
 from hooks.postgres import Server
 from hooks.project import loaded_project
@@ -206,9 +217,9 @@ def test_no_cache_neither_reads_nor_writes(project_dir: Path, tmp_path: Path) ->
     _prove_all(project_dir)
     store, plan = _plan(project_dir, enabled=False)
     assert plan.proven == () and plan.restore is None and not plan.enabled
-    entries = sorted((tmp_path / "xdg" / "schema-warden" / "proofs" / "entries").iterdir())
+    entries = sorted((tmp_path / "proofs" / "entries").iterdir())
     store.record(plan, ORDER)
-    assert sorted((tmp_path / "xdg" / "schema-warden" / "proofs" / "entries").iterdir()) == entries
+    assert sorted((tmp_path / "proofs" / "entries").iterdir()) == entries
 
 
 def test_a_damaged_or_half_written_entry_is_removed_and_proven_again(
@@ -216,7 +227,7 @@ def test_a_damaged_or_half_written_entry_is_removed_and_proven_again(
 ) -> None:
     store, plan = _plan(project_dir)
     store.record(plan, ORDER)
-    entries = tmp_path / "xdg" / "schema-warden" / "proofs" / "entries"
+    entries = tmp_path / "proofs" / "entries"
     second = entries / f"{plan.keys['0002']}.json"
     third = entries / f"{plan.keys['0003']}.json"
     second.write_text(second.read_text()[:20])  # half written
@@ -337,3 +348,88 @@ def test_a_corrupted_restore_point_is_never_loaded(
         pg_server.drop_database(target)
     assert not dump.exists()
     assert _plan(project_dir)[1].restore is None  # proofs stay; the next run rebuilds the dump
+
+
+# --- schema-warden check with the cache -------------------------------------------------------
+
+
+def _check(ini: Path, capsys: pytest.CaptureFixture[str], *flags: str) -> tuple[int, str]:
+    code = check_migrations.main(["--config", str(ini), *flags])
+    return code, capsys.readouterr().out
+
+
+def _proven_line(out: str) -> str | None:
+    return next((line for line in out.splitlines() if "proven by an earlier run" in line), None)
+
+
+@pytest.fixture
+def ini(tmp_path: Path) -> Path:
+    # tests/conftest.py points SCHEMA_WARDEN_PROOF_CACHE at tmp_path / "proofs"
+    return make_project(tmp_path / "proj", models=READINGS_MODELS, revisions=READINGS_REVISIONS)
+
+
+def test_second_run_skips_proven_revisions_and_still_checks_drift(
+    ini: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, first = _check(ini, capsys)
+    assert code == 0, first
+    assert _proven_line(first) is None
+    code, second = _check(ini, capsys)
+    assert code == 0, second
+    assert "2 revisions up to 0002 proven by an earlier run" in _proven_line(second)
+    assert "round-trip: upgrade head, downgrade to 0002 (nothing left), upgrade head" in second
+    assert "drift: the migrations build exactly what the models declare" in second
+
+
+def test_no_cache_proves_everything_again(ini: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _check(ini, capsys)
+    code, out = _check(ini, capsys, "--no-cache")
+    assert code == 0 and _proven_line(out) is None
+    assert "stairway: 0001 (" in out and "stairway: 0002 (" in out
+
+
+def test_editing_an_old_migration_proves_it_again_and_finds_its_new_problem(
+    ini: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _check(ini, capsys)
+    write_revision(ini.parent, replace(READINGS_REVISIONS[1], downgrade="op.execute('SELECT 1')"))
+    code, out = _check(ini, capsys)
+    assert code == 1, out
+    assert "1 revisions up to 0001 proven by an earlier run" in _proven_line(out)  # upgraded plainly
+    assert "downgrade leaves column readings.device behind" in out
+
+
+def test_drift_is_checked_even_when_every_revision_is_proven(
+    ini: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _check(ini, capsys)
+    (ini.parent / "fixture_app" / "models.py").write_text(
+        (ini.parent / "fixture_app" / "models.py").read_text().replace("sa.String(32)", "sa.String(64)")
+    )
+    code, out = _check(ini, capsys)
+    assert code == 1, out
+    assert _proven_line(out) is not None
+    assert "drift" in out and "readings.device" in out
+
+
+def test_a_corrupted_restore_point_is_not_loaded_and_is_rebuilt(
+    ini: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _check(ini, capsys)
+    (dump,) = (tmp_path / "proofs" / "dumps").glob("*.sql")
+    dump.write_text(dump.read_text().replace("CREATE TABLE", "CREATE UNLOGGED TABLE"))
+    code, out = _check(ini, capsys)
+    assert code == 0, out  # the proofs stand: upgraded plainly from base instead of restored
+    assert "2 revisions up to 0002 proven by an earlier run" in _proven_line(out)
+    assert "UNLOGGED" not in dump.read_text()  # rebuilt from this run's database
+
+
+def test_two_checks_at_once_share_the_cache_safely(ini: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "SCHEMA_WARDEN_PROOF_CACHE": str(tmp_path / "proofs")}
+    argv = [sys.executable, "-m", "hooks", "check", "--config", str(ini)]
+    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    after = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert "2 revisions up to 0002 proven by an earlier run" in after.stdout
