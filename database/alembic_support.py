@@ -1,8 +1,9 @@
-"""Alembic for people: readable autogenerate diffs (no raw Python reprs), plain progress lines.
+"""Alembic for people: what autogenerate compares, and plain progress lines.
 
 env.py and manage.py share these: which objects autogenerate sees (``include_object``), the
 comparison options, and :func:`progress`, which shows Alembic's "Running upgrade ..." lines
-without the logging format and remembers which revision is running when one fails.
+without the logging format and remembers which revision is running when one fails. Readable
+lines for autogenerate's diffs come from :func:`hooks.drift.describe_operations`.
 """
 
 from __future__ import annotations
@@ -31,61 +32,6 @@ def drift_context_options() -> dict[str, Any]:
         "compare_server_default": True,
         "include_object": include_object,
     }
-
-
-def _column(col: Any) -> str:
-    nullable = "nullable" if col.nullable else "NOT NULL"
-    return f"{col.type}, {nullable}"
-
-
-def describe_diff(diff: Any) -> str:
-    """One autogenerate diff tuple -> one line a person reads."""
-    if isinstance(diff, list):  # modify_* come grouped per column
-        return "; ".join(describe_diff(d) for d in diff)
-    kind = diff[0]
-    if kind == "add_table":
-        return f"+ add table {diff[1].name}"
-    if kind == "remove_table":
-        return f"- drop table {diff[1].name}"
-    if kind == "add_column":
-        return f"+ add column {diff[2]}.{diff[3].name} ({_column(diff[3])})"
-    if kind == "remove_column":
-        return f"- drop column {diff[2]}.{diff[3].name}"
-    if kind in ("add_index", "remove_index"):
-        index = diff[1]
-        cols = ", ".join(str(getattr(c, "name", c)) for c in index.expressions)
-        sign = "+ add" if kind == "add_index" else "- drop"
-        return f"{sign} index {index.name} on {index.table.name} ({cols})"
-    if kind in ("add_constraint", "remove_constraint"):
-        cons = diff[1]
-        sign = "+ add" if kind == "add_constraint" else "- drop"
-        return f"{sign} constraint {cons.name} on {cons.table.name}"
-    if kind in ("add_fk", "remove_fk"):
-        fk = diff[1]
-        sign = "+ add" if kind == "add_fk" else "- drop"
-        return f"{sign} foreign key {fk.name} on {fk.parent.name}"
-    if kind == "modify_type":
-        return f"~ change type of {diff[2]}.{diff[3]}: {diff[5]} -> {diff[6]}"
-    if kind == "modify_nullable":
-        now = "nullable" if diff[6] else "NOT NULL"
-        return f"~ make {diff[2]}.{diff[3]} {now}"
-    if kind == "modify_default":
-        old = getattr(diff[5], "arg", diff[5])
-        new = getattr(diff[6], "arg", diff[6])
-        return f"~ change default of {diff[2]}.{diff[3]}: {_text(old)} -> {_text(new)}"
-    if kind == "modify_comment":
-        return f"~ change comment of {diff[2]}.{diff[3]}"
-    return f"~ {kind}"
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return "none"
-    return str(getattr(value, "text", value))
-
-
-def describe_diffs(diffs: list[Any]) -> list[str]:
-    return [describe_diff(d) for d in diffs]
 
 
 class Progress(logging.Handler):

@@ -12,7 +12,7 @@ import contextlib
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from alembic import command
@@ -20,7 +20,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from database.alembic_support import progress
-from database.config import REPO_ROOT, Settings, get_settings
+from database.config import REPO_ROOT, Settings, excluded_tables, get_settings, project_settings
 from database.errors import (
     DatabaseUnreachable,
     EmptyMigration,
@@ -32,6 +32,13 @@ from database.errors import (
 ALEMBIC_INI = REPO_ROOT / "alembic.ini"
 CONNECT_TIMEOUT_S = 10
 UPGRADE_HINT = "run python database/manage.py db-upgrade"
+MODELS_DB = "models"  # the database of the throwaway server that db-check builds the models in
+ALEMBIC_BLIND_SPOTS = "a changed ENUM label list, CHECK expression or index expression"
+_UNSEEN_KINDS = ("enum", "constraint", "index")  # changed in place: what compare_metadata misses
+NO_SERVER_FIX = (
+    "install the PostgreSQL server binaries (Debian/Ubuntu: apt-get install postgresql; "
+    "macOS: brew install postgresql@16) or set SCHEMA_WARDEN_PG_BIN to their bin directory"
+)
 
 __all__ = ["ALEMBIC_INI", "DatabaseUnreachable", "EmptyMigration", "alembic_config", "connected"]
 
@@ -78,8 +85,12 @@ def _engine(settings: Settings) -> Any:
 
 
 @contextlib.contextmanager
-def connected(settings: Settings | None = None) -> Iterator[Config]:
-    """An Alembic Config bound to one connection to DATABASE_URL, committed on success only."""
+def connected(settings: Settings | None = None, *, read_only: bool = False) -> Iterator[Config]:
+    """An Alembic Config bound to one connection to DATABASE_URL, committed on success only.
+
+    ``read_only``: one READ ONLY transaction (Postgres refuses any write in it), rolled back
+    at the end. Transaction-scoped, so it also holds through Neon's PgBouncer pooler.
+    """
     from sqlalchemy import exc
 
     settings = settings or get_settings()
@@ -87,11 +98,16 @@ def connected(settings: Settings | None = None) -> Iterator[Config]:
     try:
         try:
             connection = engine.connect()
+            if read_only:
+                connection.exec_driver_sql("SET TRANSACTION READ ONLY")
         except exc.DBAPIError as err:
             raise _connect_error(err, settings) from None
         with connection:
             yield alembic_config(connection)
-            connection.commit()
+            if read_only:
+                connection.rollback()
+            else:
+                connection.commit()
     finally:
         engine.dispose()
 
@@ -203,13 +219,24 @@ def history(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    """Drift between the live database (at its current revision) and the models."""
+    """Drift between the live database (at its current revision) and the models; never writes.
+
+    The verdict comes from Postgres: the live schema is read from pg_catalog (one SELECT in a
+    READ ONLY transaction), the models are built with ``metadata.create_all`` in a throwaway
+    server, and the two snapshots are diffed, so changed ENUM labels, CHECK and index
+    expressions show up, which Alembic's compare_metadata misses. Alembic then proposes the
+    operations of the fixing migration. Without Postgres server binaries: Alembic only.
+    """
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from database.alembic_support import describe_diffs, drift_context_options
+    from database.alembic_support import drift_context_options
+    from hooks.drift import describe_operations
+    from hooks.snapshot import take
 
-    with connected() as cfg:
+    excluded = excluded_tables()
+    schemas = model_schemas()
+    with connected(read_only=True) as cfg:
         connection = cfg.attributes["connection"]
         script = ScriptDirectory.from_config(cfg)
         heads = set(script.get_heads())
@@ -222,13 +249,137 @@ def check(args: argparse.Namespace) -> int:
             return 1
         from database.models import Base
 
+        extensions = [row[0] for row in connection.exec_driver_sql("SELECT extname FROM pg_extension")]
+        # no prepared statement: the user's host may be Neon's pooler (PgBouncer, transaction mode)
+        live = take(connection, schemas=schemas, exclude_tables=excluded, reuse_plan=False)
         ctx = MigrationContext.configure(connection, opts=drift_context_options())
-        diffs = compare_metadata(ctx, Base.metadata)
-    if not diffs:
+        proposals = describe_operations(compare_metadata(ctx, Base.metadata))
+    changes, note = compare_with_models(
+        live, Base.metadata, extensions=extensions, schemas=schemas, exclude_tables=excluded
+    )
+    return report_drift(changes, proposals, note)
+
+
+def model_schemas() -> tuple[str, ...]:
+    """``[tool.schema-warden] schemas`` (default ``public``): the schemas the models live in."""
+    schemas = project_settings(REPO_ROOT).get("schemas", ["public"])
+    return (schemas,) if isinstance(schemas, str) else tuple(str(s) for s in schemas)  # type: ignore[union-attr]
+
+
+def models_snapshot(
+    binaries: Any,
+    metadata: Any,
+    *,
+    extensions: Sequence[str] = (),
+    schemas: Sequence[str] = ("public",),
+    exclude_tables: Iterable[str] = (),
+) -> Any:
+    """Build the models with ``metadata.create_all`` in a throwaway server; its snapshot."""
+    from sqlalchemy import create_engine, pool
+
+    from hooks.postgres import throwaway_server
+    from hooks.snapshot import take
+
+    with throwaway_server(binaries=binaries, memory=True) as server:
+        server.create_database(MODELS_DB)
+        for name in extensions:
+            if name != "plpgsql":
+                # one the local server lacks fails here; create_all then says what needs it
+                with contextlib.suppress(Exception):
+                    server.execute(f'CREATE EXTENSION IF NOT EXISTS "{name}"', MODELS_DB)
+        for schema in schemas:
+            server.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"', MODELS_DB)
+        engine = create_engine(server.url(MODELS_DB), poolclass=pool.NullPool)
+        try:
+            with engine.connect() as connection:
+                try:
+                    metadata.create_all(connection)
+                except Exception as err:
+                    raise ModelsNotBuilt(one_line(str(getattr(err, "orig", None) or err))) from None
+                return take(connection, schemas=schemas, exclude_tables=exclude_tables)
+        finally:
+            engine.dispose()
+
+
+class ModelsNotBuilt(Exception):
+    """``metadata.create_all`` failed in the throwaway database (an extension it lacks, say)."""
+
+
+def compare_with_models(
+    live: Any,
+    metadata: Any,
+    *,
+    extensions: Sequence[str] = (),
+    schemas: Sequence[str] = ("public",),
+    exclude_tables: Iterable[str] = (),
+) -> tuple[list[Any] | None, str]:
+    """Postgres's comparison of the live snapshot with the models: (changes, note).
+
+    ``changes`` is None when it could not run (no server binaries, the server or create_all
+    failed); ``note`` then says why, what Alembic alone cannot see and what to do.
+    """
+    from hooks.diff import compare
+    from hooks.drift import _model_blind_spots
+    from hooks.errors import EnvironmentProblem
+    from hooks.postgres import INSTALL_HINT, find_binaries
+
+    excluded = tuple(sorted(exclude_tables))
+    try:
+        binaries = find_binaries()
+    except EnvironmentProblem as err:
+        reason = err.message.removesuffix(f": {INSTALL_HINT}")
+        return None, _alembic_only(reason, NO_SERVER_FIX)
+    try:
+        models = models_snapshot(
+            binaries, metadata, extensions=extensions, schemas=schemas, exclude_tables=excluded
+        )
+    except EnvironmentProblem as err:
+        return None, _alembic_only(f"the throwaway PostgreSQL server failed: {err.message}", "")
+    except ModelsNotBuilt as err:
+        return None, _alembic_only(f"metadata.create_all failed in a throwaway database: {err}", "")
+    changes = compare(live, models, ignore_tables=("alembic_version", *excluded))
+    return _model_blind_spots(changes), ""
+
+
+def _alembic_only(reason: str, fix: str) -> str:
+    note = f"note: compared with Alembic only ({reason}), which cannot see {ALEMBIC_BLIND_SPOTS}"
+    return note + (f": {fix}" if fix else "")
+
+
+def report_drift(changes: Sequence[Any] | None, proposals: Sequence[str], note: str = "") -> int:
+    """Print db-check's verdict: Postgres's changes, Alembic's operations, the fix. Exit code."""
+    from hooks.drift import suggest_message
+
+    if note:
+        print(note, file=sys.stderr)
+    if changes is not None and not changes:
+        print("no drift: the database matches the models")
+        if proposals:  # Postgres normalises what Alembic compares as text (now() vs CURRENT_TIMESTAMP)
+            print("Alembic's comparison reports differences that Postgres does not (ignored):")
+            for line in proposals:
+                print(f"  {line}")
+        return 0
+    if changes is None and not proposals:
         print("no drift: the database matches the models")
         return 0
-    print("drift: the database differs from the models; a migration matching the models would:")
-    for line in describe_diffs(diffs):
-        print(f"  {line}")
-    print('fix: python database/manage.py db-revision -m "describe the change"')
+    print("drift: the database differs from the models")
+    if changes:
+        print("what a migration must change in the database to match the models:")
+        for change in changes:
+            print(f"  {change.line()}")
+    message = suggest_message(changes) if changes else "describe the change"
+    if proposals:
+        print("autogenerate would write:")
+        for line in proposals:
+            print(f"  {line}")
+        unseen = [c.name for c in changes or () if c.action == "changed" and c.kind in _UNSEEN_KINDS]
+        if unseen:
+            print(
+                "autogenerate does not compare ENUM labels, CHECK or index expressions: add the "
+                f"change of {', '.join(unseen)} to the migration by hand"
+            )
+        print(f'fix: python database/manage.py db-revision -m "{message}"')
+    else:
+        print(f"autogenerate does not see this change ({ALEMBIC_BLIND_SPOTS}): write the migration by hand")
+        print(f'fix: python database/manage.py db-revision --empty -m "{message}"')
     return 1

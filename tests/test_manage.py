@@ -178,7 +178,59 @@ def test_check_on_the_committed_history_finds_no_drift(
     assert manage.main(["db-upgrade"]) == 0
     capsys.readouterr()
     assert manage.main(["db-check"]) == 0
-    assert capsys.readouterr().out.strip() == "no drift: the database matches the models"
+    out, err = capsys.readouterr()
+    assert out.strip() == "no drift: the database matches the models"
+    assert err == ""  # no "compared with Alembic only" note: Postgres's comparison ran
+
+
+def test_check_never_writes_to_the_database(
+    pg_server: Server, fresh_db: str, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hooks.snapshot import take
+
+    def state() -> tuple[object, list[str], list[tuple]]:
+        conn = psycopg2.connect(**pg_server.connect_kwargs(fresh_db))
+        try:
+            snap = take(conn, reuse_plan=False)
+        finally:
+            conn.close()
+        return (
+            snap,
+            version(pg_server, fresh_db),
+            query(pg_server, "postgres", "SELECT datname FROM pg_database"),
+        )
+
+    assert manage.main(["db-upgrade"]) == 0
+    query(pg_server, fresh_db, "CREATE TABLE legacy_readings (id int)")  # drift: the whole report runs
+    before = state()
+    capsys.readouterr()
+    assert manage.main(["db-check"]) == 1
+    assert "- table legacy_readings" in capsys.readouterr().out
+    assert state() == before  # schema, alembic_version and the server's databases all unchanged
+
+
+def test_check_without_server_binaries_notes_what_alembic_cannot_see(
+    pg_server: Server,
+    fresh_db: str,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert manage.main(["db-upgrade"]) == 0
+    query(pg_server, fresh_db, "CREATE TABLE legacy_readings (id int)")
+    empty = tmp_path / "no-postgres"
+    empty.mkdir()
+    monkeypatch.setenv("SCHEMA_WARDEN_PG_BIN", str(empty))
+    capsys.readouterr()
+    assert manage.main(["db-check"]) == 1
+    out, err = capsys.readouterr()
+    assert "- drop table legacy_readings" in out  # Alembic's comparison still reports
+    assert "what a migration must change" not in out  # Postgres's comparison did not run
+    assert err.startswith(f"note: compared with Alembic only (no postgres/initdb in {empty}")
+    assert "cannot see a changed ENUM label list, CHECK expression or index expression" in err
+    assert "SCHEMA_WARDEN_PG_BIN" in err
+    assert len(err.splitlines()) == 1
 
 
 def test_check_ignores_excluded_tables_and_reports_other_unknown_tables(
@@ -423,8 +475,9 @@ def test_revision_after_adding_a_column_writes_a_migration_that_upgrade_applies(
 
     check = manage_copy("db-check")
     assert check.returncode == 1
+    assert "+ column temperature_readings.humidity (numeric(5,2), nullable)" in check.stdout
     assert "+ add column temperature_readings.humidity (NUMERIC(5, 2), nullable)" in check.stdout
-    assert 'db-revision -m "describe the change"' in check.stdout
+    assert 'fix: python database/manage.py db-revision -m "add humidity"' in check.stdout
 
     revision = manage_copy("db-revision", "-m", "add humidity")
     assert revision.returncode == 0, revision.stderr
@@ -446,3 +499,57 @@ def test_revision_after_adding_a_column_writes_a_migration_that_upgrade_applies(
 
     assert manage_copy("db-downgrade", "-1").returncode == 0  # the generated downgrade works too
     assert "humidity" not in columns(pg_server, fresh_db)
+
+
+UNIT_CHECK = "unit IN ('C', 'F', 'K')"
+NARROWED_UNIT_CHECK = "unit IN ('C', 'F')"
+
+
+def test_check_sees_a_changed_check_expression_that_alembic_misses(
+    project_copy: Path, pg_server: Server, fresh_db: str, database_url: str
+) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import CheckConstraint, MetaData, create_engine, pool
+
+    from database.models import NAMING_CONVENTION, Base
+
+    assert manage.main(["db-upgrade"]) == 0
+    model = project_copy / "database" / "models" / "temperature.py"
+    source = model.read_text()
+    assert f'CheckConstraint("{UNIT_CHECK}", name="unit")' in source
+    model.write_text(source.replace(UNIT_CHECK, NARROWED_UNIT_CHECK))
+
+    # Alembic alone, given the same models, sees nothing
+    narrowed = MetaData(naming_convention=NAMING_CONVENTION)
+    table = Base.metadata.tables["temperature_readings"].to_metadata(narrowed)
+    (unit,) = [c for c in table.constraints if isinstance(c, CheckConstraint)]
+    table.constraints.discard(unit)
+    table.append_constraint(CheckConstraint(NARROWED_UNIT_CHECK, name="unit"))
+    engine = create_engine(pg_server.url(fresh_db), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            assert [str(c.sqltext) for c in table.constraints if isinstance(c, CheckConstraint)] == [
+                NARROWED_UNIT_CHECK
+            ]
+            assert (
+                compare_metadata(MigrationContext.configure(conn, opts=drift_context_options()), narrowed)
+                == []
+            )
+    finally:
+        engine.dispose()
+
+    check = run(project_copy, "database/manage.py", "db-check", url=database_url)
+    assert check.returncode == 1, check.stderr
+    lines = check.stdout.splitlines()
+    (changed,) = [
+        line
+        for line in lines
+        if line.startswith("  ~ constraint temperature_readings.ck_temperature_readings_unit")
+    ]
+    before, after = changed.split(" -> ")
+    assert "'K'" in before and "'K'" not in after
+    assert "autogenerate does not see this change" in check.stdout
+    fix = 'db-revision --empty -m "change constraint ck_temperature_readings_unit"'
+    assert f"fix: python database/manage.py {fix}" in lines
+    assert check.stderr == ""
