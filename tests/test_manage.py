@@ -197,7 +197,7 @@ def test_check_never_writes_to_the_database(
         return (
             snap,
             version(pg_server, fresh_db),
-            query(pg_server, "postgres", "SELECT datname FROM pg_database"),
+            query(pg_server, "postgres", "SELECT datname FROM pg_database ORDER BY 1"),
         )
 
     assert manage.main(["db-upgrade"]) == 0
@@ -207,6 +207,48 @@ def test_check_never_writes_to_the_database(
     assert manage.main(["db-check"]) == 1
     assert "- table legacy_readings" in capsys.readouterr().out
     assert state() == before  # schema, alembic_version and the server's databases all unchanged
+
+
+def test_check_reads_in_a_transaction_that_refuses_writes(database_url: str) -> None:
+    from sqlalchemy import exc
+
+    from database.migrate import connected
+
+    with pytest.raises(exc.InternalError, match="read-only transaction"), connected(read_only=True) as cfg:
+        cfg.attributes["connection"].exec_driver_sql("CREATE TABLE sneaky (id int)")
+
+
+def test_check_falls_back_to_alembic_when_create_all_fails(pg_server: Server, fresh_db: str) -> None:
+    from sqlalchemy import Column, Integer, MetaData, Table, text
+
+    from database.migrate import compare_with_models
+    from hooks.snapshot import take
+
+    broken = MetaData()
+    Table("readings", broken, Column("id", Integer, server_default=text("no_such_function()")))
+    conn = psycopg2.connect(**pg_server.connect_kwargs(fresh_db))
+    try:
+        live = take(conn, reuse_plan=False)
+    finally:
+        conn.close()
+    changes, note = compare_with_models(live, broken)
+    assert changes is None
+    assert note.startswith(
+        "note: compared with Alembic only (metadata.create_all failed in a throwaway database: "
+        "function no_such_function() does not exist)"
+    )
+
+
+def test_check_trusts_postgres_over_alembic_text_differences(capsys: pytest.CaptureFixture[str]) -> None:
+    from database.migrate import report_drift
+
+    noise = "~ alter column readings.at default now() -> CURRENT_TIMESTAMP"
+    assert report_drift([], [noise]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("no drift: the database matches the models\n")
+    assert f"  {noise}" in out
+    assert report_drift(None, [noise]) == 1  # without Postgres's verdict, Alembic's counts
+    assert "fix: python database/manage.py db-revision" in capsys.readouterr().out
 
 
 def test_check_without_server_binaries_notes_what_alembic_cannot_see(
