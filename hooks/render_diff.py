@@ -2,9 +2,10 @@
 Markdown or JSON. Pure: plain data in, a string out; no I/O.
 
 The Markdown is what a reviewer reads first (PR comment, step summary): a title that says
-how much and how dangerous, a compact table with destructive changes first, the guard's
-verdict, the new revisions and the SQL in a collapsed block. ``render_markdown`` can fit a
-character budget (GitHub caps a comment at 65,536 characters): it drops the SQL first, then
+how much and how dangerous, a compact table with destructive changes first, the verdicts of
+the guard and of the migration lint, the new revisions and the SQL in a collapsed block.
+``render_markdown`` can fit a character budget (GitHub caps a comment at 65,536
+characters): it drops the ER diagram first (a one-line note says so), then the SQL, then
 shortens the lists, and points to where the full report is.
 """
 
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from hooks import __version__
+from hooks import __version__, mermaid
 
 if TYPE_CHECKING:
     from hooks.diff import Change
@@ -55,6 +56,36 @@ class GuardResult:
 
 
 @dataclass(frozen=True)
+class LintFinding:
+    """One finding of ``schema-warden lint`` in one revision."""
+
+    rule: str  # e.g. "ban-drop-column"
+    severity: str  # "error" or "warning"
+    revision: str
+    target: str = ""  # the table or table.column concerned
+    allowed: str | None = None  # the reason of the allow comment that accepts it
+
+
+@dataclass(frozen=True)
+class LintResult:
+    """The verdict of ``schema-warden lint --format json`` (read from its JSON), shown beside the diff."""
+
+    ok: bool
+    revisions: int = 0  # how many revisions were linted
+    selection: str = ""  # "revisions new or changed since origin/main"
+    findings: tuple[LintFinding, ...] = ()  # errors, then warnings, then allowed ones
+    problems: tuple[str, ...] = ()  # bad allow comments, or why there is no result: one line each
+    bad_allows: int = 0  # how many of the problems are bad allow comments
+
+    def count(self, severity: str) -> int:
+        return sum(1 for f in self.findings if f.allowed is None and f.severity == severity)
+
+    @property
+    def allowed(self) -> int:
+        return sum(1 for f in self.findings if f.allowed is not None)
+
+
+@dataclass(frozen=True)
 class Side:
     """One end of the comparison."""
 
@@ -74,6 +105,7 @@ class DiffReport:
     sql_command: str | None = None  # "alembic upgrade 0002:0003 --sql"
     notes: tuple[str, ...] = ()  # one-line warnings about the inputs (base has no migrations, ...)
     guard: GuardResult | None = None
+    lint: LintResult | None = None
     diagram: str | None = None  # Markdown: a collapsed Mermaid ER diagram of the touched tables
     postgres_major: int | None = None
     duration_s: float | None = None
@@ -93,6 +125,7 @@ class _Limits:
     changes: int | None = None
     revisions: int | None = None
     problems: int | None = None
+    lint: int | None = None  # findings and bad allow comments of the lint
     more: str = "the full report"
 
 
@@ -130,8 +163,28 @@ def no_change_line(report: DiffReport) -> str:
     return f"no schema change: {_side_label(report.base)} and {_side_label(report.head)} have the same schema"
 
 
-def _guard_word(guard: GuardResult) -> str:
+def _guard_word(guard: GuardResult | LintResult) -> str:
     return "passed" if guard.ok else "failed"
+
+
+def lint_counts(lint: LintResult) -> str:
+    """'1 error, 0 warnings, 1 allowed (2 revisions linted)'."""
+    parts = [
+        _plural(lint.count("error"), "error"),
+        _plural(lint.count("warning"), "warning"),
+        f"{lint.allowed} allowed",
+    ]
+    if lint.bad_allows:
+        parts.append(_plural(lint.bad_allows, "bad allow comment"))
+    return ", ".join(parts) + f" ({_plural(lint.revisions, 'revision')} linted)"
+
+
+def lint_finding_line(finding: LintFinding) -> str:
+    """'ban-drop-column on 0007 (readings.legacy_value)', plus the severity or the allow reason."""
+    target = f" ({finding.target})" if finding.target else ""
+    if finding.allowed is not None:
+        return f"{finding.rule} on {finding.revision}{target}: allowed: {finding.allowed}"
+    return f"{finding.rule} on {finding.revision}{target}: {finding.severity}"
 
 
 # ---------------------------------------------------------------- text
@@ -156,6 +209,10 @@ def render_text(report: DiffReport) -> str:
         for problem in report.guard.problems:
             lines.append(f"  {problem.message}")
             lines += [f"    {d}" for d in problem.details]
+    if report.lint is not None:
+        lines.append(f"lint {_guard_word(report.lint)}: {lint_counts(report.lint)}")
+        lines += [f"  {problem}" for problem in report.lint.problems]
+        lines += [f"  {lint_finding_line(f)}" for f in report.lint.findings]
     if report.sql:
         lines.append(f"SQL ({report.sql_command}):" if report.sql_command else "SQL:")
         lines += [f"  {line}" if line else "" for line in report.sql.rstrip("\n").splitlines()]
@@ -214,6 +271,8 @@ def _title(report: DiffReport) -> str:
     title = f"### Schema diff — {summary_line(report)}"
     if report.guard is not None:
         title += " · ✅ guard passed" if report.guard.ok else " · ❌ guard failed"
+    if report.lint is not None:
+        title += " · ✅ lint passed" if report.lint.ok else " · ❌ lint failed"
     return title
 
 
@@ -246,6 +305,40 @@ def _md_guard(guard: GuardResult, limits: _Limits) -> list[str]:
     if hidden:
         lines.append(f"- … {_plural(hidden, 'more problem')}: see {limits.more}")
     return lines
+
+
+def _md_lint_finding(finding: LintFinding) -> str:
+    target = f" ({_code(finding.target)})" if finding.target else ""
+    where = f"{_code(finding.rule)} on {_code(finding.revision)}{target}"
+    if finding.allowed is not None:
+        return f"- ✅ {where} — allowed: “{_escape(finding.allowed)}”"
+    if finding.severity == "error":
+        return f"- ❌ {where}"
+    return f"- ⚠️ {where} · {_escape(finding.severity)}"
+
+
+def _md_lint(lint: LintResult, limits: _Limits) -> list[str]:
+    icon = "✅" if lint.ok else "❌"
+    lines = [f"**Lint:** {icon} {_guard_word(lint)} — {_escape(lint_counts(lint))}"]
+    items = [f"- ❌ {_escape(problem)}" for problem in lint.problems]
+    items += [_md_lint_finding(f) for f in lint.findings]
+    shown = items if limits.lint is None else items[: limits.lint]
+    if shown:
+        lines += ["", *shown]
+    hidden = len(items) - len(shown)
+    if hidden:
+        lines.append(f"- … {_plural(hidden, 'more lint finding')}: see {limits.more}")
+    if lint.count("error") or lint.count("warning"):
+        lines += ["", f"{_code(lint_command(lint))} shows why each one is risky and the safe way."]
+    return lines
+
+
+def lint_command(lint: LintResult) -> str:
+    """The command that shows the lint's findings in full, for the same revisions."""
+    since = "revisions new or changed since "
+    if lint.selection.startswith(since):
+        return f"schema-warden lint --base {lint.selection.removeprefix(since)}"
+    return "schema-warden lint --all" if lint.selection.startswith("all revisions") else "schema-warden lint"
 
 
 def _md_revision(rev: Revision) -> str:
@@ -293,8 +386,12 @@ def _assemble(report: DiffReport, limits: _Limits) -> str:
     blocks.append(_md_changes(report, limits))
     if report.guard is not None:
         blocks.append(_md_guard(report.guard, limits))
+    if report.lint is not None:
+        blocks.append(_md_lint(report.lint, limits))
     if report.diagram and limits.diagram:
         blocks.append([report.diagram.strip()])
+    elif report.diagram:
+        blocks.append([mermaid.DIFF_LEFT_OUT_NOTE.strip()])
     blocks += [_md_revisions(report, limits), _md_sql(report, limits), [_md_footer(report)]]
     return "\n\n".join("\n".join(block) for block in blocks if block) + "\n"
 
@@ -310,12 +407,16 @@ def _shrink(limits: _Limits, report: DiffReport) -> _Limits | None:
         return replace(limits, diagram=False)
     if limits.sql and report.sql:
         return replace(limits, sql=False)
+    problems = len(report.guard.problems) if report.guard else 0
+    lint = len(report.lint.problems) + len(report.lint.findings) if report.lint else 0
     steps: list[tuple[str, int, int]] = [
         ("revisions", len(report.revisions), 10),
-        ("problems", len(report.guard.problems) if report.guard else 0, 10),
+        ("problems", problems, 10),
+        ("lint", lint, 10),
         ("changes", len(report.changes), 20),
         ("revisions", len(report.revisions), 0),
-        ("problems", len(report.guard.problems) if report.guard else 0, 1),
+        ("problems", problems, 1),
+        ("lint", lint, 1),
         ("changes", len(report.changes), 0),
     ]
     for name, total, floor in steps:
@@ -373,6 +474,29 @@ def _side_dict(side: Side) -> dict[str, Any]:
     return {"ref": side.ref, "commit": side.commit, "heads": list(side.heads)}
 
 
+def _lint_dict(lint: LintResult) -> dict[str, Any]:
+    return {
+        "ok": lint.ok,
+        "selection": lint.selection,
+        "revisions": lint.revisions,
+        "errors": lint.count("error"),
+        "warnings": lint.count("warning"),
+        "allowed": lint.allowed,
+        "findings": [
+            {
+                "rule": f.rule,
+                "severity": f.severity,
+                "revision": f.revision,
+                "target": f.target,
+                "allowed": f.allowed,
+            }
+            for f in lint.findings
+        ],
+        "problems": list(lint.problems),
+        "bad_allow_comments": lint.bad_allows,
+    }
+
+
 def to_dict(report: DiffReport) -> dict[str, Any]:
     """The stable JSON document (``format`` is bumped on incompatible changes)."""
     guard = report.guard
@@ -402,6 +526,7 @@ def to_dict(report: DiffReport) -> dict[str, Any]:
             if guard
             else None
         ),
+        "lint": _lint_dict(report.lint) if report.lint else None,
         "postgres_major": report.postgres_major,
         "duration_s": None if report.duration_s is None else round(report.duration_s, 3),
     }
@@ -456,3 +581,52 @@ def guard_from_check_json(data: Any) -> GuardResult:
         count = f" {passed}/{passed + failed}" if passed + failed > 1 else ""
         parts.append(f"{name} {'❌' if failed else '✅'}{count}")
     return GuardResult(ok=bool(data["ok"]), headline=" · ".join(parts), problems=tuple(problems))
+
+
+# ---------------------------------------------------------------- the lint's JSON
+
+_LINT_ORDER = {"error": 0, "warning": 1}
+
+
+def lint_from_json(data: Any) -> LintResult:
+    """Read the JSON of ``schema-warden lint --format json`` (hooks.lint_migrations.report_dict)."""
+    if (
+        not isinstance(data, dict)
+        or data.get("command") != "lint"
+        or "ok" not in data
+        or not isinstance(data.get("revisions"), list)
+    ):
+        raise ValueError("not the JSON of `schema-warden lint --format json` (no 'command': 'lint')")
+    findings: list[LintFinding] = []
+    problems: list[str] = []
+    revisions = [r for r in data["revisions"] if isinstance(r, dict)]
+    for rev in revisions:
+        revision = str(rev.get("revision") or "?")
+        file = str(rev.get("file") or revision)
+        for problem in rev.get("allow_problems") or ():
+            if isinstance(problem, dict):
+                where = f"{file}:{problem.get('line')}" if problem.get("line") else file
+                problems.append(f"bad allow comment in {where}: {problem.get('message') or 'unreadable'}")
+        for finding in rev.get("findings") or ():
+            if not isinstance(finding, dict):
+                continue
+            allowed = finding.get("allowed")
+            findings.append(
+                LintFinding(
+                    rule=str(finding.get("rule") or "?"),
+                    severity=str(finding.get("severity") or "error"),
+                    revision=revision,
+                    target=str(finding.get("target") or ""),
+                    allowed=None if allowed is None else str(allowed),
+                )
+            )
+    # errors first, then warnings, then the allowed ones; revision order kept within each
+    findings.sort(key=lambda f: 2 if f.allowed is not None else _LINT_ORDER.get(f.severity, 0))
+    return LintResult(
+        ok=bool(data["ok"]),
+        revisions=len(revisions),
+        selection=str(data.get("selection") or ""),
+        findings=tuple(findings),
+        problems=tuple(problems),
+        bad_allows=len(problems),
+    )

@@ -6,15 +6,16 @@ their heads in two databases of one throwaway server, both schemas are read from
 pg_catalog (hooks.snapshot) and compared (hooks.diff). The report: the changes
 (destructive first), the new revisions, the offline SQL they run
 (``alembic upgrade <base-head>:heads --sql``) and, with ``--check-result``, the verdict of
-``schema-warden check --format json`` run in an earlier step. Reading the guard's JSON keeps
-one job = one command (a failing diff never hides the guard's verdict and the reverse);
-the workflow runs the guard first, then this command.
+``schema-warden check --format json`` run in an earlier step, and with ``--lint-result``
+the findings of ``schema-warden lint --format json``. Reading their JSON keeps one job =
+one command (a failing diff never hides the guard's verdict and the reverse); the workflow
+runs the guard and the lint first, then this command.
 
 ``--github`` (in GitHub Actions): the base defaults to ``origin/$GITHUB_BASE_REF``, the
 Markdown report is appended to ``$GITHUB_STEP_SUMMARY`` and the sticky PR comment body is
 handed to the comment job as the step output ``comment`` (hooks.github).
 
-Exit codes: 0 report written, 1 the guard result says the guard failed, 2 bad input (unknown
+Exit codes: 0 report written, 1 the guard or lint result says it failed, 2 bad input (unknown
 ref, shallow clone, no alembic.ini, the head's migrations fail), 3 environment.
 """
 
@@ -43,9 +44,11 @@ from hooks.render_diff import (
     DiffReport,
     GuardProblem,
     GuardResult,
+    LintResult,
     Revision,
     Side,
     guard_from_check_json,
+    lint_from_json,
     render,
 )
 
@@ -375,6 +378,21 @@ def read_guard_result(path: Path) -> GuardResult:
         return GuardResult(False, "unreadable result", (GuardProblem(f"{path.name}: {err}"),))
 
 
+def read_lint_result(path: Path) -> LintResult:
+    """The JSON of ``schema-warden lint --format json``; missing or unreadable counts as a failure."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        return LintResult(False, problems=(f"the lint wrote no result ({path}: {err.strerror})",))
+    if not text.strip():
+        said = f"the lint wrote no result to {path.name}: see the lint step's log for its error"
+        return LintResult(False, problems=(said,))
+    try:
+        return lint_from_json(json.loads(text))
+    except ValueError as err:
+        return LintResult(False, problems=(f"{path.name}: {err}",))
+
+
 # ---------------------------------------------------------------- the command
 
 
@@ -386,6 +404,7 @@ def build_report(
     pg_bin: str | None,
     with_sql: bool = True,
     guard: GuardResult | None = None,
+    lint: LintResult | None = None,
     server: Any = None,
 ) -> DiffReport:
     """Compare ``base_ref`` with ``head_ref`` (None: the working tree).
@@ -434,6 +453,7 @@ def build_report(
         sql_command=head.sql_command,
         notes=notes,
         guard=guard,
+        lint=lint,
         diagram=diagram,
         postgres_major=major,
         duration_s=time.perf_counter() - started,
@@ -467,6 +487,12 @@ def _parser() -> argparse.ArgumentParser:
         help="JSON of `schema-warden check --format json` to show beside the diff; exit 1 when it failed",
     )
     parser.add_argument(
+        "--lint-result",
+        metavar="FILE",
+        type=Path,
+        help="JSON of `schema-warden lint --format json` to show beside the diff; exit 1 when it failed",
+    )
+    parser.add_argument(
         "--no-sql", action="store_true", help="leave out the offline SQL of the new revisions"
     )
     parser.add_argument(
@@ -490,6 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 + (" ($GITHUB_BASE_REF is not set: is this a pull_request event?)" if args.github else "")
             )
         guard = read_guard_result(args.check_result) if args.check_result else None
+        lint = read_lint_result(args.lint_result) if args.lint_result else None
         report = build_report(
             base_ref=base,
             head_ref=args.head,
@@ -497,6 +524,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pg_bin=args.pg_bin,
             with_sql=not args.no_sql,
             guard=guard,
+            lint=lint,
         )
     except WardenError as err:
         if ctx is not None:
@@ -506,7 +534,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ctx is not None:
         published = github.publish(report, ctx)
         print(f"schema-warden diff: {published.reason}", file=sys.stderr)
-    return EXIT_PROBLEMS if guard is not None and not guard.ok else EXIT_OK
+    failed = any(result is not None and not result.ok for result in (guard, lint))
+    return EXIT_PROBLEMS if failed else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 The base commit is a small Alembic project (tests/fixture_project.py); the head commit adds
 a column and an index and drops a table. Also: no change, bad inputs (unknown ref, shallow
 clone, base without migrations, base whose history does not upgrade, head that does not
-upgrade), the guard's result, and the workflow's own script steps run locally.
+upgrade), the guard's and the lint's results, and the workflow's own script steps run locally.
 """
 
 from __future__ import annotations
@@ -16,15 +16,24 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fixture_project
 import pytest
 import yaml
 from fixture_project import Rev, make_project, write_models, write_revision
 
-from hooks import schema_diff
+from hooks import lint_migrations, schema_diff
 from hooks.github import MARKER
 from hooks.postgres import Server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Alembic's template env.py, whose offline mode also takes DATABASE_URL when alembic.ini has no URL
+# (schema-warden lint renders SQL with a harmless DATABASE_URL; the diff sets both)
+_OFFLINE_URL = 'url=config.get_main_option("sqlalchemy.url")'
+assert _OFFLINE_URL in fixture_project.ENV_PY
+ENV_PY = fixture_project.ENV_PY.replace(_OFFLINE_URL, _OFFLINE_URL + ' or os.environ["DATABASE_URL"]').format(
+    package=fixture_project.PACKAGE, connectable='config.attributes.get("connection")'
+)
 
 BASE_MODELS = """
 readings = sa.Table("readings", metadata,
@@ -66,7 +75,9 @@ HEAD_REVISION = Rev(
     message="add humidity index device drop legacy",
     upgrade="""
         op.add_column("readings", sa.Column("humidity", sa.Float))
+        # schema-warden: allow require-concurrent-index-creation -- readings holds a few rows
         op.create_index("ix_readings_device", "readings", ["device"])
+        # schema-warden: allow ban-drop-table -- nothing has read legacy since 2024
         op.drop_table("legacy")
     """,
     downgrade="""
@@ -75,6 +86,23 @@ HEAD_REVISION = Rev(
         op.drop_column("readings", "humidity")
     """,
 )
+# a revision the lint stops: a column dropped without an allow comment (the guard passes it)
+DROP_DEVICE = Rev(
+    "0004",
+    "0003",
+    message="drop device",
+    upgrade='op.drop_column("readings", "device")',
+    downgrade="""
+        op.add_column("readings", sa.Column("device", sa.String(32)))
+        op.create_index("ix_readings_device", "readings", ["device"])
+    """,
+)
+WITHOUT_DEVICE_MODELS = """
+readings = sa.Table("readings", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("humidity", sa.Float))
+"""
 EXPECTED_LINES = [
     "- table legacy (1 column, PK id) [destructive]",
     "+ column readings.humidity (double precision, nullable)",
@@ -113,7 +141,7 @@ def new_repo(tmp_path: Path) -> Path:
 def two_commits(tmp_path: Path) -> Path:
     """base: readings + legacy (0001, 0002); head: 0003 adds a column and an index, drops legacy."""
     repo = new_repo(tmp_path)
-    make_project(repo, models=BASE_MODELS, revisions=BASE_REVISIONS)
+    make_project(repo, models=BASE_MODELS, revisions=BASE_REVISIONS, env_py=ENV_PY)
     commit_all(repo, "base")
     write_models(repo, HEAD_MODELS)
     write_revision(repo, HEAD_REVISION)
@@ -373,6 +401,66 @@ def test_missing_guard_result_counts_as_failed(tmp_path: Path) -> None:
     assert not schema_diff.read_guard_result(tmp_path / "empty.json").ok
 
 
+# ---------------------------------------------------------------- the lint's result
+
+
+def _lint_json(
+    repo: Path, base: str, path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> int:
+    """Run ``schema-warden lint --base BASE --format json`` on ``repo`` into ``path``, as a workflow step."""
+    monkeypatch.chdir(repo)
+    code = lint_migrations.main(["--base", base, "--format", "json"])
+    path.write_text(capsys.readouterr().out, encoding="utf-8")
+    return code
+
+
+def test_lint_result_is_shown_beside_the_diff_and_a_failed_lint_exits_1(
+    two_commits: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_revision(two_commits, DROP_DEVICE)
+    result = tmp_path / "lint.json"
+    assert _lint_json(two_commits, "HEAD~1", result, monkeypatch, capsys) == 1
+    args = ("--base", "HEAD~1", "--format", "markdown", "--lint-result", str(result), "--no-sql")
+    assert run_main(two_commits, *args, monkeypatch=monkeypatch) == 1
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == (
+        "### Schema diff — 2 new revisions, 3 schema changes (2 destructive) · ❌ lint failed"
+    )
+    assert "**Lint:** ❌ failed — 1 error, 0 warnings, 2 allowed (2 revisions linted)" in out
+    lint_lines = [line for line in out.splitlines() if line.startswith("- ") and " on `00" in line]
+    assert lint_lines == [
+        "- ❌ `ban-drop-column` on `0004` (`readings.device`)",
+        "- ✅ `require-concurrent-index-creation` on `0003` (`readings`) — allowed: "
+        "“readings holds a few rows”",
+        "- ✅ `ban-drop-table` on `0003` (`legacy`) — allowed: “nothing has read legacy since 2024”",
+    ]
+    assert "`schema-warden lint --base HEAD~1` shows why each one is risky and the safe way." in out
+
+    # JSON: the same findings; an allowed-only lint passes (exit 0)
+    (two_commits / "migrations" / "versions" / "0004_drop_device.py").unlink()
+    assert _lint_json(two_commits, "HEAD~1", result, monkeypatch, capsys) == 0
+    args = ("--base", "HEAD~1", "--format", "json", "--lint-result", str(result), "--no-sql")
+    assert run_main(two_commits, *args, monkeypatch=monkeypatch) == 0
+    lint = json.loads(capsys.readouterr().out)["lint"]
+    assert lint["ok"] is True and (lint["errors"], lint["warnings"], lint["allowed"]) == (0, 0, 2)
+    assert lint["selection"] == "revisions new or changed since HEAD~1" and lint["revisions"] == 1
+    assert [(f["rule"], f["revision"], f["allowed"]) for f in lint["findings"]] == [
+        ("require-concurrent-index-creation", "0003", "readings holds a few rows"),
+        ("ban-drop-table", "0003", "nothing has read legacy since 2024"),
+    ]
+
+
+def test_missing_or_foreign_lint_result_counts_as_failed(tmp_path: Path) -> None:
+    missing = schema_diff.read_lint_result(tmp_path / "absent.json")
+    assert not missing.ok and missing.problems[0].startswith("the lint wrote no result (")
+    (tmp_path / "empty.json").write_text("")
+    empty = schema_diff.read_lint_result(tmp_path / "empty.json")
+    assert not empty.ok and "see the lint step's log" in empty.problems[0]
+    (tmp_path / "guard.json").write_text(json.dumps({"ok": True, "checks": []}))  # the wrong file
+    foreign = schema_diff.read_lint_result(tmp_path / "guard.json")
+    assert not foreign.ok and "not the JSON of `schema-warden lint --format json`" in foreign.problems[0]
+
+
 # ---------------------------------------------------------------- the workflow's own steps, run locally
 
 
@@ -415,7 +503,7 @@ def _run_workflow_steps(repo: Path, tmp_path: Path, *, head_repo: str) -> tuple[
     }
     steps = _workflow_steps()
     codes = {}
-    for step in ("guard", "diff"):
+    for step in ("guard", "lint", "diff"):
         done = subprocess.run(
             ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", steps[step]],
             cwd=repo,
@@ -436,13 +524,20 @@ def test_workflow_steps_write_the_summary_and_the_marked_comment(
     codes, runner_temp = _run_workflow_steps(
         two_commits, tmp_path, head_repo="someone/iot" if fork else "acme/iot"
     )
-    assert codes == {"guard": 0, "diff": 0}
+    assert codes == {"guard": 0, "lint": 0, "diff": 0}
     assert json.loads((runner_temp / "guard.json").read_text())["ok"] is True
+    assert json.loads((runner_temp / "lint.json").read_text())["summary"]["allowed"] == 2
     summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert summary.startswith(
-        "### Schema diff — 1 new revision, 3 schema changes (1 destructive) · ✅ guard passed"
+        "### Schema diff — 1 new revision, 3 schema changes (1 destructive)"
+        " · ✅ guard passed · ✅ lint passed"
     )
     assert "| ⚠️ | `legacy` | **table dropped**: 1 column, PK id |" in summary
+    assert "**Lint:** ✅ passed — 0 errors, 0 warnings, 2 allowed (1 revision linted)" in summary
+    assert (
+        "- ✅ `ban-drop-table` on `0003` (`legacy`) — allowed: “nothing has read legacy since 2024”"
+        in summary
+    )
     outputs = _outputs(tmp_path / "output.txt") if (tmp_path / "output.txt").exists() else {}
     if fork:
         assert outputs == {}  # read-only token: no comment, the summary has it all
@@ -460,12 +555,28 @@ def test_workflow_fails_when_the_guard_fails_after_writing_summary_and_comment(
         two_commits, HEAD_MODELS + '\nextra = sa.Table("extra", metadata, sa.Column("id", sa.Integer))'
     )
     codes, runner_temp = _run_workflow_steps(two_commits, tmp_path, head_repo="acme/iot")
-    assert codes == {"guard": 1, "diff": 1}  # guard: continue-on-error; the diff step fails the job
+    assert codes == {"guard": 1, "lint": 0, "diff": 1}  # guard: continue-on-error; the diff step fails
     assert json.loads((runner_temp / "guard.json").read_text())["ok"] is False
     summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
-    assert summary.splitlines()[0].endswith("· ❌ guard failed") and "drift ❌" in summary
+    assert summary.splitlines()[0].endswith("· ❌ guard failed · ✅ lint passed") and "drift ❌" in summary
     comment = _outputs(tmp_path / "output.txt")["comment"]
     assert comment.startswith(MARKER) and "❌ guard failed" in comment and "`legacy`" in comment
+
+
+def test_workflow_fails_when_the_lint_fails_after_writing_summary_and_comment(
+    two_commits: Path, tmp_path: Path
+) -> None:
+    write_models(two_commits, WITHOUT_DEVICE_MODELS)
+    write_revision(two_commits, DROP_DEVICE)  # the guard proves it; the lint stops it
+    codes, runner_temp = _run_workflow_steps(two_commits, tmp_path, head_repo="acme/iot")
+    assert codes == {"guard": 0, "lint": 1, "diff": 1}
+    assert json.loads((runner_temp / "lint.json").read_text())["summary"]["errors"] == 1
+    summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert summary.splitlines()[0].endswith("· ✅ guard passed · ❌ lint failed")
+    assert "- ❌ `ban-drop-column` on `0004` (`readings.device`)" in summary
+    comment = _outputs(tmp_path / "output.txt")["comment"]
+    assert comment.startswith(MARKER) and "❌ lint failed" in comment
+    assert "`schema-warden lint --base origin/main` shows why" in comment
 
 
 def test_github_mode_reports_an_error_to_the_summary(

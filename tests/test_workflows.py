@@ -133,16 +133,26 @@ def test_schema_check_writes_only_in_the_comment_job_and_skips_forks() -> None:
     assert writers == ["comment"]
 
 
-def test_schema_check_fails_the_job_after_the_report_when_the_guard_failed() -> None:
+def test_schema_check_fails_the_job_after_the_report_when_the_guard_or_the_lint_failed() -> None:
     steps = _load(WORKFLOWS / "schema-check.yml")["jobs"]["check"]["steps"]
     names = [s.get("id") for s in steps]
-    guard, diff = steps[names.index("guard")], steps[names.index("diff")]
-    assert guard["continue-on-error"] is True
-    assert names.index("guard") < names.index("diff")
-    fail = steps[-1]
-    assert fail["if"] == "steps.guard.outcome == 'failure'"
-    assert "exit 1" in fail["run"]
+    guard, lint, diff = (steps[names.index(n)] for n in ("guard", "lint", "diff"))
+    assert guard["continue-on-error"] is True and lint["continue-on-error"] is True
+    assert names.index("guard") < names.index("diff") and names.index("lint") < names.index("diff")
+    assert (
+        lint["run"]
+        == 'schema-warden lint --base "origin/$GITHUB_BASE_REF" --format json > "$RUNNER_TEMP/lint.json"'
+    )
+    assert '--check-result "$RUNNER_TEMP/guard.json"' in diff["run"]
+    assert '--lint-result "$RUNNER_TEMP/lint.json"' in diff["run"]
     assert "GITHUB_STEP_SUMMARY" not in diff["run"]  # the command writes it itself (tested code)
+    # the last steps fail the job, after the report, even when the diff step failed too
+    fails = steps[names.index("diff") + 1 :]
+    assert [s["if"] for s in fails] == [
+        "${{ !cancelled() && steps.guard.outcome == 'failure' }}",
+        "${{ !cancelled() && steps.lint.outcome == 'failure' }}",
+    ]
+    assert all("exit 1" in s["run"] for s in fails)
 
 
 def test_ci_runs_readme_tests_on_oldest_and_newest_python_and_pre_commit() -> None:
