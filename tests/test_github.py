@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from hooks import mermaid
 from hooks.diff import Change
 from hooks.errors import ProjectError
 from hooks.github import (
@@ -155,6 +157,20 @@ def test_comment_fits_githubs_limit_and_points_to_the_summary(tmp_path: Path) ->
     full = tmp_path / "summary.md"
     write_step_summary(body, full)
     assert full.read_text(encoding="utf-8") == body  # a fitting text is written unchanged
+
+
+def test_comment_leaves_out_a_diagram_too_long_for_it_and_says_so(tmp_path: Path) -> None:
+    tables = "\n".join(f"  t{i:05d} {{ bigint id PK }}" for i in range(3000))  # ~70,000 characters
+    fence = f"```mermaid\nerDiagram\n{tables}\n```"
+    diagram = f"<details><summary>{mermaid.DIFF_SUMMARY}</summary>\n\n{fence}\n</details>"
+    ctx = context_from_env(_env(tmp_path, _event(tmp_path)))
+    published = publish(replace(_report(), diagram=diagram), ctx)
+    comment = published.comment or ""
+    assert comment.startswith(MARKER) and len(comment) <= COMMENT_MAX_CHARS
+    assert "erDiagram" not in comment and mermaid.DIFF_LEFT_OUT_NOTE.strip() in comment.splitlines()
+    assert "DROP TABLE legacy;" in comment and "**Truncated:**" not in comment  # only the diagram went
+    summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert "t02999 { bigint id PK }" in summary and mermaid.DIFF_LEFT_OUT_NOTE.strip() not in summary
 
 
 def test_truncate_cuts_at_lines_and_closes_open_blocks() -> None:

@@ -6,15 +6,20 @@ import json
 
 import pytest
 
-from hooks import __version__
+from hooks import __version__, mermaid
 from hooks.diff import Change
+from hooks.lint_migrations import LintReport, RevisionResult, report_dict
+from hooks.lint_rules import AllowProblem, Finding
 from hooks.render_diff import (
     DiffReport,
     GuardProblem,
     GuardResult,
+    LintFinding,
+    LintResult,
     Revision,
     Side,
     guard_from_check_json,
+    lint_from_json,
     render,
     render_json,
     render_markdown,
@@ -259,3 +264,187 @@ def test_guard_from_check_json_summarizes_checks_and_lists_failures() -> None:
 def test_guard_from_check_json_rejects_other_documents(bad: object) -> None:
     with pytest.raises(ValueError, match="schema-warden check --format json"):
         guard_from_check_json(bad)
+
+
+# ---------------------------------------------------------------- the lint's result
+
+
+def _finding(rule: str, severity: str, target: str, allowed: str | None = None) -> Finding:
+    return Finding(rule, severity, f"-- {rule}", target, "why", "safe", allowed)
+
+
+def _lint_report() -> LintReport:
+    """What hooks.lint_migrations builds: findings in revision order, allowed ones mixed in."""
+    return LintReport(
+        "revisions new or changed since origin/main",
+        (
+            RevisionResult(
+                "0006",
+                "versions/0006_rename.py",
+                (
+                    _finding("prefer-timestamptz", "warning", "readings.seen_at"),
+                    _finding(
+                        "ban-drop-column", "error", "readings.legacy_value", "value moved to `readings_v2`"
+                    ),
+                ),
+            ),
+            RevisionResult(
+                "0007",
+                "versions/0007_drop.py",
+                (_finding("ban-drop-table", "error", "legacy"),),
+                (
+                    AllowProblem(
+                        12, "allow drop-table has no reason: write '# schema-warden: allow RULE -- why'"
+                    ),
+                ),
+            ),
+        ),
+    )
+
+
+def test_lint_from_json_reads_what_schema_warden_lint_writes() -> None:
+    lint = lint_from_json(json.loads(json.dumps(report_dict(_lint_report()))))
+    assert lint.ok is False and lint.revisions == 2 and lint.bad_allows == 1
+    assert lint.selection == "revisions new or changed since origin/main"
+    assert lint.findings == (  # errors, then warnings, then the allowed ones
+        LintFinding("ban-drop-table", "error", "0007", "legacy"),
+        LintFinding("prefer-timestamptz", "warning", "0006", "readings.seen_at"),
+        LintFinding(
+            "ban-drop-column", "error", "0006", "readings.legacy_value", "value moved to `readings_v2`"
+        ),
+    )
+    assert lint.problems == (
+        "bad allow comment in versions/0007_drop.py:12: allow drop-table has no reason: "
+        "write '# schema-warden: allow RULE -- why'",
+    )
+    assert (lint.count("error"), lint.count("warning"), lint.allowed) == (1, 1, 1)
+    passing = LintReport("all revisions", (RevisionResult("0001", "v/0001.py", ()),))
+    assert lint_from_json(report_dict(passing)) == LintResult(True, revisions=1, selection="all revisions")
+
+
+@pytest.mark.parametrize("bad", [{"ok": True, "checks": []}, {"command": "lint"}, [], "text"])
+def test_lint_from_json_rejects_other_documents(bad: object) -> None:
+    with pytest.raises(ValueError, match="schema-warden lint --format json"):
+        lint_from_json(bad)
+
+
+def test_markdown_shows_the_lint_verdict_compactly_errors_first() -> None:
+    lint = lint_from_json(report_dict(_lint_report()))
+    markdown = render_markdown(_report(guard=GuardResult(ok=True, headline="stairway ✅ 3/3"), lint=lint))
+    assert markdown.splitlines()[0].endswith("· ✅ guard passed · ❌ lint failed")
+    block = markdown[markdown.index("**Lint:**") :].split("\n\n")
+    assert block[0] == (
+        "**Lint:** ❌ failed — 1 error, 1 warning, 1 allowed, 1 bad allow comment (2 revisions linted)"
+    )
+    assert block[1].splitlines() == [
+        "- ❌ bad allow comment in versions/0007_drop.py:12: allow drop-table has no reason: "
+        "write '# schema-warden: allow RULE -- why'",
+        "- ❌ `ban-drop-table` on `0007` (`legacy`)",
+        "- ⚠️ `prefer-timestamptz` on `0006` (`readings.seen_at`) · warning",
+        "- ✅ `ban-drop-column` on `0006` (`readings.legacy_value`) — "
+        "allowed: “value moved to `readings_v2`”",
+    ]
+    assert block[2] == "`schema-warden lint --base origin/main` shows why each one is risky and the safe way."
+    # after the guard, before the diagram and the revisions
+    assert markdown.index("**Guard:**") < markdown.index("**Lint:**") < markdown.index("**New revisions**")
+
+
+def test_markdown_of_a_passing_lint_is_one_line_and_an_allow_reason_cannot_break_the_page() -> None:
+    clean = render_markdown(
+        _report(lint=LintResult(True, revisions=1, selection="revisions new or changed since x"))
+    )
+    assert clean.splitlines()[0].endswith("· ✅ lint passed")
+    assert (
+        "**Lint:** ✅ passed — 0 errors, 0 warnings, 0 allowed (1 revision linted)\n\n**New revisions**"
+        in clean
+    )
+    assert "shows why" not in clean
+    nasty = LintFinding(
+        "ban-truncate", "error", "0009", "t", "small <!-- schema-warden:pr-comment --> </details>"
+    )
+    markdown = render_markdown(_report(lint=LintResult(True, revisions=1, findings=(nasty,))))
+    assert "allowed: “small &lt;!-- schema-warden:pr-comment --&gt; &lt;/details&gt;”" in markdown
+    assert "<!--" not in markdown and markdown.count("</details>") == 1
+
+
+def test_text_and_json_carry_the_lint() -> None:
+    lint = lint_from_json(report_dict(_lint_report()))
+    text = render_text(_report(lint=lint)).splitlines()
+    start = text.index("lint failed: 1 error, 1 warning, 1 allowed, 1 bad allow comment (2 revisions linted)")
+    assert text[start + 1 : start + 5] == [
+        "  bad allow comment in versions/0007_drop.py:12: allow drop-table has no reason: "
+        "write '# schema-warden: allow RULE -- why'",
+        "  ban-drop-table on 0007 (legacy): error",
+        "  prefer-timestamptz on 0006 (readings.seen_at): warning",
+        "  ban-drop-column on 0006 (readings.legacy_value): allowed: value moved to `readings_v2`",
+    ]
+    data = to_dict(_report(lint=lint))["lint"]
+    assert data["ok"] is False and (data["errors"], data["warnings"], data["allowed"]) == (1, 1, 1)
+    assert data["bad_allow_comments"] == 1 and len(data["problems"]) == 1
+    assert data["findings"][0] == {
+        "rule": "ban-drop-table",
+        "severity": "error",
+        "revision": "0007",
+        "target": "legacy",
+        "allowed": None,
+    }
+    assert to_dict(_report())["lint"] is None
+
+
+def test_markdown_fits_a_budget_shortening_the_lint_list_errors_first() -> None:
+    many = tuple(
+        LintFinding("prefer-timestamptz", "warning", f"{i:04d}", f"t{i}.seen_at") for i in range(1500)
+    )
+    error = LintFinding("ban-drop-table", "error", "0001", "legacy")
+    lint = LintResult(False, revisions=1500, findings=(error, *many))
+    assert len(render_markdown(_report(lint=lint))) > 60_000
+    fitted = render_markdown(_report(lint=lint), max_chars=20_000, more="the step summary")
+    assert len(fitted) <= 20_000
+    assert "- ❌ `ban-drop-table` on `0001` (`legacy`)" in fitted
+    hidden = next(line for line in fitted.splitlines() if "more lint finding" in line)
+    shown = sum(1 for line in fitted.splitlines() if line.startswith("- ⚠️ `prefer-timestamptz`"))
+    assert hidden == f"- … {1500 - shown} more lint findings: see the step summary"
+
+
+# ---------------------------------------------------------------- the ER diagram and GitHub's limit
+
+COMMENT_LIMIT = 65_536
+
+
+def _diagram(chars: int) -> str:
+    lines = [f"  t{i} {{ bigint id PK }}" for i in range(chars // 22)]
+    body = "\n".join(["erDiagram", *lines])
+    return f"<details><summary>{mermaid.DIFF_SUMMARY}</summary>\n\n```mermaid\n{body}\n```\n</details>\n"
+
+
+def test_a_diagram_too_long_for_the_comment_is_left_out_with_a_note() -> None:
+    note = (
+        "_ER diagram of the touched tables left out: "
+        "it would take this comment past GitHub's 65,536-character limit._"
+    )
+    assert mermaid.DIFF_LEFT_OUT_NOTE.strip() == note
+    report = _report(diagram=_diagram(50_000), sql="SELECT 1;\n" * 2000)  # 50k + 20k
+    full = render_markdown(report)
+    assert len(full) > COMMENT_LIMIT and "```mermaid" in full and note not in full
+    fitted = render_markdown(report, max_chars=COMMENT_LIMIT)
+    assert len(fitted) <= COMMENT_LIMIT
+    assert "```mermaid" not in fitted and "erDiagram" not in fitted
+    assert note in fitted.splitlines()
+    assert "```sql" in fitted  # only the diagram had to go
+    assert fitted.index("| ⚠️ | `legacy_readings`") < fitted.index(note) < fitted.index("**New revisions**")
+    # a diagram that fits stays, without the note
+    small = render_markdown(_report(diagram=_diagram(2_000)), max_chars=COMMENT_LIMIT)
+    assert "```mermaid" in small and note not in small
+
+
+def test_a_huge_report_keeps_the_note_while_everything_else_shrinks() -> None:
+    many = tuple(
+        Change("column", "added", f"readings.c{i:04d}", "readings", "text, nullable", False)
+        for i in range(3000)
+    )
+    report = _report(changes=(DROP, *many), diagram=_diagram(60_000), sql="SELECT 1;\n" * 8000)
+    fitted = render_markdown(report, max_chars=COMMENT_LIMIT)
+    assert len(fitted) <= COMMENT_LIMIT
+    assert mermaid.DIFF_LEFT_OUT_NOTE.strip() in fitted and "erDiagram" not in fitted
+    assert "```sql" not in fitted and "more change" in fitted
+    assert render_markdown(_report(diagram=None), max_chars=COMMENT_LIMIT).count("ER diagram") == 0
