@@ -13,17 +13,16 @@ The models are deliberately not part of a key: a proof is about the migrations, 
 (migrations vs models) is checked on every run, never cached. A migration that imports the
 models does bring them into its key (through its imports).
 
-Besides the proofs, the cache keeps a *restore point*: a ``pg_dump`` of the database at
-the last proven revision (schema and data: data migrations may matter to later ones),
-loaded with ``psql`` into the next run's empty database. Measured on the 300-revision
-benchmark history (PostgreSQL 15, 2 cores): dump 0.07 s, load 0.10-0.13 s (plain format via
-psql; ``pg_restore`` of a custom-format dump 0.12 s; a copy of a data directory holding the
-schema 0.39-0.44 s, versus the 0.15 s copy of the bare cluster the server starts from
-anyway), so the dump is the faster restore.
+A run resumes after the last proven revision: it upgrades plainly to it (one env.py run,
+about 0.4 s for the 300-revision benchmark history) and proves only what follows.
+Restoring a ``pg_dump`` instead was measured faster (dump 0.07 s, load 0.10-0.13 s) but is
+not faithful: Postgres re-parses the dumped DDL, and a CHECK such as ``unit IN ('C', 'F')``
+on a varchar column comes back as a different expression (``(ARRAY[...])::text[]``), which
+the drift check (models built with ``create_all``) then reports as drift. A copy of a data
+directory holding the schema would be faithful but costs 0.39-0.44 s, no better than replay.
 
 Layout under ``hooks.postgres.cache_dir() / "proofs"`` (or ``$SCHEMA_WARDEN_PROOF_CACHE``):
-``entries/<key>.json`` (one proof), ``dumps/<key>.sql`` with ``dumps/<key>.json`` (its
-checksum), and ``lock``. Every file is
+``entries/<key>.json`` (one proof) and ``lock``. Every file is
 written to a temporary name and renamed (a reader never sees half a file); every entry
 carries a SHA-256 of its content, checked on each read: a corrupted or half-written entry
 is deleted and proven again, never trusted. Writers hold an exclusive ``fcntl`` lock,
@@ -38,7 +37,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,7 +46,6 @@ from typing import Any
 CACHE_SUBDIR = "proofs"
 PROOF_CACHE_ENV = "SCHEMA_WARDEN_PROOF_CACHE"  # tests give each test its own
 FORMAT = 1
-KEEP_DUMPS = 8  # restore points kept (newest first); proofs are tiny and kept
 _IMPORT = re.compile(r"^\s*(?:from\s+([A-Za-z_][\w.]*)\s+import\b|import\s+([A-Za-z_][\w., ]*))", re.M)
 
 
@@ -120,7 +117,7 @@ def resume_index(revisions: Sequence[RevisionInput], revision: str) -> int | Non
     """Where to resume after restoring the database at ``revision``: the index after it.
 
     None unless the revisions before it (in base-to-head order) are exactly its ancestors,
-    which is what a database restored at ``revision`` holds (always so in a linear history).
+    which is what a database upgraded to ``revision`` holds (always so in a linear history).
     """
     parents = {r.revision: r.parents for r in revisions}
     order = [r.revision for r in revisions]
@@ -264,19 +261,11 @@ def proofs_dir() -> Path:
 
 
 @dataclass(frozen=True)
-class RestorePoint:
-    revision: str
-    key: str
-    dump: Path
-
-
-@dataclass(frozen=True)
 class Plan:
     """What the cache knows before a run."""
 
     keys: dict[str, str] = field(default_factory=dict)  # revision -> key
     proven: tuple[str, ...] = ()  # base to head; each with all its ancestors proven
-    restore: RestorePoint | None = None  # a dump of the database at a proven revision (<= resume)
     resume: str | None = None  # the last proven revision the stairway can start from
     start: int = 0  # index (base-to-head order) of the first revision left to prove
     enabled: bool = True
@@ -286,7 +275,7 @@ class Plan:
 
 
 class ProofCache:
-    """The proofs and restore points under one directory (``cache_dir()/proofs``)."""
+    """The proofs under one directory (``cache_dir()/proofs``)."""
 
     def __init__(self, root: Path | None = None, *, enabled: bool = True) -> None:
         if root is None:
@@ -299,8 +288,7 @@ class ProofCache:
 
     @contextlib.contextmanager
     def _locked(self, exclusive: bool) -> Iterator[None]:
-        for sub in ("entries", "dumps"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        (self.root / "entries").mkdir(parents=True, exist_ok=True, mode=0o700)
         with open(self.root / "lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             try:
@@ -319,13 +307,6 @@ class ProofCache:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
-
-    def _discard(self, *paths: Path) -> None:
-        with self._locked(exclusive=True):
-            for path in paths:
-                with contextlib.suppress(OSError):
-                    path.unlink()
-        self.discarded.extend(p.name for p in paths)
 
     # proofs ----------------------------------------------------------------------------
 
@@ -385,18 +366,7 @@ class ProofCache:
             if index is not None:
                 resume, start = revision, index
                 break
-        restore = None
-        if resume is not None:
-            try:
-                dumps = set(os.listdir(self.root / "dumps"))
-            except OSError:
-                dumps = set()
-            for revision in reversed(proven[: proven.index(resume) + 1]):
-                key = keys[revision]
-                if f"{key}.json" in dumps and resume_index(revisions, revision) is not None:
-                    restore = RestorePoint(revision, key, self._dump_paths(key)[0])
-                    break
-        return Plan(keys=keys, proven=tuple(proven), restore=restore, resume=resume, start=start)
+        return Plan(keys=keys, proven=tuple(proven), resume=resume, start=start)
 
     def record(self, plan: Plan, revisions: Iterable[str]) -> None:
         """Remember that these revisions' stairways passed (under their plan's keys)."""
@@ -407,108 +377,6 @@ class ProofCache:
                 key = plan.keys[revision]
                 payload = {"format": FORMAT, "key": key, "revision": revision}
                 self._write(self._entry(key), seal(payload).encode())
-
-    # restore points ----------------------------------------------------------------------
-
-    def _dump_paths(self, key: str) -> tuple[Path, Path]:
-        return self.root / "dumps" / f"{key}.sql", self.root / "dumps" / f"{key}.json"
-
-    def _read_dump(self, point: RestorePoint) -> bytes | None:
-        sql, meta = self._dump_paths(point.key)
-        with self._locked(exclusive=False):
-            try:
-                payload = unseal(meta.read_bytes())
-                data = sql.read_bytes()
-            except OSError:
-                payload, data = None, b""
-        if (
-            payload is None
-            or payload.get("key") != point.key
-            or payload.get("sha256") != hashlib.sha256(data).hexdigest()
-        ):
-            self._discard(sql, meta)
-            return None
-        return data
-
-    def restore(self, server: Any, database: str, point: RestorePoint) -> bool:
-        """Load the restore point into ``database`` (empty). False if it cannot be trusted or loaded.
-
-        On False the caller drops and recreates the database and proves from base.
-        """
-        data = self._read_dump(point)
-        if data is None:
-            return False
-        result = subprocess.run(
-            [
-                server.binaries.path("psql"),
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "--single-transaction",
-                "-d",
-                server.libpq_url(database),
-                "-f",
-                "-",
-            ],
-            input=data,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=_client_env(),
-        )
-        if result.returncode != 0:
-            sql, meta = self._dump_paths(point.key)
-            self._discard(sql, meta)
-            return False
-        return True
-
-    def save_restore_point(self, server: Any, database: str, plan: Plan, revision: str) -> bool:
-        """Dump ``database`` (at ``revision``, proven) as the next run's restore point."""
-        if not plan.enabled or revision not in plan.keys:
-            return False
-        key = plan.keys[revision]
-        sql, meta = self._dump_paths(key)
-        if plan.restore is not None and plan.restore.key == key and meta.exists():
-            return True  # restored from it and still there (a damaged one was deleted)
-        result = subprocess.run(
-            [
-                server.binaries.path("pg_dump"),
-                "--format=plain",
-                "--no-owner",
-                "--no-privileges",
-                "-d",
-                server.libpq_url(database),
-            ],
-            capture_output=True,
-            env=_client_env(),
-        )
-        if result.returncode != 0:
-            return False
-        payload = {
-            "format": FORMAT,
-            "key": key,
-            "revision": revision,
-            "sha256": hashlib.sha256(result.stdout).hexdigest(),
-        }
-        with self._locked(exclusive=True):
-            self._write(sql, result.stdout)
-            self._write(meta, seal(payload).encode())
-            self._prune_dumps()
-        return True
-
-    def _prune_dumps(self) -> None:
-        metas = sorted((self.root / "dumps").glob("*.json"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
-        for meta in metas[KEEP_DUMPS:]:
-            for path in (meta, meta.with_suffix(".sql")):
-                with contextlib.suppress(OSError):
-                    path.unlink()
-
-
-def _client_env() -> dict[str, str]:
-    """psql/pg_dump see no PG* variables of the user: the URL names the throwaway server."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env["PGCONNECT_TIMEOUT"] = "10"
-    return env
 
 
 # --- the project as the cache sees it ---------------------------------------------------------

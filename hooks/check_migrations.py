@@ -135,8 +135,6 @@ def run_checks(
     )
     if database != DATABASE:
         server.create_database(database)
-    if plan.restore is not None:
-        store.restore(server, database, plan.restore)  # when it fails: still empty, upgraded below
     engine = create_engine(server.url(database), poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
@@ -146,7 +144,7 @@ def run_checks(
             if not project.revisions():
                 checks.append(CheckResult("stairway", PASS, "no revisions: nothing to check"))
             start = 0
-            if plan.resume is not None:  # proven before: upgrade plainly (from the restored dump, if any)
+            if plan.resume is not None:  # proven before: upgrade plainly, prove only what follows
                 error = migrate(project, connection, plan.resume)
                 if error is not None:
                     raise ProjectError(
@@ -183,9 +181,6 @@ def run_checks(
                     return checks
                 if checks[-1].status == PASS:  # stairway and round trip clean: remember the proofs
                     store.record(plan, [c.revision for c in stairway.checks if c.revision])
-                    heads = project.script.get_heads()
-                    if len(heads) == 1:
-                        store.save_restore_point(server, database, plan, heads[0])
             checks.append(check_drift(project, server, connection, env, models_db=f"{database}_models"))
             return checks
     finally:
@@ -210,7 +205,7 @@ def run(
         project = open_project(settings=settings)
         count = len(project.revisions())
         title = f"schema-warden check: {relative(project.ini, Path.cwd())} ({count} revisions)"
-        with interruptible_queries(), throwaway_server(pg_bin) as server:
+        with interruptible_queries(), throwaway_server(pg_bin, memory=True) as server:
             notes = _version_note(project, server)
             checks = run_checks(
                 project, server, fail_fast=fail_fast, data_check=data_check, use_cache=use_cache

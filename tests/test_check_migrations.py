@@ -199,6 +199,22 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def _server_dirs(parent: int) -> list[Path]:
+    """Work dirs of the postgres servers that process ``parent`` started (from their ``-D``)."""
+    dirs = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and b"-D" in argv:
+            dirs.append(Path(argv[argv.index(b"-D") + 1].decode()).parent)
+    return dirs
+
+
 def test_sigint_mid_stairway_exits_130_and_leaves_nothing(tmp_path: Path, short_tmpdir: Path) -> None:
     sleepy = Rev(
         "0002",
@@ -222,8 +238,8 @@ def test_sigint_mid_stairway_exits_130_and_leaves_nothing(tmp_path: Path, short_
                 break
         else:
             pytest.fail(f"no marker; stderr: {proc.stderr.read() if proc.stderr else ''}")
-        running = _processes_mentioning(str(short_tmpdir))
-        assert running, "the guard's server should be running now"
+        servers = _server_dirs(proc.pid)  # the guard's server may live in /dev/shm (memory=True)
+        assert servers, "the guard's server should be running now"
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=30)
     finally:
@@ -234,6 +250,9 @@ def test_sigint_mid_stairway_exits_130_and_leaves_nothing(tmp_path: Path, short_
     assert "interrupted" in err and "Traceback" not in err
     assert _processes_mentioning(str(short_tmpdir)) == []
     assert list(short_tmpdir.iterdir()) == []
+    for workdir in servers:
+        assert _processes_mentioning(str(workdir)) == []
+        assert not workdir.exists()
 
 
 # --- safety: the guard never touches DATABASE_URL --------------------------------------------
