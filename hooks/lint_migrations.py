@@ -24,11 +24,7 @@ from typing import Any
 from hooks import lint_rules
 from hooks.errors import EXIT_OK, EXIT_PROBLEMS, EnvironmentProblem, ProjectError, guarded
 from hooks.lint_rules import ERROR, UNRENDERABLE, WARNING, AllowProblem, Finding
-from hooks.project import Project, loaded_project, one_line
-
-# env.py files that read DATABASE_URL even in --sql mode get this harmless value while the
-# guard renders: offline mode never connects, and the user's URL is never even read.
-OFFLINE_URL = "postgresql://schema-warden-offline.invalid/render"
+from hooks.project import Project, loaded_project, offline_environment, one_line
 
 
 @dataclass(frozen=True)
@@ -125,18 +121,14 @@ def changed_since(paths: Sequence[Path], ref: str, *, required: bool) -> set[Pat
 
 
 @contextlib.contextmanager
-def _offline_environment() -> Iterator[io.StringIO]:
-    saved = os.environ.get("DATABASE_URL")
-    os.environ["DATABASE_URL"] = OFFLINE_URL
+def _offline_environment(config: Any) -> Iterator[io.StringIO]:
     captured = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
-            yield captured
-    finally:
-        if saved is None:
-            os.environ.pop("DATABASE_URL", None)
-        else:
-            os.environ["DATABASE_URL"] = saved
+    with (
+        offline_environment(config),
+        contextlib.redirect_stdout(captured),
+        contextlib.redirect_stderr(captured),
+    ):
+        yield captured
 
 
 def render_sql(project: Project, script: Any) -> tuple[str, str]:
@@ -162,7 +154,7 @@ def render_sql(project: Project, script: Any) -> tuple[str, str]:
     version_table = "alembic_version"
     try:
         with (
-            _offline_environment(),
+            _offline_environment(config),
             EnvironmentContext(
                 config,
                 project.script,

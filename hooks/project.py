@@ -442,6 +442,32 @@ def throwaway_environment(connection: Any, config: Any) -> Iterator[None]:
             config.set_main_option("sqlalchemy.url", saved_url.replace("%", "%%"))
 
 
+# env.py files that read DATABASE_URL or sqlalchemy.url even in --sql mode get this harmless
+# value while offline SQL is rendered: offline mode never connects, and the user's URL is
+# never read.
+OFFLINE_URL = "postgresql+psycopg2://schema-warden-offline.invalid/render"
+
+
+@contextlib.contextmanager
+def offline_environment(config: Any) -> Iterator[None]:
+    """DATABASE_URL and sqlalchemy.url name no real server while env.py renders ``--sql``."""
+    saved_env = os.environ.get("DATABASE_URL")
+    saved_url = config.get_main_option("sqlalchemy.url")
+    os.environ["DATABASE_URL"] = OFFLINE_URL
+    config.set_main_option("sqlalchemy.url", OFFLINE_URL)
+    try:
+        yield
+    finally:
+        if saved_env is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = saved_env
+        if saved_url is None:
+            config.remove_main_option("sqlalchemy.url")
+        else:
+            config.set_main_option("sqlalchemy.url", saved_url.replace("%", "%%"))
+
+
 def find_config(config: str | os.PathLike[str] | None = None, *, cwd: Path | None = None) -> Settings:
     """Settings whose alembic.ini exists, or ProjectError naming where it looked and the fix."""
     settings = load_settings(config, cwd=cwd)

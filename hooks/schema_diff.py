@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -53,9 +52,6 @@ from hooks.render_diff import (
 )
 
 WORKING_TREE = "working tree"
-# env.py files that read DATABASE_URL or sqlalchemy.url even in --sql mode get this harmless
-# value while the offline SQL is rendered: offline mode never connects.
-OFFLINE_URL = "postgresql+psycopg2://schema-warden-offline.invalid/render"
 BASE_DB = "schema_diff_base"
 HEAD_DB = "schema_diff_head"
 
@@ -225,6 +221,8 @@ def offline_sql(project: Any, start: str | None, destination: str = "heads") -> 
     """``alembic upgrade <start>:<destination> --sql`` of the project (no connection is made)."""
     from alembic.runtime.environment import EnvironmentContext
 
+    from hooks.project import offline_environment
+
     config, script = project.config, project.script
     buffer = io.StringIO()
 
@@ -232,14 +230,11 @@ def offline_sql(project: Any, start: str | None, destination: str = "heads") -> 
         return script._upgrade_revs(destination, rev)
 
     saved_buffer = config.output_buffer
-    saved_url = config.get_main_option("sqlalchemy.url")
-    saved_env = os.environ.get("DATABASE_URL")
     config.output_buffer = buffer
     config.attributes["configure_logger"] = False
-    config.set_main_option("sqlalchemy.url", OFFLINE_URL)
-    os.environ["DATABASE_URL"] = OFFLINE_URL
     try:
         with (
+            offline_environment(config),
             contextlib.redirect_stdout(io.StringIO()),
             EnvironmentContext(
                 config, script, fn=steps, as_sql=True, starting_rev=start, destination_rev=destination
@@ -248,14 +243,6 @@ def offline_sql(project: Any, start: str | None, destination: str = "heads") -> 
             script.run_env()
     finally:
         config.output_buffer = saved_buffer
-        if saved_url is None:
-            config.remove_main_option("sqlalchemy.url")
-        else:
-            config.set_main_option("sqlalchemy.url", saved_url.replace("%", "%%"))
-        if saved_env is None:
-            os.environ.pop("DATABASE_URL", None)
-        else:
-            os.environ["DATABASE_URL"] = saved_env
     return buffer.getvalue()
 
 

@@ -372,6 +372,18 @@ def test_offline_render_never_reads_the_users_database_url(
     assert os.environ["DATABASE_URL"] == "postgresql://app:s3cret-pw@prod.example.invalid/iot"
 
 
+def test_alembic_template_env_py_renders_with_no_url_in_alembic_ini(tmp_path: Path) -> None:
+    """Alembic's own template reads sqlalchemy.url in --sql mode; our ini has none (DESIGN.md)."""
+    ini = make_project(tmp_path, [("0001", BASE_BODY), ("0002", 'op.execute("DROP TABLE readings")')])
+    (tmp_path / "migrations" / "env.py").write_text(
+        ENV_PY.replace('url=os.environ["DATABASE_URL"]', 'url=config.get_main_option("sqlalchemy.url")'),
+        encoding="utf-8",
+    )
+    found = by_revision(lint(ini, everything=True))
+    assert [rule for rule, _ in found["0002"]] == ["ban-drop-table"]
+    assert "sqlalchemy.url" not in ini.read_text(encoding="utf-8")
+
+
 def test_branches_and_merge_revision_are_each_rendered_alone(tmp_path: Path) -> None:
     ini = make_project(tmp_path, [("0001", BASE_BODY)])
     versions = tmp_path / "migrations" / "versions"
@@ -433,7 +445,9 @@ def test_bundled_project_passes_with_its_allow_comment() -> None:
     assert not report.failed, lint_migrations.render_text(report)
     found = by_revision(report)
     assert found["0001"] == []
-    assert found["0002"] == [("require-concurrent-index-creation", "a short write lock is accepted while the table is small")]
+    assert found["0002"] == [
+        ("require-concurrent-index-creation", "a short write lock is accepted while the table is small")
+    ]
 
 
 def test_command_line_lint_and_exit_code(tmp_path: Path) -> None:
