@@ -319,7 +319,7 @@ def compare_with_models(
     failed); ``note`` then says why, what Alembic alone cannot see and what to do.
     """
     from hooks.diff import compare
-    from hooks.drift import _model_blind_spots
+    from hooks.drift import model_blind_spots
     from hooks.errors import EnvironmentProblem
     from hooks.postgres import INSTALL_HINT, find_binaries
 
@@ -338,7 +338,7 @@ def compare_with_models(
     except ModelsNotBuilt as err:
         return None, _alembic_only(f"metadata.create_all failed in a throwaway database: {err}", "")
     changes = compare(live, models, ignore_tables=("alembic_version", *excluded))
-    return _model_blind_spots(changes), ""
+    return model_blind_spots(changes), ""
 
 
 def _alembic_only(reason: str, fix: str) -> str:

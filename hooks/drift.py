@@ -243,7 +243,7 @@ def _dropped_tables_the_user_excludes(changes: list[Change], env: EnvInfo) -> li
     return kept
 
 
-def _model_blind_spots(changes: list[Change]) -> list[Change]:
+def model_blind_spots(changes: list[Change]) -> list[Change]:
     """SQLAlchemy models do not declare views, and seldom standalone sequences: objects that
     only migrations create (``op.execute("CREATE VIEW ...")``) are not drift."""
     return [c for c in changes if c.kind != "view" and not (c.kind == "sequence" and c.action == "removed")]
@@ -278,7 +278,7 @@ def check_drift(
         proposals = []
         notes.append(f"Alembic's compare_metadata failed: {one_line(str(err))}")
     if changes is not None:
-        changes = _dropped_tables_the_user_excludes(_model_blind_spots(changes), env)
+        changes = _dropped_tables_the_user_excludes(model_blind_spots(changes), env)
         if not changes:
             details = [*notes]
             if proposals:
