@@ -446,7 +446,7 @@ def test_bundled_project_passes_with_its_allow_comment() -> None:
     found = by_revision(report)
     assert found["0001"] == []
     assert found["0002"] == [
-        ("require-concurrent-index-creation", "a short write lock is accepted while the table is small")
+        ("require-concurrent-index-creation", "short write lock accepted: small table")
     ]
 
 

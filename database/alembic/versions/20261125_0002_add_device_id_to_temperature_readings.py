@@ -23,7 +23,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column("temperature_readings", sa.Column("device_id", sa.String(length=64), nullable=True))
-    # schema-warden: allow require-concurrent-index-creation -- a short write lock is accepted while the table is small
+    # schema-warden: allow require-concurrent-index-creation -- short write lock accepted: small table
     op.create_index(
         op.f("ix_temperature_readings_device_id"), "temperature_readings", ["device_id"], unique=False
     )
