@@ -445,9 +445,7 @@ def test_bundled_project_passes_with_its_allow_comment() -> None:
     assert not report.failed, lint_migrations.render_text(report)
     found = by_revision(report)
     assert found["0001"] == []
-    assert found["0002"] == [
-        ("require-concurrent-index-creation", "short write lock accepted: small table")
-    ]
+    assert found["0002"] == [("require-concurrent-index-creation", "short write lock accepted: small table")]
 
 
 def test_command_line_lint_and_exit_code(tmp_path: Path) -> None:
