@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 from database.config import Settings, mask_url
 from hooks.errors import EnvironmentProblem, ProjectError
+from hooks.postgres import Binaries
 
 CLIENT_PROGRAMS = ("pg_dump", "pg_restore", "psql")
 CONNECT_TIMEOUT_S = 30
@@ -150,16 +151,9 @@ def connect(target: Target) -> Iterator[Any]:
 # ---------------------------------------------------------------- client programs
 
 
-@dataclass(frozen=True)
-class ClientTools:
-    """pg_dump, pg_restore and psql from one bin directory, and their version."""
-
-    bindir: Path
-    version: str  # "15.18"
-    major: int
-
-    def path(self, program: str) -> str:
-        return str(self.bindir / program)
+# pg_dump, pg_restore and psql from one bin directory, and their version: the same record
+# the throwaway server keeps of its binaries.
+ClientTools = Binaries
 
 
 def parse_version(text: str) -> tuple[str, int]:
