@@ -215,6 +215,10 @@ def _server_dirs(parent: int) -> list[Path]:
     return dirs
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_sigint_mid_stairway_exits_130_and_leaves_nothing(tmp_path: Path, short_tmpdir: Path) -> None:
     sleepy = Rev(
         "0002",
@@ -230,6 +234,9 @@ def test_sigint_mid_stairway_exits_130_and_leaves_nothing(tmp_path: Path, short_
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # a shell without job control (CI) starts background jobs with SIGINT ignored, and an
+        # ignored SIGINT stays ignored across exec: give the guard a terminal's default
+        preexec_fn=_default_sigint,
     )
     try:
         assert proc.stdout is not None
