@@ -247,6 +247,7 @@ class Project:
         self.root = settings.alembic_config.parent
         self.env_py = Path(script.dir) / "env.py"
         self._revisions: list[Any] | None = None
+        self._session: _EnvSession | None = None
 
     def revisions(self) -> list[Any]:
         """Every revision (alembic ``Script``), base -> head, branches in topological order."""
@@ -267,22 +268,51 @@ class Project:
 
     def run_env(self, connection: Any, fn: Callable[[Any, Any], list[Any]]) -> Any:
         """Run env.py online on ``connection`` with ``fn`` choosing the steps; returns its context."""
+        return self._run_env(connection, fn, remember=False)
+
+    def _run_env(self, connection: Any, fn: Callable[[Any, Any], list[Any]], *, remember: bool) -> Any:
         from alembic.runtime.environment import EnvironmentContext
 
         self.config.attributes["connection"] = connection
         self.config.attributes["configure_logger"] = False
         with throwaway_environment(connection, self.config), quiet_logging():
             env = EnvironmentContext(self.config, self.script, fn=fn)
+            calls = _watch_env(env) if remember else None
             with env:
-                self._exec_env()
+                self._exec_env(self.script.run_env)
                 try:
-                    return env.get_context()
+                    context = env.get_context()
                 except Exception:  # env.py never called context.configure()
                     return None
+        if calls is not None:
+            self._session = _EnvSession.capture(env, context, connection, fn, calls)
+        return context
 
-    def _exec_env(self) -> None:
+    def _run_again(self, session: _EnvSession, fn: Callable[[Any, Any], list[Any]]) -> None:
+        """The steps of ``fn`` through the MigrationContext an earlier env.py run configured.
+
+        What env.py does is configure a context on the injected connection and run its
+        migrations in a transaction: done here directly, env.py is not executed again.
+        """
+        from alembic.operations import Operations
+
+        context = session.context
+        connection = session.connection
+
+        def migrate() -> None:
+            context._migrations_fn = fn
+            context._transaction = None
+            context._in_external_transaction = connection.in_transaction()
+            with context.begin_transaction(), Operations.context(context):
+                context.run_migrations()
+
+        self.config.attributes["connection"] = connection
+        with throwaway_environment(connection, self.config), quiet_logging(), session.env:
+            self._exec_env(migrate)
+
+    def _exec_env(self, run: Callable[[], None]) -> None:
         try:
-            self.script.run_env()
+            run()
         except MigrationFailed:
             raise
         except SyntaxError as err:
@@ -340,7 +370,47 @@ class Project:
         def wrapped(rev: Any, ctx: Any) -> list[Any]:
             return [_Guarded(step) for step in fn(rev, ctx)]
 
-        self.run_env(connection, wrapped)
+        session = self._session
+        if session is not None and session.connection is connection:
+            self._run_again(session, wrapped)
+        else:
+            self._session = None
+            self._run_env(connection, wrapped, remember=True)
+
+
+@dataclass(frozen=True)
+class _EnvSession:
+    """env.py's configured MigrationContext on one connection, driven again for later steps."""
+
+    env: Any  # the EnvironmentContext (entered again so migrations see alembic.context)
+    context: Any  # the MigrationContext env.py configured
+    connection: Any
+
+    @classmethod
+    def capture(
+        cls, env: Any, context: Any, connection: Any, fn: Callable[..., Any], calls: dict[str, list[Any]]
+    ) -> _EnvSession | None:
+        """A session only for the plain env.py: one configure() on the injected connection, one
+        run_migrations() without arguments, online, with the guard's step function."""
+        if context is None or len(calls["configure"]) != 1 or calls["run_migrations"] != [{}]:
+            return None
+        if context.as_sql or context.connection is not connection or context._migrations_fn is not fn:
+            return None
+        return cls(env, context, connection)
+
+
+def _watch_env(env: Any) -> dict[str, list[Any]]:
+    """Record env.py's calls of configure() and run_migrations() (with their keywords)."""
+    calls: dict[str, list[Any]] = {"configure": [], "run_migrations": []}
+    for name in calls:
+        method = getattr(env, name)
+
+        def watched(*args: Any, _method: Any = method, _seen: list[Any] = calls[name], **kw: Any) -> Any:
+            _seen.append(kw)
+            return _method(*args, **kw)
+
+        setattr(env, name, watched)  # alembic.context proxies to the instance's attribute
+    return calls
 
 
 class MigrationFailed(Exception):
