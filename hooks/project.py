@@ -300,6 +300,17 @@ class Project:
         connection = session.connection
 
         def migrate() -> None:
+            # a fresh DDL implementation, as a new env.py run would make: its memo remembers
+            # the enum types a create_table made, which a downgrade may have dropped since
+            impl = context.impl
+            context.impl = type(impl)(
+                impl.dialect,
+                impl.connection,
+                impl.as_sql,
+                context.opts.get("transactional_ddl"),
+                impl.output_buffer,
+                impl.context_opts,
+            )
             context._migrations_fn = fn
             context._transaction = None
             context._in_external_transaction = connection.in_transaction()

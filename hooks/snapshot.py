@@ -16,6 +16,7 @@ belongs to them (their indexes, constraints and owned sequences).
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import json
 import weakref
@@ -180,8 +181,12 @@ def _names(names: Iterable[str]) -> tuple[str, ...]:
 
 def table_matches(table_key: str, patterns: Iterable[str]) -> bool:
     """True when a table key matches one of the patterns (key or bare name, shell wildcards)."""
+    return _matches(table_key, _names(patterns))
+
+
+@functools.lru_cache(maxsize=4096)
+def _matches(table_key: str, patterns: tuple[str, ...]) -> bool:
     bare = table_key.rsplit(".", 1)[-1]
-    patterns = _names(patterns)
     return any(fnmatch.fnmatchcase(table_key, pat) or fnmatch.fnmatchcase(bare, pat) for pat in patterns)
 
 
@@ -209,56 +214,58 @@ SELECT json_build_object(
   'columns', (
     SELECT coalesce(json_agg(json_build_array(
         a.attrelid, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
-        CASE WHEN a.attgenerated = '' THEN pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) END,
+        CASE WHEN a.attgenerated = '' AND a.atthasdef THEN
+          (SELECT pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) FROM pg_catalog.pg_attrdef ad
+           WHERE ad.adrelid = a.attrelid AND ad.adnum = a.attnum) END,
         a.attidentity,
-        CASE WHEN a.attgenerated <> '' THEN pg_catalog.pg_get_expr(ad.adbin, ad.adrelid)
+        CASE WHEN a.attgenerated <> '' THEN
+          (SELECT pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) FROM pg_catalog.pg_attrdef ad
+           WHERE ad.adrelid = a.attrelid AND ad.adnum = a.attnum)
           || CASE WHEN a.attgenerated = 'v' THEN ' VIRTUAL' ELSE '' END END,
         CASE WHEN a.attcollation <> t.typcollation THEN
-          CASE WHEN cn.nspname = 'pg_catalog' THEN co.collname ELSE cn.nspname || '.' || co.collname END
+          (SELECT CASE WHEN cn.nspname = 'pg_catalog' THEN co.collname
+                       ELSE cn.nspname || '.' || co.collname END
+           FROM pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
+           WHERE co.oid = a.attcollation)
         END,
-        ds.description)
-      ORDER BY a.attrelid, a.attnum), '[]')
+        ds.description, a.attnum)), '[]')
     FROM pg_catalog.pg_attribute a
     JOIN rel r ON r.oid = a.attrelid AND r.relkind IN ('r', 'p')
     JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-    LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
-    LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
-    LEFT JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
     LEFT JOIN pg_catalog.pg_description ds
       ON ds.objoid = a.attrelid AND ds.classoid = 'pg_catalog.pg_class'::regclass AND ds.objsubid = a.attnum
     WHERE a.attnum > 0 AND NOT a.attisdropped),
   'indexes', (
     SELECT coalesce(json_agg(json_build_array(
         i.indrelid, r.nspname, r.relname, pg_catalog.pg_get_indexdef(i.indexrelid),
-        i.indisunique, i.indisprimary, con.conname,
-        (SELECT coalesce(json_agg(a.attname
-                   ORDER BY coalesce(array_position(i.indkey::int2[], a.attnum), 10000 + a.attnum)), '[]')
-           FROM pg_catalog.pg_attribute a
-           WHERE a.attrelid = i.indrelid AND a.attnum > 0 AND (
-             a.attnum = ANY(i.indkey::int2[]) OR EXISTS (
-               SELECT 1 FROM pg_catalog.pg_depend d
-               WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = i.indexrelid
-                 AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = i.indrelid
-                 AND d.refobjsubid = a.attnum))))), '[]')
+        i.indisunique, i.indisprimary, con.conname, i.indkey::int2[], i.indexrelid)), '[]')
     FROM pg_catalog.pg_index i
     JOIN rel r ON r.oid = i.indexrelid
     LEFT JOIN pg_catalog.pg_constraint con
       ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u', 'x')),
+  'index_columns', (
+    SELECT coalesce(json_agg(json_build_array(d.objid, d.refobjsubid)), '[]')
+    FROM pg_catalog.pg_depend d
+    JOIN pg_catalog.pg_index i ON i.indexrelid = d.objid AND i.indrelid = d.refobjid
+    WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+      AND d.refobjsubid > 0 AND i.indexrelid IN (SELECT oid FROM rel)),
   'constraints', (
     SELECT coalesce(json_agg(json_build_array(
         con.conrelid, con.conname, con.contype, pg_catalog.pg_get_constraintdef(con.oid),
-        (SELECT coalesce(json_agg(a.attname ORDER BY k.ord), '[]')
-           FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
-           JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum),
-        fn.nspname, fc.relname,
-        (SELECT coalesce(json_agg(a.attname ORDER BY k.ord), '[]')
-           FROM unnest(con.confkey) WITH ORDINALITY k(attnum, ord)
-           JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum))), '[]')
+        con.conkey, fn.nspname, fc.relname, con.confkey, con.confrelid)), '[]')
     FROM pg_catalog.pg_constraint con
     JOIN rel r ON r.oid = con.conrelid
     LEFT JOIN pg_catalog.pg_class fc ON fc.oid = con.confrelid
     LEFT JOIN pg_catalog.pg_namespace fn ON fn.oid = fc.relnamespace
     WHERE con.contype IN ('p', 'u', 'f', 'c', 'x')),
+  'attributes', (
+    SELECT coalesce(json_agg(json_build_array(a.attrelid, a.attnum, a.attname)), '[]')
+    FROM pg_catalog.pg_attribute a
+    WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attrelid IN (
+      SELECT r.oid FROM rel r WHERE r.relkind = 'm'
+      UNION
+      SELECT con.confrelid FROM pg_catalog.pg_constraint con JOIN rel r ON r.oid = con.conrelid
+      WHERE con.contype = 'f' AND con.confrelid NOT IN (SELECT oid FROM rel WHERE relkind IN ('r', 'p')))),
   'enums', (
     SELECT coalesce(json_agg(json_build_array(n.nspname, t.typname,
         (SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder)
@@ -382,6 +389,50 @@ def _decode(data: Any) -> dict[str, Any]:
     return json.loads(data) if isinstance(data, (str, bytes)) else data
 
 
+# System columns a CHECK constraint may name (attnums below 1 are the same in every table).
+_SYSTEM_COLUMNS = {-1: "ctid", -2: "xmin", -3: "cmin", -4: "xmax", -5: "cmax", -6: "tableoid"}
+
+
+# Equal objects of the same kind are shared between snapshots: most of a schema does not
+# change from one step of the stairway to the next, and building a frozen dataclass costs
+# more than looking up its field values. The objects are immutable, so sharing is safe.
+_SHARED: dict[tuple[Any, ...], Any] = {}
+_SHARED_LIMIT = 100_000
+
+
+def _shared(kind: type, values: tuple[Any, ...], key: tuple[Any, ...] | None = None) -> Any:
+    """``kind(*values)``, or the equal object made before (``key``: hashable stand-in for values)."""
+    memo_key = (kind, *(values if key is None else key))
+    found = _SHARED.get(memo_key)
+    if found is None:
+        if len(_SHARED) >= _SHARED_LIMIT:
+            _SHARED.clear()
+        found = _SHARED[memo_key] = kind(*values)
+    return found
+
+
+def _key_names(
+    attnames: dict[tuple[int, int], str], relid: int | None, attnums: list[int] | None
+) -> tuple[str, ...]:
+    """Column names of a constraint's key, in key order (expression elements, attnum 0, left out)."""
+    names = []
+    for attnum in attnums or ():
+        name = attnames.get((relid, attnum)) if attnum > 0 else _SYSTEM_COLUMNS.get(attnum)
+        if name is not None:
+            names.append(name)
+    return tuple(names)
+
+
+def _index_columns(
+    attnames: dict[tuple[int, int], str], relid: int, indkey: list[int], used: Iterable[int]
+) -> tuple[str, ...]:
+    """The table columns an index uses: its key columns in key order, then those its
+    expressions and predicate use (pg_depend), in column order; each once."""
+    keys = list(dict.fromkeys(attnum for attnum in indkey if attnum > 0))
+    others = sorted(set(used) - set(keys))
+    return tuple(attnames[relid, attnum] for attnum in (*keys, *others) if (relid, attnum) in attnames)
+
+
 def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapshot:
     """Build a Snapshot from the catalog query's JSON document (pure)."""
     patterns = _names(exclude_tables)
@@ -389,28 +440,26 @@ def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapsho
     table_rows: dict[int, tuple[str, str, bool, str | None]] = {}
     for oid, schema, name, partitioned, comment in raw["tables"]:
         key = object_key(schema, name)
-        if not table_matches(key, patterns):
+        if not _matches(key, patterns):
             table_keys[oid] = key
             table_rows[oid] = (schema, name, partitioned, comment)
 
     columns: dict[int, list[Column]] = {oid: [] for oid in table_keys}
-    for relid, name, type_, nullable, default, identity, generated, collation, comment in raw["columns"]:
+    column_rows: dict[int, list[tuple[Any, ...]]] = {oid: [] for oid in table_keys}
+    # column names by (relation, attnum) for the keys of indexes and constraints
+    attnames = {(relid, attnum): name for relid, attnum, name in raw["attributes"]}
+    for row in raw["columns"]:
+        relid, name, type_, nullable, default, identity, generated, collation, comment, attnum = row
+        attnames[relid, attnum] = name
         if relid in columns:
-            columns[relid].append(
-                Column(
-                    name=name,
-                    type=type_,
-                    nullable=nullable,
-                    default=default,
-                    identity=_IDENTITY.get(identity),
-                    generated=generated,
-                    collation=collation,
-                    comment=comment,
-                )
-            )
+            values = (name, type_, nullable, default, _IDENTITY.get(identity), generated, collation, comment)
+            columns[relid].append(_shared(Column, values))
+            column_rows[relid].append(values)
     tables = {
-        table_keys[oid]: Table(
-            schema=schema, name=name, columns=tuple(columns[oid]), partitioned=partitioned, comment=comment
+        table_keys[oid]: _shared(
+            Table,
+            (schema, name, tuple(columns[oid]), partitioned, comment),
+            (schema, name, *column_rows[oid], partitioned, comment),
         )
         for oid, (schema, name, partitioned, comment) in table_rows.items()
     }
@@ -418,33 +467,26 @@ def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapsho
     indexes: dict[str, Index] = {}
     # materialized views have indexes too (REFRESH ... CONCURRENTLY needs a unique one)
     owners = {**table_keys, **{row[4]: object_key(row[0], row[1]) for row in raw["views"] if row[3]}}
-    for relid, schema, name, definition, unique, primary, constraint, index_columns in raw["indexes"]:
+    expression_columns: dict[int, set[int]] = {}
+    for indexrelid, attnum in raw["index_columns"]:
+        expression_columns.setdefault(indexrelid, set()).add(attnum)
+    for relid, schema, name, definition, unique, primary, constraint, indkey, indexrelid in raw["indexes"]:
         if relid in owners:
-            indexes[object_key(schema, name)] = Index(
-                schema=schema,
-                table=owners[relid],
-                name=name,
-                definition=definition,
-                unique=unique,
-                primary=primary,
-                constraint=constraint,
-                columns=tuple(index_columns),
-            )
+            index_columns = _index_columns(attnames, relid, indkey, expression_columns.get(indexrelid, ()))
+            values = (schema, owners[relid], name, definition, unique, primary, constraint, index_columns)
+            indexes[object_key(schema, name)] = _shared(Index, values)
 
     constraints: dict[str, Constraint] = {}
-    for relid, name, contype, definition, cols, ref_schema, ref_name, ref_cols in raw["constraints"]:
+    for relid, name, contype, definition, conkey, ref_schema, ref_name, confkey, ref_relid in raw[
+        "constraints"
+    ]:
         if relid in table_keys:
+            cols = _key_names(attnames, relid, conkey)
+            ref_cols = _key_names(attnames, ref_relid, confkey)
             table = table_keys[relid]
-            constraints[f"{table}.{name}"] = Constraint(
-                schema=tables[table].schema,
-                table=table,
-                name=name,
-                type=_CONSTRAINT_TYPES[contype],
-                definition=definition,
-                columns=tuple(cols),
-                ref_table=object_key(ref_schema, ref_name) if ref_name is not None else None,
-                ref_columns=tuple(ref_cols),
-            )
+            ref_table = object_key(ref_schema, ref_name) if ref_name is not None else None
+            values = (tables[table].schema, table, name, _CONSTRAINT_TYPES[contype], definition, cols)
+            constraints[f"{table}.{name}"] = _shared(Constraint, (*values, ref_table, ref_cols))
 
     enums = {
         object_key(schema, name): EnumType(schema=schema, name=name, labels=tuple(labels or ()))
@@ -456,7 +498,7 @@ def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapsho
         schema, name, data_type, owner_oid, owner_schema, owner_table, owner_column, identity = row[:8]
         start, increment, min_value, max_value, cycle = row[8:]
         owner_key = object_key(owner_schema, owner_table) if owner_table is not None else None
-        if owner_key is not None and owner_oid not in table_keys and table_matches(owner_key, patterns):
+        if owner_key is not None and owner_oid not in table_keys and _matches(owner_key, patterns):
             continue
         sequences[object_key(schema, name)] = Sequence(
             schema=schema,
