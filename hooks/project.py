@@ -407,7 +407,21 @@ class _EnvSession:
             return None
         if context.as_sql or context.connection is not connection or context._migrations_fn is not fn:
             return None
+        _remember_version_table(context)
         return cls(env, context, connection)
+
+
+def _remember_version_table(context: Any) -> None:
+    """Once the version table exists it stays (online, Alembic never drops it): ask only until then."""
+    ask = context._has_version_table
+    known: list[bool] = []
+
+    def has_version_table() -> bool:
+        if not known and ask():
+            known.append(True)
+        return bool(known)
+
+    context._has_version_table = has_version_table
 
 
 def _watch_env(env: Any) -> dict[str, list[Any]]:

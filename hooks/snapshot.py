@@ -489,7 +489,7 @@ def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapsho
             constraints[f"{table}.{name}"] = _shared(Constraint, (*values, ref_table, ref_cols))
 
     enums = {
-        object_key(schema, name): EnumType(schema=schema, name=name, labels=tuple(labels or ()))
+        object_key(schema, name): _shared(EnumType, (schema, name, tuple(labels or ())))
         for schema, name, labels in raw["enums"]
     }
 
@@ -500,21 +500,23 @@ def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapsho
         owner_key = object_key(owner_schema, owner_table) if owner_table is not None else None
         if owner_key is not None and owner_oid not in table_keys and _matches(owner_key, patterns):
             continue
-        sequences[object_key(schema, name)] = Sequence(
-            schema=schema,
-            name=name,
-            data_type=data_type,
-            owned_by=f"{owner_key}.{owner_column}" if owner_key is not None else None,
-            identity=bool(identity),
-            start=start,
-            increment=increment,
-            min_value=min_value,
-            max_value=max_value,
-            cycle=cycle,
+        owned_by = f"{owner_key}.{owner_column}" if owner_key is not None else None
+        values = (
+            schema,
+            name,
+            data_type,
+            owned_by,
+            bool(identity),
+            start,
+            increment,
+            min_value,
+            max_value,
+            cycle,
         )
+        sequences[object_key(schema, name)] = _shared(Sequence, values)
 
     views = {
-        object_key(schema, name): View(schema=schema, name=name, definition=definition, materialized=mat)
+        object_key(schema, name): _shared(View, (schema, name, definition, mat))
         for schema, name, definition, mat, _ in raw["views"]
     }
     return Snapshot(
