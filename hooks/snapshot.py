@@ -199,9 +199,10 @@ WITH ns AS (
     SELECT c.oid, c.relname, c.relkind, n.nspname
     FROM pg_catalog.pg_class c JOIN ns n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'i', 'I')
-      AND NOT EXISTS (
-        SELECT 1 FROM pg_catalog.pg_depend d
-        WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+      AND c.oid NOT IN (  -- members of extensions; the index on the referenced side finds them
+        SELECT d.objid FROM pg_catalog.pg_depend d
+        WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass
+          AND d.classid = 'pg_catalog.pg_class'::regclass AND d.deptype = 'e')
 )
 SELECT json_build_object(
   'tables', (

@@ -188,9 +188,18 @@ def data_losses(
 
 
 def check_revision(
-    project: Project, connection: Any, revision: Any, before: Snapshot, filler: Filler | None = None
+    project: Project,
+    connection: Any,
+    revision: Any,
+    before: Snapshot,
+    filler: Filler | None = None,
+    *,
+    empty: bool | None = None,
 ) -> RevisionOutcome:
-    """Rows in, up, snapshot, rows kept, down (no trace vs ``before``), up again (same schema)."""
+    """Rows in, up, snapshot, rows kept, down (no trace vs ``before``), up again (same schema).
+
+    ``empty``: whether the revision's downgrade() does nothing, when the caller knows already.
+    """
     counts = fill(filler, connection, before)
     error = apply(project, connection, revision)
     if error is not None:
@@ -206,7 +215,8 @@ def check_revision(
     after = snapshot(project, connection)
     problems, notes = data_losses(project, connection, revision, counts, after)
 
-    empty = downgrade_is_empty(revision.path)
+    if empty is None:
+        empty = downgrade_is_empty(revision.path)
     if empty and problems:
         return RevisionOutcome(_fail(project, revision, problems[0], problems[1:]), after, stop=False)
     if empty:
@@ -280,11 +290,12 @@ def run_stairway(
     reversible = True
     revisions = project.revisions()[start:]
     for index, revision in enumerate(revisions):
-        outcome = check_revision(project, connection, revision, current, filler)
+        empty = downgrade_is_empty(revision.path)
+        outcome = check_revision(project, connection, revision, current, filler, empty=empty)
         checks.append(outcome.result)
         if on_result is not None:
             on_result(outcome.result)
-        if downgrade_is_empty(revision.path):
+        if empty:
             reversible = False
         if outcome.stop or outcome.after is None:
             left = revisions[index + 1 :]
