@@ -462,6 +462,22 @@ class _Guarded:
 
     __repr__ = __str__
 
+    def should_delete_branch(self, heads: Any) -> bool:
+        # Alembic walks every ancestor of the target to answer this for a downgrade; on a
+        # linear stretch (one head, the step's own, and one revision below it) the answer
+        # is always no: known without the walk, which made the stairway quadratic
+        from alembic.runtime.migration import RevisionStep
+
+        step = self._step
+        if (
+            isinstance(step, RevisionStep)
+            and step.is_downgrade
+            and set(heads) == {step.revision.revision}
+            and len(step.to_revisions) == 1
+        ):
+            return False
+        return bool(step.should_delete_branch(heads))
+
     @property
     def migration_fn(self) -> Callable[..., Any]:
         fn = self._step.migration_fn
