@@ -198,3 +198,56 @@ def test_isolated_imports_leave_installed_packages_alone(
             assert sys.modules["json"] is json
     finally:
         sys.modules.pop("fakelib_sw", None)
+
+
+def _count_env_runs(ini: Path) -> None:
+    env = ini.parent / "migrations" / "env.py"
+    env.write_text(
+        env.read_text().replace(
+            "config = context.config",
+            "config = context.config\nos.environ['ENV_RUNS'] = str(int(os.environ['ENV_RUNS']) + 1)",
+        )
+    )
+
+
+def _stairway_steps(ini: Path, url: str) -> list[str]:
+    """Every revision up, down and up again through Project.step; the versions seen after each."""
+    engine = create_engine(url, poolclass=pool.NullPool)
+    seen = []
+    try:
+        with loaded_project(ini) as project, engine.connect() as conn:
+            for revision in project.revisions():
+                for downgrade in (False, True, False):
+                    project.step(conn, revision, downgrade=downgrade)
+                    conn.commit()
+                    seen.append(
+                        conn.exec_driver_sql(
+                            "SELECT string_agg(version_num, ',') FROM alembic_version"
+                        ).scalar()
+                    )
+                    conn.rollback()
+    finally:
+        engine.dispose()
+    return seen
+
+
+def test_env_py_runs_once_per_connection_for_many_steps(
+    tmp_path: Path, fresh_db: str, pg_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENV_RUNS", "0")
+    ini = readings_project(tmp_path)
+    _count_env_runs(ini)
+    seen = _stairway_steps(ini, pg_server.url(fresh_db))
+    assert os.environ["ENV_RUNS"] == "1"
+    assert seen == ["0001", None, "0001", "0002", "0001", "0002"]
+
+
+def test_env_py_ignoring_the_injected_connection_runs_for_every_step(
+    tmp_path: Path, fresh_db: str, pg_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENV_RUNS", "0")
+    ini = readings_project(tmp_path, env_uses_injected_connection=False)
+    _count_env_runs(ini)
+    seen = _stairway_steps(ini, pg_server.url(fresh_db))
+    assert os.environ["ENV_RUNS"] == "6"  # its own connection: nothing to drive again
+    assert seen == ["0001", None, "0001", "0002", "0001", "0002"]

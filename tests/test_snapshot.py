@@ -598,3 +598,33 @@ def test_dropped_column_takes_its_indexes_and_constraints_along(conn: psycopg2.e
         " index ix_readings_lower_site) [destructive]",
         "- view latest_readings (view)",
     ]
+
+
+def test_equal_objects_are_shared_between_snapshots(conn: psycopg2.extensions.connection) -> None:
+    run(conn, "CREATE TABLE a (id int PRIMARY KEY, n text); CREATE TABLE b (id int PRIMARY KEY)")
+    first = take(conn)
+    run(conn, "ALTER TABLE b ADD COLUMN m int")
+    second = take(conn)
+    assert second.tables["a"] is first.tables["a"]
+    assert second.indexes["a_pkey"] is first.indexes["a_pkey"]
+    assert second.tables["b"] is not first.tables["b"]
+    assert second.tables["b"].columns[0] is first.tables["b"].columns[0]
+    assert [c.name for c in second.tables["b"].columns] == ["id", "m"]
+
+
+def test_key_columns_follow_renames_and_other_schemas(conn: psycopg2.extensions.connection) -> None:
+    run(
+        conn,
+        "CREATE SCHEMA other; CREATE TABLE other.p (id int PRIMARY KEY, code text UNIQUE);"
+        "CREATE TABLE t (id int PRIMARY KEY, code text REFERENCES other.p (code), x int,"
+        " CHECK (tableoid::regclass::text <> 'z'));"
+        "CREATE INDEX ix_t ON t (lower(code), x) INCLUDE (id) WHERE x > 0",
+    )
+    before = take(conn)
+    assert before.indexes["ix_t"].columns == ("x", "id", "code")
+    assert before.constraints["t.t_code_fkey"].ref_columns == ("code",)
+    assert before.constraints["t.t_tableoid_check"].columns == ("tableoid",)
+    run(conn, "ALTER TABLE t RENAME COLUMN x TO y; ALTER TABLE other.p RENAME COLUMN code TO label")
+    after = take(conn)
+    assert after.indexes["ix_t"].columns == ("y", "id", "code")
+    assert after.constraints["t.t_code_fkey"].ref_columns == ("label",)
