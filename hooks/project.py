@@ -177,14 +177,22 @@ def isolated_imports(root: Path, extra_paths: Iterable[Path] = ()) -> Iterator[N
     Modules that the project could shadow (its top-level names, e.g. ``database`` or
     ``app``) are set aside for the block and put back after, and ``sys.path`` is restored,
     so two versions of one project, or many fixture projects, load in one process.
+
+    No bytecode is written meanwhile: a .pyc is trusted by its source's mtime (whole
+    seconds) and size, so a model edited within the second of an earlier load (same size:
+    ``String(32)`` -> ``String(64)``) would be read stale; and the guard leaves no
+    ``__pycache__`` in the user's tree.
     """
     roots = [Path(root).resolve(), *(Path(p).resolve() for p in extra_paths)]
     names = _top_level_names(roots)
     saved_path = list(sys.path)
     saved_modules = {name: sys.modules.pop(name) for name in _project_modules(names, roots)}
+    saved_bytecode = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True
     try:
         yield
     finally:
+        sys.dont_write_bytecode = saved_bytecode
         for name in _project_modules(names, roots):
             sys.modules.pop(name, None)
         sys.modules.update(saved_modules)

@@ -200,6 +200,29 @@ def test_isolated_imports_leave_installed_packages_alone(
         sys.modules.pop("fakelib_sw", None)
 
 
+def test_isolated_imports_see_an_edit_made_within_the_same_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a .pyc is trusted by its source's mtime in whole seconds and its size: an edit of the
+    # same size in the same second must still be seen, and the guard writes no __pycache__
+    module = tmp_path / "models_sw_edit.py"
+    module.write_text("LENGTH = 32\n")
+    stamp = module.stat().st_mtime_ns
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)  # as without PYTHONDONTWRITEBYTECODE
+    with isolated_imports(tmp_path):
+        import models_sw_edit  # type: ignore[import-not-found]
+
+        assert models_sw_edit.LENGTH == 32
+    module.write_text("LENGTH = 64\n")
+    os.utime(module, ns=(stamp, stamp))
+    with isolated_imports(tmp_path):
+        import models_sw_edit  # type: ignore[import-not-found]
+
+        assert models_sw_edit.LENGTH == 64
+    assert not (tmp_path / "__pycache__").exists()
+
+
 def _count_env_runs(ini: Path) -> None:
     env = ini.parent / "migrations" / "env.py"
     env.write_text(
