@@ -4,8 +4,11 @@ The verdict comes from Postgres itself: the models are built with ``metadata.cre
 a second database of the same throwaway server, both databases are snapshotted from
 pg_catalog and the snapshots diffed (types, defaults, CHECK and index expressions are then
 normalized by Postgres, which avoids the false positives of textual comparison; column
-order is ignored). Alembic's ``compare_metadata`` (types and server defaults compared) then
-proposes the operations of the fixing migration, as readable lines.
+order is ignored). When they differ, Alembic's ``compare_metadata`` (types and server
+defaults compared) proposes the operations of the fixing migration, as readable lines. When
+Postgres finds them equal, Alembic is not asked (0.14 s on a 57-table schema): its verdict
+would not change the result, and where it disagrees it is the one that is wrong (e.g. a
+server default written differently but stored the same).
 """
 
 from __future__ import annotations
@@ -272,21 +275,18 @@ def check_drift(
             models_conn.close()
             engine.dispose()
             server.drop_database(models_db)
+    if changes is not None:
+        changes = _dropped_tables_the_user_excludes(model_blind_spots(changes), env)
+        if not changes:  # Postgres's verdict stands: Alembic's proposal would be ignored anyway
+            return CheckResult(
+                NAME, PASS, "the migrations build exactly what the models declare", None, tuple(notes)
+            )
     try:
         proposals = describe_operations(autogenerate_diffs(project, connection, env))
     except Exception as err:
         proposals = []
         notes.append(f"Alembic's compare_metadata failed: {one_line(str(err))}")
     if changes is not None:
-        changes = _dropped_tables_the_user_excludes(model_blind_spots(changes), env)
-        if not changes:
-            details = [*notes]
-            if proposals:
-                details.append("Alembic's comparison reports differences that Postgres does not (ignored):")
-                details.extend(f"  {p}" for p in proposals)
-            return CheckResult(
-                NAME, PASS, "the migrations build exactly what the models declare", None, tuple(details)
-            )
         lines = [c.line() for c in changes]
         message_source = changes
     else:
