@@ -16,11 +16,13 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from hooks.diff import Change
 from hooks.project import EnvInfo, Project, one_line
 from hooks.report import FAIL, PASS, CheckResult
+from hooks.snapshot import Snapshot
 from hooks.stairway import diff, snapshot
 
 NAME = "drift"
@@ -167,21 +169,18 @@ def _metadatas(metadata: Any) -> list[Any]:
 
 
 def build_models_database(
-    server: Any, migrated: Any, project: Project, metadata: Any, name: str = MODELS_DB
+    server: Any, project: Project, metadata: Any, extensions: Sequence[str], name: str = MODELS_DB
 ) -> Any:
     """A second database with ``create_all`` of the models; its connection (caller closes)."""
     from sqlalchemy import create_engine, pool
 
-    extensions = [row[0] for row in migrated.exec_driver_sql("SELECT extname FROM pg_extension")]
-    migrated.rollback()
     server.drop_database(name)
     server.create_database(name)
     engine = create_engine(server.url(name), poolclass=pool.NullPool)
     connection = engine.connect()
     try:
-        for name in extensions:
-            if name != "plpgsql":
-                connection.exec_driver_sql(f'CREATE EXTENSION IF NOT EXISTS "{name}"')
+        for extension in extensions:
+            connection.exec_driver_sql(f'CREATE EXTENSION IF NOT EXISTS "{extension}"')
         for schema in project.settings.schemas:
             connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         for md in _metadatas(metadata):
@@ -190,6 +189,7 @@ def build_models_database(
     except BaseException:
         connection.close()
         engine.dispose()
+        server.drop_database(name)
         raise
     return connection
 
@@ -252,29 +252,70 @@ def model_blind_spots(changes: list[Change]) -> list[Change]:
     return [c for c in changes if c.kind != "view" and not (c.kind == "sequence" and c.action == "removed")]
 
 
+@dataclass(frozen=True)
+class ModelsSide:
+    """The models built with ``create_all`` and snapshotted, or why that failed.
+
+    ``extensions``: the extensions the models' database was given (those of the migrated
+    database when it was built); a result for other extensions than head's is not used.
+    """
+
+    extensions: tuple[str, ...]
+    snapshot: Snapshot | None
+    error: str | None = None
+
+
+def extensions_of(connection: Any) -> tuple[str, ...]:
+    names = [row[0] for row in connection.exec_driver_sql("SELECT extname FROM pg_extension ORDER BY 1")]
+    connection.rollback()
+    return tuple(n for n in names if n != "plpgsql")
+
+
+def models_side(
+    server: Any, project: Project, metadata: Any, extensions: Sequence[str], name: str = MODELS_DB
+) -> ModelsSide:
+    """Build the models in database ``name`` (dropped again), snapshot it."""
+    try:
+        connection = build_models_database(server, project, metadata, extensions, name)
+    except Exception as err:
+        return ModelsSide(tuple(extensions), None, one_line(str(err)))
+    try:
+        return ModelsSide(tuple(extensions), snapshot(project, connection))
+    finally:
+        engine = connection.engine
+        connection.close()
+        engine.dispose()
+        server.drop_database(name)
+
+
 def check_drift(
-    project: Project, server: Any, connection: Any, env: EnvInfo, *, models_db: str = MODELS_DB
+    project: Project,
+    server: Any,
+    connection: Any,
+    env: EnvInfo,
+    *,
+    models_db: str = MODELS_DB,
+    models: ModelsSide | None = None,
 ) -> CheckResult:
-    """Compare the schema at head (``connection``) with the models; readable fix on failure."""
+    """Compare the schema at head (``connection``) with the models; readable fix on failure.
+
+    ``models``: the models' side computed ahead (e.g. while the stairway ran); built here
+    when absent or made with other extensions than the migrated database has.
+    """
     if env.metadata is None:
         return CheckResult(
             NAME, PASS, "env.py sets no target_metadata: nothing to compare the migrations with"
         )
     migrated = snapshot(project, connection)
+    extensions = extensions_of(connection)
+    if models is None or models.extensions != extensions:
+        models = models_side(server, project, env.metadata, extensions, models_db)
     notes: list[str] = []
-    try:
-        models_conn = build_models_database(server, connection, project, env.metadata, models_db)
-    except Exception as err:
-        notes.append(f"metadata.create_all failed ({one_line(str(err))}): compared with Alembic only")
-        changes: list[Change] | None = None
+    changes: list[Change] | None = None
+    if models.snapshot is None:
+        notes.append(f"metadata.create_all failed ({models.error}): compared with Alembic only")
     else:
-        try:
-            changes = diff(project, migrated, snapshot(project, models_conn))
-        finally:
-            engine = models_conn.engine
-            models_conn.close()
-            engine.dispose()
-            server.drop_database(models_db)
+        changes = diff(project, migrated, models.snapshot)
     if changes is not None:
         changes = _dropped_tables_the_user_excludes(model_blind_spots(changes), env)
         if not changes:  # Postgres's verdict stands: Alembic's proposal would be ignored anyway
