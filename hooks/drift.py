@@ -277,8 +277,8 @@ def models_side(
     """Build the models in database ``name`` (dropped again), snapshot it."""
     try:
         connection = build_models_database(server, project, metadata, extensions, name)
-    except Exception as err:
-        return ModelsSide(tuple(extensions), None, one_line(str(err)))
+    except Exception as err:  # the database's words, not the driver's class name
+        return ModelsSide(tuple(extensions), None, one_line(str(getattr(err, "orig", None) or err)))
     try:
         return ModelsSide(tuple(extensions), snapshot(project, connection))
     finally:

@@ -205,3 +205,69 @@ def test_fixing_command_of_the_bundled_project_is_manage_py() -> None:
             fix_command(project, "x", autogenerate=False)
             == 'python database/manage.py db-revision --empty -m "x"'
         )
+
+
+def _databases(server: Server) -> set[str]:
+    import psycopg2
+
+    conn = psycopg2.connect(**server.connect_kwargs("postgres"))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT datname FROM pg_database")
+            return {row[0] for row in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+def test_models_that_create_all_cannot_build_fall_back_to_alembic_and_leave_no_database(
+    tmp_path: Path, pg_server: Server
+) -> None:
+    models = READINGS_MODELS.replace(
+        'sa.Column("device", sa.String(32)),',
+        'sa.Column("device", sa.String(32)),\n    sa.CheckConstraint("no_such_function(device)", name="ck"),',
+    )
+    before = _databases(pg_server)
+    drift = _drift(check_on(pg_server, readings_project(tmp_path, models=models)))
+    # Alembic does not compare CHECK constraints: its comparison alone finds nothing
+    assert drift.status == PASS
+    assert drift.message == "no drift found by Alembic's comparison"
+    [note] = drift.details
+    assert note.startswith("metadata.create_all failed (function no_such_function(character varying)")
+    assert note.endswith("): compared with Alembic only")
+    assert _databases(pg_server) == before
+
+
+def test_models_side_built_ahead_is_used_only_for_the_same_extensions(
+    tmp_path: Path, pg_server: Server
+) -> None:
+    import sqlalchemy as sa_
+
+    from hooks.drift import check_drift, extensions_of, models_side
+    from hooks.project import isolated_imports, open_project
+    from hooks.snapshot import Snapshot
+
+    ini = readings_project(tmp_path)
+    database = "drift_ahead"
+    pg_server.create_database(database)
+    try:
+        with isolated_imports(ini.parent):
+            project = open_project(ini)
+            engine = sa_.create_engine(pg_server.url(database), poolclass=sa_.pool.NullPool)
+            with engine.connect() as connection:
+                env = project.environment(connection)
+                connection.rollback()
+                project.migrate(connection, "heads")
+                connection.commit()
+                ahead = models_side(pg_server, project, env.metadata, extensions_of(connection), "drift_m")
+                assert ahead.snapshot is not None and "drift_m" not in _databases(pg_server)
+                assert check_drift(project, pg_server, connection, env, models=ahead).status == PASS
+                # a models side that claims other extensions is rebuilt, not trusted
+                wrong = type(ahead)(("hstore",), Snapshot())
+                rebuilt = check_drift(project, pg_server, connection, env, models=wrong, models_db="drift_m")
+                assert rebuilt.status == PASS  # the empty snapshot would have been drift
+                # a models side for the same extensions is used as it is
+                used = check_drift(project, pg_server, connection, env, models=type(ahead)((), Snapshot()))
+                assert used.status == FAIL
+            engine.dispose()
+    finally:
+        pg_server.drop_database(database)
