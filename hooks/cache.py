@@ -18,8 +18,14 @@ about 0.4 s for the 300-revision benchmark history) and proves only what follows
 Restoring a ``pg_dump`` instead was measured faster (dump 0.07 s, load 0.10-0.13 s) but is
 not faithful: Postgres re-parses the dumped DDL, and a CHECK such as ``unit IN ('C', 'F')``
 on a varchar column comes back as a different expression (``(ARRAY[...])::text[]``), which
-the drift check (models built with ``create_all``) then reports as drift. A copy of a data
-directory holding the schema would be faithful but costs 0.39-0.44 s, no better than replay.
+the drift check (models built with ``create_all``) then reports as drift.
+
+Faster and faithful: a run that passed saves its server's stopped data directory, its
+database ``postgres`` pristine at head (what a plain upgrade from empty gives, no generated
+rows), under ``clusters/`` (:class:`ClusterCache`, keyed by head's proof key and the Postgres
+build). The next run starts its server from a copy of it (the same copy every run makes of
+the initdb'd cluster) after checking its files' digest, its version table and its schema's
+snapshot digest, and replays only the revisions after it.
 
 Layout under ``hooks.postgres.cache_dir() / "proofs"`` (or ``$SCHEMA_WARDEN_PROOF_CACHE``):
 ``entries/<key>.json`` (one proof) and ``lock``. Every file is
@@ -37,6 +43,8 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -451,3 +459,231 @@ def plan_project(
         },
     )
     return cache, cache.plan(revisions, context)
+
+
+# --- cached data directories: warm runs start at a proven revision instead of replaying -----
+
+CLUSTERS_SUBDIR = "clusters"
+CLUSTER_FILE = "entry.json"
+MAX_CLUSTERS = 2  # e.g. the last head and the one before it (a new revision on top)
+STALE_STAGING_S = 600.0
+
+
+def snapshot_digest(snapshot: Any) -> str:
+    """SHA-256 of a :class:`hooks.snapshot.Snapshot` (its JSON form)."""
+    return hashlib.sha256(snapshot.to_json().encode()).hexdigest()
+
+
+def tree_digest(root: Path) -> str:
+    """SHA-256 over every file below ``root``: relative path, size and content (symlinks: target)."""
+    h = hashlib.sha256()
+    base = os.fspath(root)
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, base)
+            if os.path.islink(path):
+                h.update(f"L {rel} {os.readlink(path)}\0".encode())
+                continue
+            with open(path, "rb") as fh:
+                digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            h.update(f"F {rel} {digest}\0".encode())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ClusterEntry:
+    """A stopped data directory whose database ``database`` is exactly what a plain upgrade
+    from an empty database to ``revision`` gives (no generated rows of the data check)."""
+
+    path: Path  # the entry's directory: data/ and entry.json
+    revision: str
+    key: str  # the proof key of ``revision``
+    database: str
+    version_table: str  # Alembic's version table, "schema.table" or "table"
+    snapshot: str  # snapshot_digest of ``database``
+    files: str  # tree_digest of data/
+
+    @property
+    def data(self) -> Path:
+        return self.path / "data"
+
+    def payload(self) -> dict[str, object]:
+        return {
+            "format": FORMAT,
+            "kind": "cluster",
+            "revision": self.revision,
+            "key": self.key,
+            "database": self.database,
+            "version_table": self.version_table,
+            "snapshot": self.snapshot,
+            "files": self.files,
+        }
+
+
+class ClusterCache:
+    """Saved data directories under ``proofs_dir()/clusters``, one per (proof key, Postgres build).
+
+    An entry appears by rename of a finished directory; writers hold an exclusive ``fcntl``
+    lock to rename and evict (at most :data:`MAX_CLUSTERS`, least recently used first),
+    readers a shared one while they check and copy an entry, so none sees half of one.
+    """
+
+    def __init__(self, build: str, root: Path | None = None, *, enabled: bool = True) -> None:
+        self.root = Path(root) if root is not None else proofs_dir() / CLUSTERS_SUBDIR
+        self.build = build
+        self.enabled = enabled
+        self.discarded: list[str] = []
+
+    def _name(self, key: str) -> str:
+        return _sha("cluster", self.build, key)[:32]
+
+    def path_for(self, key: str) -> Path:
+        return self.root / self._name(key)
+
+    @contextlib.contextmanager
+    def _locked(self, exclusive: bool) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(self.root / "lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _read(self, path: Path, key: str, revision: str) -> ClusterEntry | None:
+        try:
+            payload = unseal((path / CLUSTER_FILE).read_bytes())
+        except OSError:
+            payload = None
+        if payload is None or payload.get("kind") != "cluster":
+            return None
+        try:
+            entry = ClusterEntry(
+                path,
+                str(payload["revision"]),
+                str(payload["key"]),
+                str(payload["database"]),
+                str(payload["version_table"]),
+                str(payload["snapshot"]),
+                str(payload["files"]),
+            )
+        except KeyError:
+            return None
+        return entry if (entry.key, entry.revision) == (key, revision) else None
+
+    def has(self, key: str) -> bool:
+        return self.enabled and (self.path_for(key) / CLUSTER_FILE).is_file()
+
+    def find(self, plan: Plan) -> ClusterEntry | None:
+        """The entry nearest to ``plan.resume`` among the proven revisions up to it."""
+        if not self.enabled or not plan.enabled or plan.resume is None or plan.resume not in plan.proven:
+            return None
+        chain = plan.proven[: plan.proven.index(plan.resume) + 1]
+        if not self.root.is_dir():
+            return None
+        damaged = []
+        with self._locked(exclusive=False):
+            for revision in reversed(chain):
+                path = self.path_for(plan.keys[revision])
+                if not path.is_dir():
+                    continue
+                entry = self._read(path, plan.keys[revision], revision)
+                if entry is not None:
+                    break
+                damaged.append(path)
+            else:
+                entry = None
+        for path in damaged:
+            self._remove(path)
+        return entry
+
+    @contextlib.contextmanager
+    def reading(self, entry: ClusterEntry) -> Iterator[Path | None]:
+        """The entry's data directory, its files checked, held against eviction while the
+        block copies it; None when it is damaged or gone (then discard it)."""
+        with self._locked(exclusive=False):
+            try:
+                intact = tree_digest(entry.data) == entry.files
+            except OSError:
+                intact = False
+            if intact:
+                with contextlib.suppress(OSError):
+                    os.utime(entry.path / CLUSTER_FILE)  # recently used: evicted last
+            yield entry.data if intact else None
+
+    def discard(self, entry: ClusterEntry) -> None:
+        """Remove a damaged entry (it is saved again by the next run that passes)."""
+        self._remove(entry.path)
+
+    def _remove(self, path: Path) -> None:
+        trash = self.root / f".trash-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        with self._locked(exclusive=True):
+            try:
+                os.rename(path, trash)
+            except OSError:
+                return
+        self.discarded.append(path.name)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def save(
+        self,
+        server: Any,
+        *,
+        revision: str,
+        key: str,
+        database: str,
+        version_table: str,
+        snapshot: str,
+    ) -> ClusterEntry | None:
+        """Stop ``server`` cleanly and keep its data directory as the entry for ``key``.
+
+        Only for a server whose database ``database`` is pristine at ``revision`` and whose
+        other databases are gone. None when an entry for ``key`` exists already.
+        """
+        final = self.path_for(key)
+        if not self.enabled or final.exists():
+            return None
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        staging = self.root / f".new-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        evicted: list[Path] = []
+        try:
+            staging.mkdir(mode=0o700)
+            server.save_data_dir(staging / "data")
+            entry = ClusterEntry(
+                final, revision, key, database, version_table, snapshot, tree_digest(staging / "data")
+            )
+            (staging / CLUSTER_FILE).write_text(seal(entry.payload()))
+            with self._locked(exclusive=True):
+                if final.exists():
+                    return None
+                os.replace(staging, final)
+                evicted = self._evict(keep=final)
+            return entry
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            for path in evicted:
+                shutil.rmtree(path, ignore_errors=True)
+
+    def _evict(self, keep: Path) -> list[Path]:
+        """Under the exclusive lock: move all but the MAX_CLUSTERS most recently used entries
+        (and staging left by a killed guard) out of the way; returns what to delete."""
+        entries, trash = [], []
+        now = time.time()
+        for path in self.root.iterdir():
+            with contextlib.suppress(OSError):
+                if path.name.startswith((".new-", ".trash-")):
+                    if now - path.stat().st_mtime > STALE_STAGING_S:
+                        trash.append(path)
+                elif path.is_dir():
+                    used = (path / CLUSTER_FILE).stat().st_mtime if (path / CLUSTER_FILE).exists() else 0.0
+                    entries.append((path == keep, used, path))
+        entries.sort(reverse=True)
+        moved = []
+        for _keep, _used, path in entries[MAX_CLUSTERS:]:
+            target = self.root / f".trash-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            with contextlib.suppress(OSError):
+                os.rename(path, target)
+                moved.append(target)
+        return moved + trash

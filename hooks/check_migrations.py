@@ -14,6 +14,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,84 @@ def _version_note(project: Project, server: Any) -> list[str]:
     return [note]
 
 
+@dataclass(frozen=True)
+class Pristine:
+    """A database that holds exactly what a plain upgrade from empty to ``revision`` gives."""
+
+    revision: str
+    key: str  # the proof key of ``revision``
+    database: str
+    version_table: str  # quoted SQL name of Alembic's version table
+    snapshot: str  # hooks.cache.snapshot_digest of the database
+
+
+@dataclass(frozen=True)
+class Outcome:
+    checks: list[CheckResult]
+    pristine: Pristine | None = None  # set when the run may save its data directory
+
+
+def _quoted(*names: str | None) -> str:
+    return ".".join('"' + n.replace('"', '""') + '"' for n in names if n)
+
+
+def _version_table(env: Any) -> str:
+    return _quoted(env.opts.get("version_table_schema"), env.opts.get("version_table") or "alembic_version")
+
+
+def _replay(project: Project, server: Any, database: str, target: str) -> None:
+    """Upgrade database ``database`` plainly to ``target`` (own connection, env.py runs)."""
+    from sqlalchemy import create_engine, pool
+
+    from hooks.stairway import migrate
+
+    engine = create_engine(server.url(database), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            project.environment(connection)  # env.py imports the models: ProjectError here
+            connection.rollback()
+            _replay_proven(project, connection, target, migrate)
+    finally:
+        engine.dispose()
+
+
+def _replay_proven(project: Project, connection: Any, target: str, migrate: Any) -> None:
+    error = migrate(project, connection, target)
+    if error is not None:
+        raise ProjectError(
+            f"revision {target}: upgrade failed although an earlier run proved it: "
+            f"{error.message}: run again with --no-cache",
+            detail="\n".join(error.details),
+        )
+
+
+def _pristine_head(
+    project: Project, server: Any, plan: Any, env: Any, database: str, connection: Any | None
+) -> Pristine | None:
+    """Database ``database`` brought to head plainly (``connection``: it is there already)."""
+    from sqlalchemy import create_engine, pool
+
+    from hooks import cache
+    from hooks.stairway import migrate, snapshot
+
+    heads = project.script.get_heads()
+    if len(heads) != 1:
+        return None
+    head = heads[0]
+    if connection is not None:
+        digest = cache.snapshot_digest(snapshot(project, connection))
+    else:
+        engine = create_engine(server.url(database), poolclass=pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                if migrate(project, conn, "heads") is not None:
+                    return None
+                digest = cache.snapshot_digest(snapshot(project, conn))
+        finally:
+            engine.dispose()
+    return Pristine(head, plan.keys[head], database, _version_table(env), digest)
+
+
 def run_checks(
     project: Project,
     server: Any,
@@ -124,17 +203,45 @@ def run_checks(
     use_cache: bool = True,
 ) -> list[CheckResult]:
     """Stairway, round trip and drift on database ``database`` (created here) of ``server``."""
-    from sqlalchemy import create_engine, pool
-
     from hooks import cache
-    from hooks.drift import check_drift
-    from hooks.stairway import migrate, round_trip, run_stairway
 
     store, plan = cache.plan_project(
         project, server.binaries.major, enabled=use_cache, options={"data_check": data_check}
     )
+    return _run_checks(
+        project, server, store, plan, fail_fast=fail_fast, data_check=data_check, database=database
+    ).checks
+
+
+def _run_checks(
+    project: Project,
+    server: Any,
+    store: Any,
+    plan: Any,
+    *,
+    fail_fast: bool = False,
+    data_check: bool = True,
+    database: str = DATABASE,
+    clusters: Any = None,
+    at: str | None = None,
+) -> Outcome:
+    """The checks; ``clusters``: keep database ``database`` pristine (the stairway works in a
+    copy when it has revisions to prove) so that the run can save it; ``at``: the revision
+    database ``database`` holds already (started from a saved data directory)."""
+    from sqlalchemy import create_engine, pool
+
+    from hooks.drift import check_drift
+    from hooks.stairway import migrate, round_trip, run_stairway
+
     if database != DATABASE:
         server.create_database(database)
+    pristine_db = database
+    copy = clusters is not None and plan.resume is not None and plan.start < len(project.revisions())
+    if copy:  # the stairway fills tables with generated rows: not in the pristine database
+        if at != plan.resume:
+            _replay(project, server, pristine_db, plan.resume)
+        database = f"{pristine_db}_stairway"
+        server.copy_database(database, template=pristine_db)
     engine = create_engine(server.url(database), poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
@@ -145,13 +252,8 @@ def run_checks(
                 checks.append(CheckResult("stairway", PASS, "no revisions: nothing to check"))
             start = 0
             if plan.resume is not None:  # proven before: upgrade plainly, prove only what follows
-                error = migrate(project, connection, plan.resume)
-                if error is not None:
-                    raise ProjectError(
-                        f"revision {plan.resume}: upgrade failed although an earlier run proved it: "
-                        f"{error.message}: run again with --no-cache",
-                        detail="\n".join(error.details),
-                    )
+                if not copy and at != plan.resume:
+                    _replay_proven(project, connection, plan.resume, migrate)
                 start = plan.start
                 proven = f"{start} revisions up to {plan.resume} proven by an earlier run"
                 checks.append(
@@ -165,7 +267,8 @@ def run_checks(
             if stairway.head is None or (failed and fail_fast):
                 checks.append(CheckResult("round-trip", NOTE, "skipped: the stairway did not reach head"))
                 checks.append(CheckResult("drift", NOTE, "skipped: the stairway did not reach head"))
-                return checks
+                return Outcome(checks)
+            recorded = False
             if not project.revisions():
                 pass
             elif failed:  # the round trip would repeat the stairway's failures
@@ -178,13 +281,90 @@ def run_checks(
                 target = plan.resume if start and plan.resume else "base"
                 checks.append(round_trip(project, connection, stairway.base, stairway.head, target))
                 if checks[-1].status == FAIL and fail_fast:
-                    return checks
+                    return Outcome(checks)
                 if checks[-1].status == PASS:  # stairway and round trip clean: remember the proofs
                     store.record(plan, [c.revision for c in stairway.checks if c.revision])
+                    recorded = plan.enabled
             checks.append(check_drift(project, server, connection, env, models_db=f"{database}_models"))
-            return checks
+            pristine = None
+            if clusters is not None and recorded and not any(c.status == FAIL for c in checks):
+                head = project.script.get_heads()
+                if len(head) == 1 and not clusters.has(plan.keys[head[0]]):
+                    # without a copy the stairway ran here: after the round trip from base (or
+                    # with nothing to prove) this database is what a plain upgrade gives
+                    pristine = _pristine_head(
+                        project, server, plan, env, pristine_db, None if copy else connection
+                    )
+            return Outcome(checks, pristine)
     finally:
         engine.dispose()
+
+
+def _holds(project: Project, server: Any, entry: Any) -> bool:
+    """Does the server started from ``entry`` hold what the entry says (revision and schema)?"""
+    from sqlalchemy import create_engine, pool
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from hooks import cache
+    from hooks.stairway import snapshot
+
+    if entry.database != DATABASE:
+        return False
+    engine = create_engine(server.url(entry.database), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql(f"SELECT version_num FROM {entry.version_table}").all()
+            connection.rollback()
+            if [tuple(r) for r in rows] != [(entry.revision,)]:
+                return False
+            return cache.snapshot_digest(snapshot(project, connection)) == entry.snapshot
+    except SQLAlchemyError:
+        return False
+    finally:
+        engine.dispose()
+
+
+def _start_server(
+    stack: contextlib.ExitStack, project: Project, binaries: Any, clusters: Any, entry: Any
+) -> tuple[Any, str | None]:
+    """The throwaway server, from ``entry``'s data directory when it is intact and holds what
+    it says (else the entry is deleted); returns (server, revision its database is at)."""
+    from hooks.errors import EnvironmentProblem
+    from hooks.postgres import throwaway_server
+
+    if entry is not None:
+        attempt = contextlib.ExitStack()
+        try:
+            server = None
+            with clusters.reading(entry) as data:
+                if data is not None:
+                    server = attempt.enter_context(
+                        throwaway_server(binaries=binaries, memory=True, cluster=data)
+                    )
+            if server is not None and _holds(project, server, entry):
+                stack.enter_context(attempt.pop_all())
+                return server, entry.revision
+        except EnvironmentProblem:  # it did not even start: damaged
+            pass
+        finally:
+            attempt.close()
+        clusters.discard(entry)
+    return stack.enter_context(throwaway_server(binaries=binaries, memory=True)), None
+
+
+def _save(server: Any, clusters: Any, pristine: Pristine) -> None:
+    """Keep the server's data directory, its database pristine at head, for the next run."""
+    for name in server.databases():
+        if name != pristine.database:
+            server.drop_database(name)
+    clusters.save(
+        server,
+        revision=pristine.revision,
+        key=pristine.key,
+        database=pristine.database,
+        version_table=pristine.version_table,
+        snapshot=pristine.snapshot,
+    )
 
 
 def run(
@@ -196,7 +376,8 @@ def run(
     use_cache: bool = True,
     cwd: Path | None = None,
 ) -> Report:
-    from hooks.postgres import throwaway_server
+    from hooks import cache
+    from hooks.postgres import build_id, find_binaries
 
     started = time.perf_counter()
     settings = find_config(config, cwd=cwd)
@@ -205,12 +386,28 @@ def run(
         project = open_project(settings=settings)
         count = len(project.revisions())
         title = f"schema-warden check: {relative(project.ini, Path.cwd())} ({count} revisions)"
-        with interruptible_queries(), throwaway_server(pg_bin, memory=True) as server:
+        binaries = find_binaries(pg_bin)
+        store, plan = cache.plan_project(
+            project, binaries.major, enabled=use_cache, options={"data_check": data_check}
+        )
+        clusters = cache.ClusterCache(build_id(binaries), enabled=use_cache)
+        with interruptible_queries(), contextlib.ExitStack() as stack:
+            server, at = _start_server(stack, project, binaries, clusters, clusters.find(plan))
             notes = _version_note(project, server)
-            checks = run_checks(
-                project, server, fail_fast=fail_fast, data_check=data_check, use_cache=use_cache
+            outcome = _run_checks(
+                project,
+                server,
+                store,
+                plan,
+                fail_fast=fail_fast,
+                data_check=data_check,
+                clusters=clusters if use_cache else None,
+                at=at,
             )
-    return Report(title, tuple(checks), time.perf_counter() - started, tuple(notes))
+            report = Report(title, tuple(outcome.checks), time.perf_counter() - started, tuple(notes))
+            if report.ok and outcome.pristine is not None:
+                _save(server, clusters, outcome.pristine)
+    return report
 
 
 def error_report(err: WardenError, started: float) -> Report:

@@ -30,8 +30,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -76,6 +77,9 @@ class Server:
     port: int = PORT
     user: str = SUPERUSER
     pid: int = 0  # the postmaster's process id
+    data_dir: Path | None = None
+    # stops the server cleanly (fast shutdown, checkpoint); set by throwaway_server
+    _shutdown: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     def url(self, dbname: str = "postgres") -> str:
         """SQLAlchemy URL (psycopg2) for a database of this server."""
@@ -110,6 +114,37 @@ class Server:
 
     def drop_database(self, name: str) -> None:
         self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def copy_database(self, name: str, template: str) -> str:
+        """``CREATE DATABASE name TEMPLATE template`` as a file copy (no WAL for every page,
+        PG 15+; older servers have no STRATEGY and always copy files). Returns the URL."""
+        strategy = " STRATEGY FILE_COPY" if self.binaries.major >= 15 else ""
+        self.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"{strategy}')
+        return self.url(name)
+
+    def databases(self) -> list[str]:
+        """The databases a client can connect to, templates left out."""
+        import psycopg2
+
+        conn = psycopg2.connect(**self.connect_kwargs())
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1")
+                return [row[0] for row in cur.fetchall()]
+        finally:
+            conn.close()
+
+    def save_data_dir(self, dest: Path) -> None:
+        """Stop the server cleanly and copy its data directory to ``dest`` (which must not exist).
+
+        The copy is made next to ``dest`` and renamed into place: it appears complete or not
+        at all. The server is stopped afterwards (the ``throwaway_server`` block still ends
+        normally). The copy holds no postmaster.pid: it starts as a cleanly stopped cluster.
+        """
+        if self._shutdown is None or self.data_dir is None:
+            raise EnvironmentProblem("this server was not started by throwaway_server: cannot save it")
+        self._shutdown()
+        copy_data_dir(self.data_dir, dest)
 
 
 def _version_of(bindir: Path) -> tuple[str, int]:
@@ -298,11 +333,17 @@ def _run_or_explain(
         ) from None
 
 
+INITDB_LAYOUT = "2-wal1"  # the layout of our initdb call: change it when the call changes
+
+
+def build_id(binaries: Binaries) -> str:
+    """This build of Postgres and our initdb layout: what a saved data directory needs to start."""
+    return f"{binaries.bindir.resolve()}|{binaries.version}|{INITDB_LAYOUT}"
+
+
 def _cluster_paths(binaries: Binaries) -> tuple[Path, Path]:
     """(cached cluster dir, its lock file) for this build of Postgres."""
-    # the last field is the layout of our initdb call: change it when the call changes
-    layout = "2-wal1"
-    key = hashlib.sha256(f"{binaries.bindir.resolve()}|{binaries.version}|{layout}".encode()).hexdigest()[:12]
+    key = hashlib.sha256(build_id(binaries).encode()).hexdigest()[:12]
     root = cache_dir()
     return root / f"pg{binaries.major}-{key}", root / f"pg{binaries.major}-{key}.lock"
 
@@ -366,6 +407,28 @@ def _cached_cluster(binaries: Binaries, account: pwd.struct_passwd | None) -> Pa
     return cluster
 
 
+# the running server's own files, never part of a copy of its data directory
+RUNTIME_FILES = frozenset({"postmaster.pid", "postmaster.opts"})
+
+
+def copy_data_dir(source: Path, dest: Path) -> None:
+    """Copy a stopped server's data directory to ``dest`` (must not exist) by rename of a
+    finished copy; nothing is left behind on an error or Ctrl-C."""
+    staging = dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+    def runtime(directory: str, names: list[str]) -> set[str]:
+        return set(names) & RUNTIME_FILES if os.path.samefile(directory, source) else set()
+
+    try:
+        shutil.copytree(source, staging, symlinks=True, copy_function=shutil.copyfile, ignore=runtime)
+        os.replace(staging, dest)
+    except OSError as err:
+        raise EnvironmentProblem(f"cannot copy the throwaway server's data to {dest}: {err}") from None
+    finally:
+        with _signals_blocked():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
 STALE_AFTER_S = 120.0
 
 
@@ -415,6 +478,22 @@ def _wait_ready(proc: subprocess.Popen[bytes], data: Path, workdir: Path) -> Non
         f"the throwaway PostgreSQL server did not become ready in {START_TIMEOUT_S:.0f} s: "
         f"{_read_log(workdir) or 'no log'}"
     )
+
+
+def _shutdown_cleanly(proc: subprocess.Popen[bytes], workdir: Path) -> None:
+    """Fast shutdown (SIGINT to the postmaster): sessions end, a checkpoint is written."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+    if proc.returncode != 0:
+        raise EnvironmentProblem(
+            f"the throwaway PostgreSQL server did not stop cleanly (code {proc.returncode}): "
+            f"{_read_log(workdir) or 'no log'}"
+        )
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -477,6 +556,7 @@ def throwaway_server(
     settings: dict[str, str] | None = None,
     hba: str | None = None,
     memory: bool = False,
+    cluster: Path | None = None,
 ) -> Iterator[Server]:
     """Start a private PostgreSQL server; stop it and delete every trace on exit.
 
@@ -485,10 +565,13 @@ def throwaway_server(
     ``memory`` puts the data in ``/dev/shm`` when it has room (>= 1 GiB free), else in the
     temp dir: several times faster on slow disks, for schema work, not for restoring
     large dumps (the data then lives in RAM).
+    ``cluster``: start from a copy of this stopped data directory (saved with
+    :meth:`Server.save_data_dir` by a server of the same build) instead of the initdb'd one.
     """
     binaries = binaries or find_binaries(pg_bin)
     account = _server_account()
-    cluster = _cached_cluster(binaries, account)
+    if cluster is None:
+        cluster = _cached_cluster(binaries, account)
     parent = memory_dir() if memory else None
     sweep_stale_dirs(parent)
     options = {
@@ -500,6 +583,9 @@ def throwaway_server(
         "unix_socket_permissions": "0700",
         "logging_collector": "off",
         "log_min_messages": "warning",
+        # no spare WAL segments kept for reuse: a saved data directory holds only what it needs
+        "wal_recycle": "off",
+        "min_wal_size": "2MB",
         **(settings or {}),
         "listen_addresses": "",  # no TCP, whatever the caller asked for
     }
@@ -540,7 +626,14 @@ def throwaway_server(
                     **_run_kwargs(account),
                 )
             _wait_ready(proc, data, workdir)
-            yield Server(socket_dir=workdir, binaries=binaries, pid=proc.pid)
+            running, where = proc, workdir
+            yield Server(
+                socket_dir=workdir,
+                binaries=binaries,
+                pid=proc.pid,
+                data_dir=data,
+                _shutdown=lambda: _shutdown_cleanly(running, where),
+            )
         finally:
             with _signals_blocked():
                 if proc is not None:
