@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hooks.errors import EXIT_OK, EXIT_PROBLEMS, ProjectError, guarded
-from hooks.project import find_config, relative
+from hooks.project import find_config, parse_source, relative
 from hooks.report import FAIL, FORMATS, PASS, CheckResult, Report, render
 
 
@@ -55,7 +55,7 @@ def parse_revision_file(path: Path, root: Path) -> RevisionFile:
     """Read ``revision``/``down_revision``/``depends_on`` and imports without running the file."""
     try:
         source = path.read_text(encoding="utf-8")
-        tree = ast.parse(source, filename=str(path))
+        tree = parse_source(source, str(path))  # parsed once per run (open_project reuses it)
     except SyntaxError as err:
         where = f"{relative(path, root)}:{err.lineno}"
         return RevisionFile(

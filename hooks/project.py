@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -256,12 +258,22 @@ class Project:
         self.env_py = Path(script.dir) / "env.py"
         self._revisions: list[Any] | None = None
         self._session: _EnvSession | None = None
+        self.lazy = False  # revision modules imported on first use (open_project(lazy=True))
 
     def revisions(self) -> list[Any]:
         """Every revision (alembic ``Script``), base -> head, branches in topological order."""
         if self._revisions is None:
             self._revisions = list(reversed(list(self.script.walk_revisions("base", "heads"))))
         return self._revisions
+
+    def load_modules(self, revisions: Iterable[Any] | None = None) -> None:
+        """Import these revisions' modules now (every revision's when None), base -> head.
+
+        For a lazily opened project: the revisions a run will execute fail here, up front,
+        with the ProjectError an eager open_project gives. Nothing to do for an eager one.
+        """
+        for revision in self.revisions() if revisions is None else revisions:
+            _ = revision.module
 
     def revision_file(self, revision: Any) -> str:
         return relative(revision.path, self.root)
@@ -332,7 +344,7 @@ class Project:
     def _exec_env(self, run: Callable[[], None]) -> None:
         try:
             run()
-        except MigrationFailed:
+        except (MigrationFailed, ProjectError):  # a revision file imported on first use failed
             raise
         except SyntaxError as err:
             what = "env.py" if Path(err.filename or "").name == "env.py" else "a module env.py imports"
@@ -617,11 +629,17 @@ def open_project(
     *,
     settings: Settings | None = None,
     cwd: Path | None = None,
+    lazy: bool = False,
 ) -> Project:
     """Load alembic.ini and every revision file (inside :func:`isolated_imports` of its root).
 
     Raises ProjectError (exit 2) with a one-line message for a missing alembic.ini or
     script directory and for revision files that do not import.
+
+    ``lazy``: the revision map is built from the files' literal ids (read with ``ast``) and
+    each revision module is imported on first use (:meth:`Project.load_modules` imports the
+    ones a run will execute up front, with the same errors); a project whose files are not
+    all statically readable is loaded eagerly as Alembic does.
     """
     from alembic.config import Config
     from alembic.script import ScriptDirectory
@@ -644,6 +662,8 @@ def open_project(
     if not Path(script.dir).is_dir():
         raise ProjectError(f"{ini.name}: script_location {script.dir} is not a directory: fix alembic.ini")
     project = Project(settings, cfg, script)
+    if lazy:
+        project.lazy = lazy_revision_map(script, project.root, cfg.get_prepend_sys_paths_list())
     _load_revisions(project)
     return project
 
@@ -653,28 +673,320 @@ def _load_revisions(project: Project) -> None:
 
     try:
         project.revisions()
-    except SyntaxError as err:
-        raise _syntax_error(err, project.root, "migration") from None
     except CommandError as err:
         raise ProjectError(f"broken migration history: {one_line(str(err))}") from None
     except Exception as err:
-        frames = [f for f in user_frame_files(err) if _is_user_frame(f, project.root)]
-        where = relative(frames[0], project.root) if frames else "a migration file"
+        raise _import_failure(err, project.root) from None
+
+
+def _import_failure(err: Exception, root: Path) -> ProjectError:
+    """The ProjectError for a revision file that does not import (the file named first)."""
+    if isinstance(err, SyntaxError):
+        return _syntax_error(err, root, "migration")
+    frames = [f for f in user_frame_files(err) if _is_user_frame(f, root)]
+    where = relative(frames[0], root) if frames else "a migration file"
+    return ProjectError(
+        f"{where} failed to import: {type(err).__name__}: {one_line(str(err))}",
+        detail=user_traceback(err, root),
+    )
+
+
+# --- revision files read statically, modules imported on first use ------------------------
+
+_ID_NAMES = ("revision", "down_revision", "branch_labels", "depends_on")
+# anything that could set a module attribute other than by a plain top-level assignment
+# (or answer getattr for a missing one): such a file is loaded eagerly, as Alembic does.
+# The words are looked for as substrings first (fast), then as whole words.
+_DYNAMIC_HINTS = (
+    "global",  # also globals
+    "nonlocal",
+    "locals",
+    "vars",
+    "setattr",
+    "exec",
+    "eval",
+    "__import__",
+    "__getattr__",
+    "__dict__",
+    "modules",  # sys.modules
+    "import_module",
+    "__builtins__",
+)
+_DYNAMIC = re.compile(r"\b(?:" + "|".join(_DYNAMIC_HINTS) + r"|globals)\b")
+_parsed: dict[str, ast.Module] = {}
+_PARSED_MAX = 4096
+
+
+def parse_source(source: str, filename: str) -> ast.Module:
+    """``ast.parse`` of a file's text, remembered by the text (parsed once per run).
+
+    The trees are shared: read them, never change them. SyntaxError as ``ast.parse``.
+    """
+    tree = _parsed.get(source)
+    if tree is None:
+        tree = ast.parse(source, filename=filename)
+        if len(_parsed) >= _PARSED_MAX:
+            _parsed.clear()
+        _parsed[source] = tree
+    return tree
+
+
+@dataclass(frozen=True)
+class StaticRevision:
+    """A revision file's ids and docstring, read without importing it."""
+
+    path: str
+    revision: str
+    down_revision: Any  # None, a str, or a tuple / list of them, as written
+    branch_labels: Any
+    depends_on: Any
+    docstring: str | None  # the first statement's string, as written
+
+
+def _ids_value(node: ast.expr) -> tuple[bool, Any]:
+    """(ok, value) of a literal that Alembic reads as revision ids: None, str, tuple/list of str."""
+    try:
+        value = ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False, None
+    if value is None or isinstance(value, str):
+        return True, value
+    if isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value):
+        return True, value
+    return False, None
+
+
+def _bound_names(node: ast.AST) -> Iterator[str]:
+    """Names a statement could bind or delete in the module's namespace (over-approximated)."""
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name) and not isinstance(sub.ctx, ast.Load):
+            yield sub.id
+        elif isinstance(sub, ast.alias):  # "*" for a star import: anything
+            yield sub.asname or sub.name.split(".")[0]
+        elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.ExceptHandler)):
+            yield sub.name or ""
+        elif isinstance(sub, (ast.MatchAs, ast.MatchStar)) and sub.name:
+            yield sub.name
+        elif isinstance(sub, ast.MatchMapping) and sub.rest:
+            yield sub.rest
+
+
+def _plain_assignment(stmt: ast.stmt) -> tuple[str | None, ast.expr | None]:
+    """(name, value) of ``name = value`` / ``name: T = value``; (None, None) for other statements."""
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+        return stmt.targets[0].id, stmt.value
+    if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value is not None:
+        return stmt.target.id, stmt.value
+    return None, None
+
+
+def static_revision(path: str | os.PathLike[str]) -> StaticRevision | None:
+    """The ids a revision file assigns, when provably what importing it would give; else None.
+
+    Provable: the file parses, each of revision / down_revision / branch_labels /
+    depends_on bound at most once and only by a plain top-level assignment of a literal
+    (revision a str, the others None, a str or a tuple / list of str; revision and
+    down_revision present), and nothing that sets module attributes another way.
+    """
+    import importlib.util
+
+    try:
+        with open(path, "rb") as fh:
+            source = importlib.util.decode_source(fh.read())  # the text Python's import compiles
+    except (OSError, SyntaxError, UnicodeDecodeError, LookupError):
+        return None
+    if ":=" in source or (any(hint in source for hint in _DYNAMIC_HINTS) and _DYNAMIC.search(source)):
+        return None
+    try:
+        tree = parse_source(source, os.fspath(path))
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return None
+    values: dict[str, Any] = {}
+    for stmt in tree.body:
+        name, value = _plain_assignment(stmt)
+        if name == "__doc__":
+            return None
+        if name in _ID_NAMES and value is not None:
+            ok, literal = _ids_value(value)
+            if not ok or name in values:
+                return None
+            values[name] = literal
+            continue
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names = [stmt.name]  # the body is its own scope
+        elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            names = [alias.asname or alias.name.split(".")[0] for alias in stmt.names]
+        elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+            continue  # the docstring
+        else:
+            names = list(_bound_names(stmt if value is None else value))
+        if any(bound in _ID_NAMES or bound in ("__doc__", "*") for bound in names):
+            return None
+    revision = values.get("revision")
+    if not isinstance(revision, str) or "down_revision" not in values:
+        return None
+    doc = None
+    first = tree.body[0].value if tree.body and isinstance(tree.body[0], ast.Expr) else None
+    if isinstance(first, ast.Constant) and isinstance(first.value, str):
+        doc = first.value
+    return StaticRevision(
+        os.fspath(path),
+        revision,
+        values["down_revision"],
+        values.get("branch_labels"),
+        values.get("depends_on"),
+        doc,
+    )
+
+
+def _compiled_docstring(doc: str | None, path: str) -> str | None:
+    """``module.__doc__`` for a file whose first statement is ``doc``, as Python compiles it."""
+    if doc is None or sys.flags.optimize >= 2:
+        return None
+    if sys.version_info < (3, 13):
+        return doc
+    # Python 3.13+ removes the docstring's common indentation at compile time
+    module = ast.Module(body=[ast.Expr(value=ast.Constant(value=doc))], type_ignores=[])
+    namespace: dict[str, Any] = {}
+    exec(compile(ast.fix_missing_locations(module), path, "exec"), namespace)
+    return namespace.get("__doc__")
+
+
+def lazy_revision_map(script: Any, root: Path, prepend_sys_path: Iterable[str] = ()) -> bool:
+    """Give ``script`` (a ScriptDirectory) a revision map of lazily imported revisions.
+
+    True when done; False (the map untouched: Alembic imports every file) when a file is not
+    statically readable, for ``sourceless`` projects, or when Alembic's file rules changed.
+    """
+    try:
+        from alembic.script import Script
+        from alembic.script import base as script_base
+        from alembic.script.revision import RevisionMap
+
+        source_rule = script_base._only_source_rev_file
+        list_dir = Script._list_py_dir
+        locations = script._version_locations
+    except (ImportError, AttributeError):
+        return False
+    if script.sourceless:
+        return False
+    found: list[tuple[StaticRevision, list[Path]]] = []
+    seen: set[Path] = set()
+    for location in (loc for loc in locations if loc.exists()):
+        for file_path in list_dir(script, location):
+            real = file_path.resolve()
+            if real in seen:
+                if found:
+                    found[-1][1].append(real)  # Alembic warns about it, in order
+                continue
+            seen.add(real)
+            if not source_rule.match(real.name):
+                continue
+            static = static_revision(real)
+            if static is None:
+                return False
+            found.append((static, []))
+    prepend = list(prepend_sys_path)
+
+    def load() -> Iterator[Any]:
+        from alembic import util
+
+        for static, twice in found:
+            yield _lazy_script_class()(static, root, prepend)
+            for real in twice:
+                util.warn(f"File {real} loaded twice! ignoring. Please ensure version_locations is unique.")
+
+    script.revision_map = RevisionMap(load)
+    return True
+
+
+@functools.cache
+def _lazy_script_class() -> type:
+    """alembic's Script with the module imported on first use (alembic imported only when needed)."""
+    from alembic import util
+    from alembic.script import Script
+    from alembic.script.revision import Revision
+
+    class LazyScript(Script):
+        def __init__(self, static: StaticRevision, root: Path, prepend: list[str]) -> None:
+            self._static = static
+            self._root = root
+            self._prepend = prepend
+            self._module: Any = None
+            self.path = static.path
+            Revision.__init__(
+                self,
+                static.revision,
+                static.down_revision,
+                branch_labels=util.to_tuple(static.branch_labels, default=()),
+                dependencies=util.to_tuple(static.depends_on, default=()),
+            )
+
+        @property  # type: ignore[override]
+        def module(self) -> Any:
+            if self._module is None:
+                self._module = _import_revision(self._static, self._root, self._prepend)
+            return self._module
+
+        @module.setter
+        def module(self, value: Any) -> None:
+            self._module = value
+
+        @property
+        def module_loaded(self) -> bool:
+            return self._module is not None
+
+        @property
+        def longdoc(self) -> str:
+            if self._module is not None:
+                return str(super().longdoc)
+            doc = _compiled_docstring(self._static.docstring, self.path)
+            return doc.strip() if doc else ""
+
+    return LazyScript
+
+
+def _import_revision(static: StaticRevision, root: Path, prepend: list[str]) -> Any:
+    """Import a revision file as Alembic does (its module naming, prepend_sys_path), no bytecode."""
+    from alembic.util import load_python_file
+
+    path = Path(static.path)
+    missing = [entry for entry in prepend if entry not in sys.path]
+    sys.path[:0] = missing
+    saved_bytecode = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True
+    try:
+        module = load_python_file(path.parent, path.name)
+    except Exception as err:
+        raise _import_failure(err, root) from None
+    finally:
+        sys.dont_write_bytecode = saved_bytecode
+        for entry in missing:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(entry)
+    imported = (
+        getattr(module, "revision", None),
+        getattr(module, "down_revision", None),
+        getattr(module, "branch_labels", None),
+        getattr(module, "depends_on", None),
+    )
+    if imported != (static.revision, static.down_revision, static.branch_labels, static.depends_on):
         raise ProjectError(
-            f"{where} failed to import: {type(err).__name__}: {one_line(str(err))}",
-            detail=user_traceback(err, project.root),
-        ) from None
+            f"{relative(path, root)}: its revision ids changed when it was imported: assign revision, "
+            "down_revision, branch_labels and depends_on once, as plain literals"
+        )
+    return module
 
 
 @contextlib.contextmanager
 def loaded_project(
-    config: str | os.PathLike[str] | None = None, *, cwd: Path | None = None
+    config: str | os.PathLike[str] | None = None, *, cwd: Path | None = None, lazy: bool = False
 ) -> Iterator[Project]:
     """``open_project`` inside ``isolated_imports``: the usual way to work on a project."""
     settings = find_config(config, cwd=cwd)
     root = settings.alembic_config.parent
     with isolated_imports(root):
-        yield open_project(settings=settings)
+        yield open_project(settings=settings, lazy=lazy)
 
 
 def downgrade_is_empty(path: str | os.PathLike[str]) -> bool | None:

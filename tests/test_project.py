@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
-from fixture_project import READINGS_MODELS, make_project, readings_project, write_models
+from fixture_project import READINGS_MODELS, Rev, make_project, readings_project, write_models
 from sqlalchemy import create_engine, make_url, pool
 
 from hooks.errors import ProjectError
 from hooks.postgres import Server
-from hooks.project import downgrade_is_empty, find_config, isolated_imports, load_settings, loaded_project
+from hooks.project import (
+    downgrade_is_empty,
+    find_config,
+    isolated_imports,
+    load_settings,
+    loaded_project,
+    open_project,
+    static_revision,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -274,3 +283,244 @@ def test_env_py_ignoring_the_injected_connection_runs_for_every_step(
     seen = _stairway_steps(ini, pg_server.url(fresh_db))
     assert os.environ["ENV_RUNS"] == "6"  # its own connection: nothing to drive again
     assert seen == ["0001", None, "0001", "0002", "0001", "0002"]
+
+
+# --- lazily imported revision modules (open_project(lazy=True)) ------------------------------
+
+
+def _column_revisions(count: int) -> list[Rev]:
+    """A readings table, then a column per revision: ``count`` revisions 0001.. in a line."""
+    revs = [
+        Rev(
+            "0001",
+            None,
+            upgrade='op.create_table("readings", sa.Column("id", sa.Integer, primary_key=True))',
+            downgrade='op.drop_table("readings")',
+            message="create readings",
+        )
+    ]
+    for n in range(2, count + 1):
+        revs.append(
+            Rev(
+                f"{n:04d}",
+                f"{n - 1:04d}",
+                upgrade=f'op.add_column("readings", sa.Column("c{n}", sa.Integer))',
+                downgrade=f'op.drop_column("readings", "c{n}")',
+                message=f"add c{n}\n\nA longer description of c{n}.",
+            )
+        )
+    return revs
+
+
+def _marking_project(root: Path, count: int = 6) -> tuple[Path, Path]:
+    """A project whose revision files each append their id to a file when imported."""
+    ini = make_project(root, revisions=_column_revisions(count))
+    marker = root / "imported.txt"
+    for path in sorted((root / "migrations" / "versions").glob("*.py")):
+        text = path.read_text()
+        mark = f"with open({str(marker)!r}, 'a') as _fh:\n    _fh.write(revision + '\\n')\n"
+        text = text.replace("depends_on = None\n", f"depends_on = None\n\n{mark}")
+        path.write_text(text)
+    return ini, marker
+
+
+def _imported(marker: Path) -> list[str]:
+    return marker.read_text().split() if marker.exists() else []
+
+
+def _described(project: object) -> list[tuple[object, ...]]:
+    return [
+        (
+            r.revision,
+            r.down_revision,
+            r.branch_labels,
+            r.dependencies,
+            r.path,
+            r.doc,
+            r.longdoc,
+            str(r),
+            r.log_entry,
+        )
+        for r in project.revisions()  # type: ignore[attr-defined]
+    ]
+
+
+def test_lazy_project_opens_without_importing_revision_modules(tmp_path: Path) -> None:
+    ini, marker = _marking_project(tmp_path)
+    with loaded_project(ini, lazy=True) as project:
+        assert project.lazy
+        assert _imported(marker) == []
+        lazy = _described(project)
+        heads = project.script.get_heads()
+        assert _imported(marker) == []  # ids, docs, history lines: all read statically
+    with loaded_project(ini) as project:
+        assert not project.lazy
+        assert _imported(marker) == ["0001", "0002", "0003", "0004", "0005", "0006"]
+        assert lazy == _described(project)
+        assert heads == project.script.get_heads() == ["0006"]
+    assert lazy[2][5:7] == (
+        "add c3",
+        "add c3\n\nA longer description of c3.\n\nRevision ID: 0003\nRevises: 0002",
+    )
+
+
+def test_lazy_revision_imports_on_first_use_only(tmp_path: Path, fresh_db: str, pg_server: Server) -> None:
+    ini, marker = _marking_project(tmp_path)
+    engine = create_engine(pg_server.url(fresh_db), poolclass=pool.NullPool)
+    try:
+        with loaded_project(ini, lazy=True) as project, engine.connect() as conn:
+            revisions = project.revisions()
+            assert callable(revisions[3].module.upgrade)
+            assert _imported(marker) == ["0004"]
+            assert revisions[3].module is revisions[3].module  # imported once
+            project.migrate(conn, "0002")
+            conn.commit()
+            assert _imported(marker) == ["0004", "0001", "0002"]
+            assert [r.module_loaded for r in revisions] == [True, True, False, True, False, False]
+            columns = conn.exec_driver_sql(
+                "SELECT string_agg(column_name, ',' ORDER BY column_name) FROM information_schema.columns"
+                " WHERE table_name = 'readings'"
+            ).scalar()
+            assert columns == "c2,id"
+            # the module is the one Alembic would load: its naming, its file, no bytecode written
+            module = revisions[1].module
+            assert module.__name__ == Path(revisions[1].path).name.replace(".", "_")
+            assert module.__file__ == revisions[1].path
+    finally:
+        engine.dispose()
+    assert not (tmp_path / "migrations" / "versions" / "__pycache__").exists()
+
+
+def test_lazy_revision_imports_project_modules_through_prepend_sys_path(tmp_path: Path) -> None:
+    ini = make_project(tmp_path, models="LENGTH = 42", revisions=_column_revisions(2))
+    path = next((tmp_path / "migrations" / "versions").glob("0002_*.py"))
+    path.write_text(
+        path.read_text().replace(
+            "from alembic import op\n", "from alembic import op\n\nfrom fixture_app import models\n"
+        )
+    )
+    with loaded_project(ini, lazy=True) as project:
+        assert project.lazy
+        assert project.revisions()[1].module.models.LENGTH == 42
+    assert "fixture_app" not in sys.modules  # still isolated
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        ("revision = '0003'", "revision = '00' + '03'"),
+        ("down_revision = '0002'", "down_revision = ('0002',) + ()"),
+        ("branch_labels = None", "branch_labels = None\nif True:\n    branch_labels = ('x',)"),
+        ("depends_on = None", "depends_on = None\nglobals()['depends_on'] = '0001'"),
+        ("import sqlalchemy as sa", "import sqlalchemy as sa\nfrom os.path import *"),
+        ("branch_labels = None", "branch_labels = None\nbranch_labels = None"),
+        ("import sqlalchemy as sa", "import sqlalchemy as sa\nimport sqlalchemy as revision"),
+    ],
+    ids=["computed-id", "computed-down", "conditional", "globals", "star-import", "twice", "import-as"],
+)
+def test_not_statically_readable_revision_loads_the_project_eagerly(
+    tmp_path: Path, change: tuple[str, str]
+) -> None:
+    ini, marker = _marking_project(tmp_path, count=4)
+    path = next((tmp_path / "migrations" / "versions").glob("0003_*.py"))
+    text = (
+        path.read_text()
+        .replace('revision = "0003"', "revision = '0003'")
+        .replace('down_revision = "0002"', "down_revision = '0002'")
+    )
+    assert change[0] in text
+    path.write_text(text.replace(change[0], change[1], 1))
+    assert static_revision(path) is None
+    with loaded_project(ini, lazy=True) as project:
+        assert not project.lazy  # Alembic's own loading: every file imported
+        assert sorted(_imported(marker)) == ["0001", "0002", "0003", "0004"]
+        assert [r.revision for r in project.revisions()][-2:] == ["0003", "0004"]
+
+
+def test_static_revision_reads_the_template_forms(tmp_path: Path) -> None:
+    path = tmp_path / "abc_merge.py"
+    path.write_text(
+        '"""merge heads\n\nRevision ID: abc\n"""\n'
+        "from typing import Sequence, Union\n\n"
+        'revision: str = "abc"\n'
+        'down_revision: Union[str, Sequence[str], None] = ("x1", "y2")\n'
+        'branch_labels: Union[str, Sequence[str], None] = ["main"]\n'
+        "\n\ndef upgrade() -> None:\n    revision = 'local'\n    exec_ = revision\n"
+    )
+    static = static_revision(path)
+    assert static is not None
+    assert (static.revision, static.down_revision, static.branch_labels, static.depends_on) == (
+        "abc",
+        ("x1", "y2"),
+        ["main"],
+        None,
+    )
+    assert static.docstring == "merge heads\n\nRevision ID: abc\n"
+    path.write_text("revision = 'abc'\n")  # no down_revision: Alembic's own error, eagerly
+    assert static_revision(path) is None
+
+
+def _broken_project(root: Path) -> tuple[Path, Path]:
+    ini, _marker = _marking_project(root, count=4)
+    path = next((root / "migrations" / "versions").glob("0003_*.py"))
+    path.write_text(
+        path.read_text().replace("depends_on = None\n", "depends_on = None\nimport no_such_module_sw\n")
+    )
+    return ini, path
+
+
+def test_broken_revision_gives_the_eager_project_error_when_loaded(
+    tmp_path: Path, fresh_db: str, pg_server: Server
+) -> None:
+    ini, path = _broken_project(tmp_path)
+    with pytest.raises(ProjectError) as eager, loaded_project(ini):
+        pass
+    expected = f"migrations/versions/{path.name} failed to import: ModuleNotFoundError: No module named"
+    assert eager.value.message.startswith(expected)
+    engine = create_engine(pg_server.url(fresh_db), poolclass=pool.NullPool)
+    try:
+        with loaded_project(ini, lazy=True) as project, engine.connect() as conn:
+            assert project.lazy
+            project.load_modules(project.revisions()[:2])  # the proven ones would not be loaded
+            with pytest.raises(ProjectError) as lazy:
+                project.load_modules(project.revisions()[2:])
+            assert (lazy.value.message, lazy.value.detail) == (eager.value.message, eager.value.detail)
+            with pytest.raises(ProjectError) as migrating:  # used without load_modules: the same error
+                project.migrate(conn, "heads")
+            assert migrating.value.message == eager.value.message
+    finally:
+        engine.dispose()
+
+
+def _results(project: object, server: Server, database: str) -> list[tuple[object, ...]]:
+    from hooks.check_migrations import run_checks
+
+    try:
+        checks = run_checks(project, server, database=database, use_cache=False)  # type: ignore[arg-type]
+    finally:
+        server.drop_database(database)
+        server.drop_database(f"{database}_models")
+    return [(c.name, c.status, c.message, c.details) for c in checks]
+
+
+@pytest.mark.parametrize("which", ["bundled", "fixture", "fixture-with-drift"])
+def test_check_results_are_the_same_lazy_and_eager(tmp_path: Path, pg_server: Server, which: str) -> None:
+    if which == "bundled":
+        ini = REPO_ROOT / "alembic.ini"
+    else:
+        ini = make_project(tmp_path, models=READINGS_MODELS, revisions=_column_revisions(4))
+        if which == "fixture":
+            columns = ", ".join(f'sa.Column("c{n}", sa.Integer)' for n in range(2, 5))
+            write_models(
+                tmp_path,
+                f'sa.Table("readings", metadata, sa.Column("id", sa.Integer, primary_key=True), {columns})',
+            )
+    settings = find_config(ini)
+    results = []
+    for lazy in (False, True):
+        with isolated_imports(settings.alembic_config.parent):
+            project = open_project(settings=settings, lazy=lazy)
+            assert project.lazy is lazy  # lazy: each module imported when the stairway first uses it
+            results.append(_results(project, pg_server, f"w_{uuid.uuid4().hex[:10]}"))
+    assert results[0] == results[1]
+    assert any(status == "fail" for _n, status, *_ in results[0]) is (which == "fixture-with-drift")
