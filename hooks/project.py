@@ -266,14 +266,34 @@ class Project:
             self._revisions = list(reversed(list(self.script.walk_revisions("base", "heads"))))
         return self._revisions
 
-    def load_modules(self, revisions: Iterable[Any] | None = None) -> None:
+    def load_modules(self, revisions: Iterable[Any] | None = None, *, after: str | None = None) -> None:
         """Import these revisions' modules now (every revision's when None), base -> head.
 
-        For a lazily opened project: the revisions a run will execute fail here, up front,
-        with the ProjectError an eager open_project gives. Nothing to do for an eager one.
+        ``after``: a database is at this revision already: every revision except it and its
+        ancestors (what an upgrade from there can execute). For a lazily opened project the
+        revisions a run will execute fail here, up front, with the ProjectError an eager
+        open_project gives (and forked workers inherit the modules). Nothing to do for an
+        eager one.
         """
-        for revision in self.revisions() if revisions is None else revisions:
+        if revisions is None:
+            applied = self._ancestry(after) if after is not None else set()
+            revisions = [r for r in self.revisions() if r.revision not in applied]
+        for revision in revisions:
             _ = revision.module
+
+    def _ancestry(self, revision: str) -> set[str]:
+        """``revision`` and every revision an upgrade to it applies (down revisions, depends_on)."""
+        by_id = {r.revision: r for r in self.revisions()}
+        found: set[str] = set()
+        todo = [revision]
+        while todo:
+            current = by_id.get(todo.pop())
+            if current is None or current.revision in found:
+                continue
+            found.add(current.revision)
+            for attr in (current.down_revision, current.dependencies):
+                todo.extend((attr,) if isinstance(attr, str) else attr or ())
+        return found
 
     def revision_file(self, revision: Any) -> str:
         return relative(revision.path, self.root)
@@ -870,14 +890,13 @@ def lazy_revision_map(script: Any, root: Path, prepend_sys_path: Iterable[str] =
         return False
     if script.sourceless:
         return False
-    found: list[tuple[StaticRevision, list[Path]]] = []
+    found: list[StaticRevision | Path] = []  # a revision, or a file listed twice (warned about)
     seen: set[Path] = set()
     for location in (loc for loc in locations if loc.exists()):
         for file_path in list_dir(script, location):
             real = file_path.resolve()
             if real in seen:
-                if found:
-                    found[-1][1].append(real)  # Alembic warns about it, in order
+                found.append(real)
                 continue
             seen.add(real)
             if not source_rule.match(real.name):
@@ -885,16 +904,17 @@ def lazy_revision_map(script: Any, root: Path, prepend_sys_path: Iterable[str] =
             static = static_revision(real)
             if static is None:
                 return False
-            found.append((static, []))
+            found.append(static)
     prepend = list(prepend_sys_path)
 
     def load() -> Iterator[Any]:
         from alembic import util
 
-        for static, twice in found:
-            yield _lazy_script_class()(static, root, prepend)
-            for real in twice:
-                util.warn(f"File {real} loaded twice! ignoring. Please ensure version_locations is unique.")
+        for item in found:  # in Alembic's order, its warnings in between
+            if isinstance(item, StaticRevision):
+                yield _lazy_script_class()(item, root, prepend)
+            else:
+                util.warn(f"File {item} loaded twice! ignoring. Please ensure version_locations is unique.")
 
     script.revision_map = RevisionMap(load)
     return True

@@ -382,6 +382,8 @@ def test_lazy_revision_imports_on_first_use_only(tmp_path: Path, fresh_db: str, 
                 " WHERE table_name = 'readings'"
             ).scalar()
             assert columns == "c2,id"
+            project.load_modules(after="0004")  # a database at 0004 still needs 0005 and 0006
+            assert _imported(marker) == ["0004", "0001", "0002", "0005", "0006"]
             # the module is the one Alembic would load: its naming, its file, no bytecode written
             module = revisions[1].module
             assert module.__name__ == Path(revisions[1].path).name.replace(".", "_")
@@ -524,3 +526,18 @@ def test_check_results_are_the_same_lazy_and_eager(tmp_path: Path, pg_server: Se
             results.append(_results(project, pg_server, f"w_{uuid.uuid4().hex[:10]}"))
     assert results[0] == results[1]
     assert any(status == "fail" for _n, status, *_ in results[0]) is (which == "fixture-with-drift")
+
+
+def test_load_modules_after_a_revision_skips_its_ancestors_on_branches(tmp_path: Path) -> None:
+    marker = tmp_path / "imported.txt"
+    revs = [Rev("0001", None), Rev("0002", "0001"), Rev("0003", "0001"), Rev("0004", ("0002", "0003"))]
+    ini = make_project(tmp_path, revisions=revs)
+    for path in (tmp_path / "migrations" / "versions").glob("*.py"):
+        mark = f"with open({str(marker)!r}, 'a') as _fh:\n    _fh.write(revision + '\\n')\n"
+        path.write_text(path.read_text().replace("depends_on = None\n", f"depends_on = None\n{mark}"))
+    with loaded_project(ini, lazy=True) as project:
+        assert project.lazy
+        project.load_modules(after="0002")  # 0003 is on the other branch: not applied at 0002
+        assert sorted(_imported(marker)) == ["0003", "0004"]
+        project.load_modules(after="no-such-revision")  # unknown: everything
+        assert sorted(_imported(marker)) == ["0001", "0002", "0003", "0004"]
