@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from textwrap import dedent
 
+import psycopg2
 import pytest
 from fixture_project import (
     READINGS_MODELS,
@@ -21,6 +25,7 @@ from fixture_project import (
 
 from hooks import cache, check_migrations
 from hooks.cache import ProofCache, RevisionInput, chain_keys, context_key, seal, unseal
+from hooks.postgres import throwaway_server
 from hooks.project import loaded_project
 
 HELPER = "fixture_app/helpers.py"
@@ -370,3 +375,249 @@ def test_two_checks_at_once_share_the_cache_safely(ini: Path, tmp_path: Path) ->
     after = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     assert after.returncode == 0, after.stdout + after.stderr
     assert "2 revisions up to 0002 proven by an earlier run" in after.stdout
+    [saved] = _clusters(tmp_path)  # both saved head 0002: one entry, whole
+    assert cache.tree_digest(saved / "data") == _entry(saved)["files"]
+    assert [p.name for p in saved.parent.iterdir() if p.name.startswith(".")] == []
+
+
+# --- saved data directories: warm runs start at the last proven head ---------------------------
+
+
+def _marked_project(root: Path, marker: Path) -> Path:
+    """READINGS with upgrades that append to ``marker`` (outside the database): it shows which
+    upgrades ran, so a test can tell a replay from a start at a saved data directory."""
+    revisions = [
+        replace(rev, upgrade=f"open({str(marker)!r}, 'a').write('up {rev.id}\\n')\n" + dedent(rev.upgrade))
+        for rev in READINGS_REVISIONS
+    ]
+    return make_project(root, models=READINGS_MODELS, revisions=revisions)
+
+
+def _ups(marker: Path) -> list[str]:
+    return marker.read_text().split() if marker.exists() else []
+
+
+def _json_check(ini: Path, capsys: pytest.CaptureFixture[str], *flags: str) -> tuple[int, list[dict]]:
+    code = check_migrations.main(["--config", str(ini), "--format", "json", *flags])
+    return code, json.loads(capsys.readouterr().out)["checks"]
+
+
+def _clusters(tmp_path: Path) -> list[Path]:
+    root = tmp_path / "proofs" / "clusters"
+    return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def _entry(path: Path) -> dict:
+    payload = unseal((path / cache.CLUSTER_FILE).read_bytes())
+    assert payload is not None
+    return payload
+
+
+@pytest.fixture
+def marked(tmp_path: Path) -> tuple[Path, Path]:
+    marker = tmp_path / "ups.txt"
+    return _marked_project(tmp_path / "proj", marker), marker
+
+
+def test_a_passing_run_saves_the_head_and_the_next_run_replays_nothing(
+    marked: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ini, marker = marked
+    code, cold = _json_check(ini, capsys)
+    assert code == 0, cold
+    [saved] = _clusters(tmp_path)
+    assert _entry(saved)["revision"] == "0002" and _entry(saved)["database"] == "postgres"
+    assert not (saved / "data" / "postmaster.pid").exists()
+    ups = len(_ups(marker))
+    assert ups >= 4  # the stairway ran both upgrades (twice each, and the round trip)
+
+    code, warm = _json_check(ini, capsys)
+    assert code == 0, warm
+    assert len(_ups(marker)) == ups  # started at 0002: no upgrade ran again
+    assert _clusters(tmp_path) == [saved]
+
+    shutil.rmtree(saved)  # the same run without the saved data directory: replays 0001, 0002
+    code, replayed = _json_check(ini, capsys)
+    assert code == 0 and replayed == warm  # the same checks, the same messages
+    assert _ups(marker)[ups:] == ["up", "0001", "up", "0002"]
+
+
+def test_a_new_revision_is_proven_on_top_and_its_head_saved_pristine(
+    marked: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ini, marker = marked
+    _json_check(ini, capsys)
+    third = Rev(
+        "0003",
+        "0002",
+        upgrade=f"open({str(marker)!r}, 'a').write('up 0003\\n')\n"
+        "op.execute(\"INSERT INTO readings (value, device) VALUES (1.5, 'seed')\")",
+        downgrade="op.execute(\"DELETE FROM readings WHERE device = 'seed'\")",
+        message="seed a reading",
+    )
+    write_revision(ini.parent, third)
+    ups = len(_ups(marker))
+    code, checks = _json_check(ini, capsys)
+    assert code == 0, checks
+    assert "2 revisions up to 0002 proven by an earlier run" in checks[0]["message"]
+    assert [c["revision"] for c in checks if c["revision"]] == ["0003"]
+    assert set(_ups(marker)[ups:]) == {"up", "0003"}  # 0001 and 0002 were not replayed
+    entries = {_entry(p)["revision"]: p for p in _clusters(tmp_path)}
+    assert set(entries) == {"0002", "0003"}
+
+    # the saved head holds what a plain upgrade gives: no rows of the data check's stairway
+    with throwaway_server(cluster=entries["0003"] / "data") as server:
+        conn = psycopg2.connect(**server.connect_kwargs())
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT device FROM readings")
+                assert cur.fetchall() == [("seed",)]  # the data migration's row only
+                cur.execute("SELECT version_num FROM alembic_version")
+                assert cur.fetchall() == [("0003",)]
+                cur.execute("SELECT datname FROM pg_database WHERE NOT datistemplate")
+                assert cur.fetchall() == [("postgres",)]
+        finally:
+            conn.close()
+
+    ups = len(_ups(marker))
+    code, again = _json_check(ini, capsys)
+    assert code == 0 and len(_ups(marker)) == ups
+    assert "3 revisions up to 0003 proven by an earlier run" in again[0]["message"]
+
+
+def _delete_a_table_file(entry: Path) -> None:
+    """A relation file of the database goes missing (a disk or a user's accident)."""
+    files = sorted((entry / "data" / "base").rglob("*"), key=lambda p: p.stat().st_size)
+    next(p for p in reversed(files) if p.is_file()).unlink()
+
+
+def _reseal(entry: Path, **changes: str) -> None:
+    payload = {**_entry(entry), **changes}
+    (entry / cache.CLUSTER_FILE).write_text(seal(payload))
+
+
+def _change_snapshot_digest(entry: Path) -> None:
+    _reseal(entry, snapshot="0" * 64)
+
+
+def _change_version_row(entry: Path) -> None:
+    """An entry whose files are intact (digest recomputed) but whose database is not at 0002."""
+    data = entry / "data"
+    moved = entry.parent / "edited"
+    with throwaway_server(cluster=data) as server:
+        server.execute("UPDATE alembic_version SET version_num = '0001'")
+        server.save_data_dir(moved)
+    shutil.rmtree(data)
+    moved.rename(data)
+    _reseal(entry, files=cache.tree_digest(data))
+
+
+def _garble_the_entry_file(entry: Path) -> None:
+    (entry / cache.CLUSTER_FILE).write_text("{")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [_delete_a_table_file, _change_snapshot_digest, _change_version_row, _garble_the_entry_file],
+    ids=["file-deleted", "snapshot-digest", "version-row", "entry-file"],
+)
+def test_a_damaged_saved_head_is_detected_deleted_and_the_run_replays(
+    marked: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: object
+) -> None:
+    ini, marker = marked
+    _json_check(ini, capsys)
+    code, warm = _json_check(ini, capsys)
+    assert code == 0
+    [saved] = _clusters(tmp_path)
+    before = _entry(saved)
+    damage(saved)  # type: ignore[operator]
+    ups = len(_ups(marker))
+    code, checks = _json_check(ini, capsys)
+    assert code == 0 and checks == warm  # the same results
+    assert _ups(marker)[ups:] == ["up", "0001", "up", "0002"]  # replayed from base instead
+    [again] = _clusters(tmp_path)  # saved again by the passing run, intact
+    after = _entry(again)
+    assert {**after, "files": ""} == {**before, "files": ""}  # the same head, schema and database
+    assert cache.tree_digest(again / "data") == after["files"]
+
+
+def test_no_cache_neither_uses_nor_saves_data_directories(
+    marked: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ini, marker = marked
+    code, _ = _json_check(ini, capsys, "--no-cache")
+    assert code == 0 and _clusters(tmp_path) == []
+    _json_check(ini, capsys)
+    [saved] = _clusters(tmp_path)
+    stamp = (saved / cache.CLUSTER_FILE).stat().st_mtime_ns
+    ups = len(_ups(marker))
+    code, checks = _json_check(ini, capsys, "--no-cache")
+    assert code == 0
+    assert _ups(marker)[ups:].count("0001") >= 2  # the whole stairway ran again
+    assert not any("proven by an earlier run" in c["message"] for c in checks)
+    assert _clusters(tmp_path) == [saved]
+    assert (saved / cache.CLUSTER_FILE).stat().st_mtime_ns == stamp
+
+
+def test_a_failing_run_saves_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    drifting = READINGS_MODELS + '\nsa.Table("extra", metadata, sa.Column("id", sa.Integer))\n'
+    ini = make_project(tmp_path / "proj", models=drifting, revisions=READINGS_REVISIONS)
+    code, _ = _json_check(ini, capsys)
+    assert code == 1 and _clusters(tmp_path) == []
+
+
+def _save_many(root: str, worker: int, rounds: int) -> None:
+    """One guard of many: saves data directories under its own keys and reads the others'."""
+    clusters = cache.ClusterCache("build", Path(root))
+    bad = 0
+    for n in range(rounds):
+        key = f"{worker}-{n}"
+        with throwaway_server() as server:
+            clusters.save(
+                server,
+                revision=key,
+                key=key,
+                database="postgres",
+                version_table='"alembic_version"',
+                snapshot="s",
+            )
+        for other in (f"{1 - worker}-{n}", f"{1 - worker}-{n - 1}"):
+            path = clusters.path_for(other)
+            entry = clusters._read(path, other, other) if path.is_dir() else None
+            if entry is not None:
+                with clusters.reading(entry) as data:
+                    bad += data is not None and not (data / "PG_VERSION").is_file()
+    raise SystemExit(1 if bad else 0)
+
+
+def test_two_guards_saving_at_once_keep_whole_entries_only(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_save_many, args=(str(tmp_path / "c"), w, 3)) for w in range(2)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    kept = [p for p in (tmp_path / "c").iterdir() if p.name != "lock"]
+    assert len(kept) == cache.MAX_CLUSTERS  # the oldest were evicted; no staging, no trash
+    for path in kept:
+        payload = unseal((path / cache.CLUSTER_FILE).read_bytes())
+        assert payload is not None and cache.tree_digest(path / "data") == payload["files"]
+
+
+def test_an_interrupted_save_leaves_no_entry_no_staging_and_no_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clusters = cache.ClusterCache("build", tmp_path / "c")
+
+    def interrupted(_root: Path) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cache, "tree_digest", interrupted)
+    with pytest.raises(KeyboardInterrupt), throwaway_server() as server:
+        workdir = server.socket_dir
+        clusters.save(server, revision="r", key="k", database="postgres", version_table="v", snapshot="s")
+    assert [p.name for p in (tmp_path / "c").iterdir() if p.name != "lock"] == []
+    assert not workdir.exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(server.pid, 0)

@@ -243,6 +243,42 @@ def test_memory_server_falls_back_to_the_temp_dir_without_room(monkeypatch: pyte
         assert query_one(server, "SELECT 1") == (1,)
 
 
+# --- saved data directories ------------------------------------------------------------------
+
+
+def test_a_saved_data_directory_starts_again_with_its_databases(tmp_path: Path) -> None:
+    saved = tmp_path / "saved"
+    with throwaway_server() as server:
+        pid, socket_dir = postmaster_pid(server), server.socket_dir
+        server.execute("CREATE TABLE kept (id integer); INSERT INTO kept VALUES (7)")
+        server.copy_database("other", template="postgres")
+        assert server.databases() == ["other", "postgres"]
+        server.save_data_dir(saved)
+        assert process_group(pid) == []  # stopped cleanly by the save; the block still ends normally
+    assert_gone(pid, socket_dir)
+    names = {p.name for p in saved.iterdir()}
+    assert "PG_VERSION" in names and not names & {"postmaster.pid", "postmaster.opts"}
+    assert [p.name for p in tmp_path.iterdir()] == ["saved"]  # no staging left beside it
+    with throwaway_server(cluster=saved) as again:
+        assert query_one(again, "SELECT id FROM kept") == (7,)
+        assert again.databases() == ["other", "postgres"]
+        account = postgres._server_account()
+        if account is not None:  # root: the copy is given to the server's account, like the initdb'd one
+            assert (again.socket_dir / "data").stat().st_uid == account.pw_uid
+    assert (saved / "PG_VERSION").is_file()  # started from a copy: the saved one is untouched
+    assert not (saved / "postmaster.pid").exists()
+
+
+def test_saving_over_an_existing_directory_fails_and_leaves_no_staging(tmp_path: Path) -> None:
+    taken = tmp_path / "taken"
+    (taken / "something").mkdir(parents=True)
+    with pytest.raises(EnvironmentProblem, match="cannot copy"), throwaway_server() as server:
+        pid, socket_dir = postmaster_pid(server), server.socket_dir
+        server.save_data_dir(taken)
+    assert_gone(pid, socket_dir)
+    assert [p.name for p in tmp_path.iterdir()] == ["taken"]
+
+
 # --- cleanup on every path --------------------------------------------------------------------
 
 
