@@ -6,6 +6,10 @@ in-process with a connection injected into ``config.attributes["connection"]``; 
 project's code runs, ``DATABASE_URL``, ``sqlalchemy.url`` and the libpq ``PG*`` variables
 point at the throwaway database, so even an env.py that ignores the injected connection
 cannot reach the user's database.
+
+``open_project(lazy=True)`` reads the revision ids with ``ast`` and imports a revision's
+module only when something uses it (a warm check executes few revisions); a project whose
+revision files are not all plain literals is loaded eagerly, exactly as Alembic does.
 """
 
 from __future__ import annotations
