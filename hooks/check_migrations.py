@@ -335,13 +335,10 @@ def _start_server(
     if entry is not None:
         attempt = contextlib.ExitStack()
         try:
-            server = None
-            with clusters.reading(entry) as data:
-                if data is not None:
-                    server = attempt.enter_context(
-                        throwaway_server(binaries=binaries, memory=True, cluster=data)
-                    )
-            if server is not None and _holds(project, server, entry):
+            with clusters.reading(entry) as reading:  # its digest is checked meanwhile
+                started = throwaway_server(binaries=binaries, memory=True, cluster=entry.archive)
+                server = attempt.enter_context(started)
+            if reading.intact and _holds(project, server, entry):
                 stack.enter_context(attempt.pop_all())
                 return server, entry.revision
         except EnvironmentProblem:  # it did not even start: damaged

@@ -134,17 +134,18 @@ class Server:
         finally:
             conn.close()
 
-    def save_data_dir(self, dest: Path) -> None:
-        """Stop the server cleanly and copy its data directory to ``dest`` (which must not exist).
+    def save_data_dir(self, dest: Path) -> str:
+        """Stop the server cleanly and save its data directory as the archive ``dest`` (which
+        must not exist; ``throwaway_server(cluster=dest)`` starts from it); returns its SHA-256.
 
-        The copy is made next to ``dest`` and renamed into place: it appears complete or not
-        at all. The server is stopped afterwards (the ``throwaway_server`` block still ends
-        normally). The copy holds no postmaster.pid: it starts as a cleanly stopped cluster.
+        The archive is written beside ``dest`` and renamed into place: it appears complete or
+        not at all. The server stays stopped (the ``throwaway_server`` block still ends
+        normally). No postmaster.pid is saved: it starts as a cleanly stopped cluster.
         """
         if self._shutdown is None or self.data_dir is None:
             raise EnvironmentProblem("this server was not started by throwaway_server: cannot save it")
         self._shutdown()
-        copy_data_dir(self.data_dir, dest)
+        return archive_data_dir(self.data_dir, dest)
 
 
 def _version_of(bindir: Path) -> tuple[str, int]:
@@ -411,22 +412,97 @@ def _cached_cluster(binaries: Binaries, account: pwd.struct_passwd | None) -> Pa
 RUNTIME_FILES = frozenset({"postmaster.pid", "postmaster.opts"})
 
 
-def copy_data_dir(source: Path, dest: Path) -> None:
-    """Copy a stopped server's data directory to ``dest`` (must not exist) by rename of a
-    finished copy; nothing is left behind on an error or Ctrl-C."""
-    staging = dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+_CHUNK = 1 << 20
 
-    def runtime(directory: str, names: list[str]) -> set[str]:
-        return set(names) & RUNTIME_FILES if os.path.samefile(directory, source) else set()
 
+class _HashingWriter:
+    """A file that hashes what is written to it (for the tarfile fallback)."""
+
+    def __init__(self, out: Any, digest: Any) -> None:
+        self.out, self.digest = out, digest
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.out.write(data)
+
+
+def _tar_to(source: Path, out: Any, digest: Any) -> None:
+    tar = shutil.which("tar")
+    if tar is None:  # no tar program: Python's (slower)
+        import tarfile
+
+        def keep(info: Any) -> Any:
+            return None if info.name in {f"./{name}" for name in RUNTIME_FILES} else info
+
+        with tarfile.open(fileobj=_HashingWriter(out, digest), mode="w|") as archive:
+            archive.add(str(source), arcname=".", filter=keep)
+        return
+    excludes = [f"--exclude=./{name}" for name in sorted(RUNTIME_FILES)]
+    proc = subprocess.Popen(
+        [tar, "-C", str(source), *excludes, "-cf", "-", "."],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
     try:
-        shutil.copytree(source, staging, symlinks=True, copy_function=shutil.copyfile, ignore=runtime)
+        while chunk := proc.stdout.read(_CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
+        errors = proc.stderr.read().decode(errors="replace").strip()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    if proc.returncode != 0:
+        raise OSError(f"tar failed: {errors or proc.returncode}")
+
+
+def archive_data_dir(source: Path, dest: Path) -> str:
+    """Write a stopped server's data directory as a tar archive ``dest`` (which must not
+    exist) and return the archive's SHA-256. One file: on a disk, writing 1,300 small files
+    costs ten times more (0.3 s for a 30 MB cluster) than one archive. Written to a staging
+    file and renamed: it appears complete or not at all, nothing is left on an error."""
+    staging = dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    digest = hashlib.sha256()
+    try:
+        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            _tar_to(source, out, digest)
+        if os.path.lexists(dest):
+            raise FileExistsError(f"{dest} exists")
         os.replace(staging, dest)
     except OSError as err:
-        raise EnvironmentProblem(f"cannot copy the throwaway server's data to {dest}: {err}") from None
+        raise EnvironmentProblem(f"cannot save the throwaway server's data to {dest}: {err}") from None
     finally:
-        with _signals_blocked():
-            shutil.rmtree(staging, ignore_errors=True)
+        with _signals_blocked(), contextlib.suppress(OSError):
+            staging.unlink()
+    return digest.hexdigest()
+
+
+def extract_data_dir(archive: Path, target: Path) -> None:
+    """Unpack an archive of :func:`archive_data_dir` into ``target`` (created here)."""
+    target.mkdir(mode=0o700)
+    tar = shutil.which("tar")
+    if tar is None:
+        import tarfile
+
+        with tarfile.open(archive) as members:
+            if hasattr(tarfile, "data_filter"):
+                members.extractall(target, filter="data")
+            else:  # pragma: no cover - Python < 3.11.4
+                members.extractall(target)
+        return
+    result = subprocess.run(
+        [tar, "-C", str(target), "--no-same-owner", "-xf", str(archive)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise OSError(f"tar cannot unpack {archive}: {result.stderr.strip() or result.returncode}")
 
 
 STALE_AFTER_S = 120.0
@@ -565,8 +641,9 @@ def throwaway_server(
     ``memory`` puts the data in ``/dev/shm`` when it has room (>= 1 GiB free), else in the
     temp dir: several times faster on slow disks, for schema work, not for restoring
     large dumps (the data then lives in RAM).
-    ``cluster``: start from a copy of this stopped data directory (saved with
-    :meth:`Server.save_data_dir` by a server of the same build) instead of the initdb'd one.
+    ``cluster``: start from a copy of this stopped data directory, or from this archive of
+    one (:meth:`Server.save_data_dir`, by a server of the same build), instead of the
+    initdb'd cluster.
     """
     binaries = binaries or find_binaries(pg_bin)
     account = _server_account()
@@ -597,8 +674,10 @@ def throwaway_server(
                 workdir = _private_tempdir("schema-warden-", parent)
             data = workdir / "data"
             try:
-                # contents only: per-file metadata copies (copy2) cost a third of the time
-                shutil.copytree(cluster, data, symlinks=True, copy_function=shutil.copyfile)
+                if cluster.is_file():  # a saved archive
+                    extract_data_dir(cluster, data)
+                else:  # contents only: per-file metadata copies (copy2) cost a third of the time
+                    shutil.copytree(cluster, data, symlinks=True, copy_function=shutil.copyfile)
                 os.chmod(data, 0o700)
                 if hba is not None:
                     (data / "pg_hba.conf").write_text(hba.rstrip() + "\n")

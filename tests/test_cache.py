@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from dataclasses import replace
 from pathlib import Path
 from textwrap import dedent
@@ -23,7 +24,7 @@ from fixture_project import (
     write_revision,
 )
 
-from hooks import cache, check_migrations
+from hooks import cache, check_migrations, postgres
 from hooks.cache import ProofCache, RevisionInput, chain_keys, context_key, seal, unseal
 from hooks.postgres import throwaway_server
 from hooks.project import loaded_project
@@ -376,7 +377,7 @@ def test_two_checks_at_once_share_the_cache_safely(ini: Path, tmp_path: Path) ->
     assert after.returncode == 0, after.stdout + after.stderr
     assert "2 revisions up to 0002 proven by an earlier run" in after.stdout
     [saved] = _clusters(tmp_path)  # both saved head 0002: one entry, whole
-    assert cache.tree_digest(saved / "data") == _entry(saved)["files"]
+    assert cache.file_digest(saved / cache.CLUSTER_ARCHIVE) == _entry(saved)["files"]
     assert [p.name for p in saved.parent.iterdir() if p.name.startswith(".")] == []
 
 
@@ -427,7 +428,8 @@ def test_a_passing_run_saves_the_head_and_the_next_run_replays_nothing(
     assert code == 0, cold
     [saved] = _clusters(tmp_path)
     assert _entry(saved)["revision"] == "0002" and _entry(saved)["database"] == "postgres"
-    assert not (saved / "data" / "postmaster.pid").exists()
+    with tarfile.open(saved / cache.CLUSTER_ARCHIVE) as archive:
+        assert "./PG_VERSION" in archive.getnames() and "./postmaster.pid" not in archive.getnames()
     ups = len(_ups(marker))
     assert ups >= 4  # the stairway ran both upgrades (twice each, and the round trip)
 
@@ -466,7 +468,7 @@ def test_a_new_revision_is_proven_on_top_and_its_head_saved_pristine(
     assert set(entries) == {"0002", "0003"}
 
     # the saved head holds what a plain upgrade gives: no rows of the data check's stairway
-    with throwaway_server(cluster=entries["0003"] / "data") as server:
+    with throwaway_server(cluster=entries["0003"] / cache.CLUSTER_ARCHIVE) as server:
         conn = psycopg2.connect(**server.connect_kwargs())
         try:
             with conn.cursor() as cur:
@@ -485,10 +487,16 @@ def test_a_new_revision_is_proven_on_top_and_its_head_saved_pristine(
     assert "3 revisions up to 0003 proven by an earlier run" in again[0]["message"]
 
 
-def _delete_a_table_file(entry: Path) -> None:
-    """A relation file of the database goes missing (a disk or a user's accident)."""
-    files = sorted((entry / "data" / "base").rglob("*"), key=lambda p: p.stat().st_size)
-    next(p for p in reversed(files) if p.is_file()).unlink()
+def _change_a_byte(entry: Path) -> None:
+    """A byte of the saved files changes (a disk error, a user's accident)."""
+    archive = entry / cache.CLUSTER_ARCHIVE
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    archive.write_bytes(bytes(data))
+
+
+def _delete_the_archive(entry: Path) -> None:
+    (entry / cache.CLUSTER_ARCHIVE).unlink()
 
 
 def _reseal(entry: Path, **changes: str) -> None:
@@ -502,14 +510,13 @@ def _change_snapshot_digest(entry: Path) -> None:
 
 def _change_version_row(entry: Path) -> None:
     """An entry whose files are intact (digest recomputed) but whose database is not at 0002."""
-    data = entry / "data"
-    moved = entry.parent / "edited"
-    with throwaway_server(cluster=data) as server:
+    archive = entry / cache.CLUSTER_ARCHIVE
+    edited = entry.parent / "edited.tar"
+    with throwaway_server(cluster=archive) as server:
         server.execute("UPDATE alembic_version SET version_num = '0001'")
-        server.save_data_dir(moved)
-    shutil.rmtree(data)
-    moved.rename(data)
-    _reseal(entry, files=cache.tree_digest(data))
+        files = server.save_data_dir(edited)
+    edited.replace(archive)
+    _reseal(entry, files=files)
 
 
 def _garble_the_entry_file(entry: Path) -> None:
@@ -518,8 +525,14 @@ def _garble_the_entry_file(entry: Path) -> None:
 
 @pytest.mark.parametrize(
     "damage",
-    [_delete_a_table_file, _change_snapshot_digest, _change_version_row, _garble_the_entry_file],
-    ids=["file-deleted", "snapshot-digest", "version-row", "entry-file"],
+    [
+        _change_a_byte,
+        _delete_the_archive,
+        _change_snapshot_digest,
+        _change_version_row,
+        _garble_the_entry_file,
+    ],
+    ids=["byte-changed", "archive-deleted", "snapshot-digest", "version-row", "entry-file"],
 )
 def test_a_damaged_saved_head_is_detected_deleted_and_the_run_replays(
     marked: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: object
@@ -538,7 +551,7 @@ def test_a_damaged_saved_head_is_detected_deleted_and_the_run_replays(
     [again] = _clusters(tmp_path)  # saved again by the passing run, intact
     after = _entry(again)
     assert {**after, "files": ""} == {**before, "files": ""}  # the same head, schema and database
-    assert cache.tree_digest(again / "data") == after["files"]
+    assert cache.file_digest(again / cache.CLUSTER_ARCHIVE) == after["files"]
 
 
 def test_no_cache_neither_uses_nor_saves_data_directories(
@@ -585,8 +598,10 @@ def _save_many(root: str, worker: int, rounds: int) -> None:
             path = clusters.path_for(other)
             entry = clusters._read(path, other, other) if path.is_dir() else None
             if entry is not None:
-                with clusters.reading(entry) as data:
-                    bad += data is not None and not (data / "PG_VERSION").is_file()
+                with clusters.reading(entry) as reading:
+                    pass
+                # read under the shared lock: whole, or already evicted (then no digest at all)
+                bad += reading.check.digest is not None and not reading.intact
     raise SystemExit(1 if bad else 0)
 
 
@@ -602,7 +617,7 @@ def test_two_guards_saving_at_once_keep_whole_entries_only(tmp_path: Path) -> No
     assert len(kept) == cache.MAX_CLUSTERS  # the oldest were evicted; no staging, no trash
     for path in kept:
         payload = unseal((path / cache.CLUSTER_FILE).read_bytes())
-        assert payload is not None and cache.tree_digest(path / "data") == payload["files"]
+        assert payload is not None and cache.file_digest(path / cache.CLUSTER_ARCHIVE) == payload["files"]
 
 
 def test_an_interrupted_save_leaves_no_entry_no_staging_and_no_server(
@@ -610,10 +625,11 @@ def test_an_interrupted_save_leaves_no_entry_no_staging_and_no_server(
 ) -> None:
     clusters = cache.ClusterCache("build", tmp_path / "c")
 
-    def interrupted(_root: Path) -> str:
+    def interrupted(_source: Path, out: object, _digest: object) -> None:
+        out.write(b"half an archive")  # type: ignore[attr-defined]
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cache, "tree_digest", interrupted)
+    monkeypatch.setattr(postgres, "_tar_to", interrupted)
     with pytest.raises(KeyboardInterrupt), throwaway_server() as server:
         workdir = server.socket_dir
         clusters.save(server, revision="r", key="k", database="postgres", version_table="v", snapshot="s")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import pwd
@@ -12,6 +13,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
@@ -253,11 +255,13 @@ def test_a_saved_data_directory_starts_again_with_its_databases(tmp_path: Path) 
         server.execute("CREATE TABLE kept (id integer); INSERT INTO kept VALUES (7)")
         server.copy_database("other", template="postgres")
         assert server.databases() == ["other", "postgres"]
-        server.save_data_dir(saved)
+        digest = server.save_data_dir(saved)
         assert process_group(pid) == []  # stopped cleanly by the save; the block still ends normally
     assert_gone(pid, socket_dir)
-    names = {p.name for p in saved.iterdir()}
-    assert "PG_VERSION" in names and not names & {"postmaster.pid", "postmaster.opts"}
+    with tarfile.open(saved) as archive:
+        names = set(archive.getnames())
+    assert "./PG_VERSION" in names and not names & {"./postmaster.pid", "./postmaster.opts"}
+    assert digest == hashlib.sha256(saved.read_bytes()).hexdigest()
     assert [p.name for p in tmp_path.iterdir()] == ["saved"]  # no staging left beside it
     with throwaway_server(cluster=saved) as again:
         assert query_one(again, "SELECT id FROM kept") == (7,)
@@ -265,18 +269,30 @@ def test_a_saved_data_directory_starts_again_with_its_databases(tmp_path: Path) 
         account = postgres._server_account()
         if account is not None:  # root: the copy is given to the server's account, like the initdb'd one
             assert (again.socket_dir / "data").stat().st_uid == account.pw_uid
-    assert (saved / "PG_VERSION").is_file()  # started from a copy: the saved one is untouched
-    assert not (saved / "postmaster.pid").exists()
+    assert digest == hashlib.sha256(saved.read_bytes()).hexdigest()  # started from a copy
 
 
-def test_saving_over_an_existing_directory_fails_and_leaves_no_staging(tmp_path: Path) -> None:
+def test_saving_over_an_existing_file_fails_and_leaves_no_staging(tmp_path: Path) -> None:
     taken = tmp_path / "taken"
-    (taken / "something").mkdir(parents=True)
-    with pytest.raises(EnvironmentProblem, match="cannot copy"), throwaway_server() as server:
+    taken.write_text("someone else's")
+    with pytest.raises(EnvironmentProblem, match="cannot save"), throwaway_server() as server:
         pid, socket_dir = postmaster_pid(server), server.socket_dir
         server.save_data_dir(taken)
     assert_gone(pid, socket_dir)
     assert [p.name for p in tmp_path.iterdir()] == ["taken"]
+    assert taken.read_text() == "someone else's"
+
+
+def test_a_damaged_archive_is_an_environment_problem_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    archive = tmp_path / "broken.tar"
+    archive.write_bytes(b"not a tar archive" * 100)
+    with pytest.raises(EnvironmentProblem, match="cannot prepare"), throwaway_server(cluster=archive):
+        pass
+    assert [p.name for p in tmp_path.iterdir()] == ["broken.tar"]
 
 
 # --- cleanup on every path --------------------------------------------------------------------
