@@ -1,0 +1,468 @@
+"""The stairway on two CPUs: a forked child proves the first part while the parent proves the rest.
+
+A stairway step waits mostly for the server (the catalog snapshot), so one connection keeps
+about one CPU busy. For the revisions still to prove, ``[start, N)``:
+
+- a forked child creates a database of its own (empty, as the check's database was before
+  the project's revisions ran), upgrades it plainly to ``start`` as the check did, and proves
+  revisions from ``start`` on, reporting each one through a pipe;
+- meanwhile the parent *rehearses* the same revisions on its own database: the stairway's
+  writes (generated rows in, up, down, up) without its checks, at about half the cost of a
+  proof. Its database and data-check state are then exactly what one process would have had,
+  so everything after is proven on the very same data (generated rows decide, for example,
+  whether a later seed's downgrade trips over a foreign key);
+- the parent stops rehearsing at the revision ``m`` where the child's remaining proofs
+  ``[child's position, m)`` weigh as much as its own ``[m, N)`` (a proof costs more the
+  larger the schema: weight ``1 + i / GROWTH``), tells the child to stop at ``m`` and proves
+  ``[m, N)``, so its database ends at head for the round trip and drift.
+
+The results are merged in revision order and are the same as one process's: a revision whose
+upgrade fails in the child's part ends the stairway there (the parent's rehearsal stops at
+the same revision). A child that crashes is replaced by the parent proving its part itself on
+a new database. Ctrl-C or SIGTERM kills and reaps the child; its database is dropped.
+
+One process instead: fewer than ``MIN_REVISIONS`` to prove, --fail-fast, a history with
+branches or merge points, no ``os.fork``, one CPU or no idle one (load average; the rehearsal
+is extra work that only pays on a free CPU), or ``SCHEMA_WARDEN_JOBS=1``
+(``SCHEMA_WARDEN_JOBS=2`` forces two processes). More than
+two processes do not pay: each extra one would have to rehearse everything before its part
+(three processes on free CPUs: 0.61 of the sequential time against 0.69 for two).
+Warnings that migrations raise in the child are not shown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import select
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hooks.errors import ProjectError
+from hooks.project import Project, one_line
+
+JOBS_ENV = "SCHEMA_WARDEN_JOBS"
+MIN_ENV = "SCHEMA_WARDEN_PARALLEL_MIN"  # tests: the fewest revisions worth a child
+MIN_REVISIONS = 16  # below it the child's start (fork, database, env.py) eats the gain
+GROWTH = 125.0  # a proof's cost grows by its base cost every GROWTH revisions (benchmark history)
+
+
+@dataclass(frozen=True)
+class PartResult:
+    """Revisions proven in one process, from ``start`` on (picklable: no snapshots)."""
+
+    checks: tuple[Any, ...]  # CheckResult, one per revision proven
+    empty: tuple[bool, ...]  # per revision: its downgrade is not implemented
+    stopped: bool  # an upgrade failed at the last one: nothing after it ran
+    unfilled: dict[str, str] = field(default_factory=dict, hash=False)  # the data check's, since start
+
+
+# --- deciding (pure) --------------------------------------------------------------------------
+
+
+def wanted_jobs(jobs: int | None, environ: dict[str, str] | None = None) -> int:
+    """``jobs`` when given, else ``SCHEMA_WARDEN_JOBS``, else 2 when a CPU is idle (1 otherwise).
+
+    Idle: the load average of the last minute leaves at least half a CPU beside ours. On a
+    machine busy with other work a second process only adds the rehearsal's cost.
+    """
+    if jobs is not None:
+        return max(1, jobs)
+    env = os.environ if environ is None else environ
+    text = env.get(JOBS_ENV, "").strip()
+    if text:
+        if not text.isdigit() or int(text) < 1:
+            raise ProjectError(
+                f"{JOBS_ENV}={text!r} is not a number of processes: set it to 1 (one process) or 2, "
+                "or unset it (two when a CPU is idle)"
+            )
+        return int(text)
+    return 2 if idle_cpu(_cpus(), _load()) else 1
+
+
+def idle_cpu(cpus: int, load: float | None) -> bool:
+    """At least half a CPU is free beside the one this process keeps busy."""
+    return cpus >= 2 and (load is None or load <= cpus - 0.5)
+
+
+def _cpus() -> int:
+    with contextlib.suppress(AttributeError, OSError):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _load() -> float | None:
+    with contextlib.suppress(AttributeError, OSError):
+        return os.getloadavg()[0]
+    return None
+
+
+def min_revisions(environ: dict[str, str] | None = None) -> int:
+    env = os.environ if environ is None else environ
+    text = env.get(MIN_ENV, "").strip()
+    return int(text) if text.isdigit() and int(text) > 0 else MIN_REVISIONS
+
+
+def weight(lo: int, hi: int) -> float:
+    """The relative cost of proving revisions ``[lo, hi)``: ``1 + i / GROWTH`` each."""
+    count = hi - lo
+    return count + (lo + hi - 1) * count / (2 * GROWTH) if count > 0 else 0.0
+
+
+def should_switch(position: int, child_next: int, end: int) -> bool:
+    """Stop rehearsing at ``position``: the child's proofs left (``[child_next, position)``)
+    weigh at least as much as the parent's (``[position, end)``)."""
+    return position >= end or weight(child_next, position) >= weight(position, end)
+
+
+def is_linear(revisions: Sequence[Any]) -> bool:
+    """Each revision's only parent is the one before it: no branches, no merge points."""
+    previous: tuple[str, ...] = ()
+    for revision in revisions:
+        down = revision.down_revision
+        parents = tuple(down) if isinstance(down, (tuple, list)) else ((down,) if down else ())
+        if parents != previous:
+            return False
+        previous = (revision.revision,)
+    return True
+
+
+def parallel_plan(revisions: Sequence[Any], start: int, jobs: int | None) -> bool:
+    """Whether ``[start, N)`` is worth a child."""
+    return (
+        wanted_jobs(jobs) >= 2
+        and hasattr(os, "fork")
+        and len(revisions) - start >= min_revisions()
+        and is_linear(revisions)
+    )
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+def run_parallel(
+    project: Project,
+    connection: Any,
+    *,
+    data_check: bool = True,
+    start: int = 0,
+    jobs: int | None = None,
+    split_at: int | None = None,
+) -> Any:
+    """The StairwayResult of ``[start, N)`` proven by the parent and a child; None: one process.
+
+    ``split_at`` (tests): the first revision the parent proves, instead of the balance point.
+    """
+    from hooks.data_check import Filler
+    from hooks.stairway import Stretch, assemble, prove, rehearse, snapshot
+
+    revisions = project.revisions()
+    end = len(revisions)
+    if not parallel_plan(revisions, start, jobs):
+        return None
+    url = connection.engine.url
+    child = _Child.start(project, url, start, data_check)
+    try:
+        filler = Filler() if data_check else None
+        base = snapshot(project, connection)
+        current: Any = base
+        position = start
+        rehearsal_stop = False
+        while position < end:
+            child.poll()
+            if split_at is not None:
+                if position >= split_at:
+                    break
+            elif should_switch(position, child.next, end):
+                break
+            if filler is not None and position > start:
+                current = snapshot(project, connection)
+            if rehearse(project, connection, [revisions[position]], current, filler) is not None:
+                rehearsal_stop = True  # the child stops at this revision too
+                break
+            position += 1
+        child.limit(position + 1 if rehearsal_stop else position)
+        mine: Any = None
+        if not rehearsal_stop:
+            if position > start:
+                current = snapshot(project, connection)
+            mine = prove(project, connection, revisions[position:], current, filler)
+        theirs = child.result()
+    finally:
+        child.stop()
+    switch = position + 1 if rehearsal_stop else position
+    theirs = _complete(theirs, switch - start)
+    if theirs is None:  # the child crashed: prove its part here, on a database of its own
+        theirs = prove_range(project, url, _database_name(url, os.getpid()), start, switch, data_check)
+    if theirs.stopped:
+        stretch = Stretch(theirs.checks, None, True, not any(theirs.empty))
+        return assemble(base, revisions[start:], stretch, theirs.unfilled)
+    if rehearsal_stop or mine is None:
+        raise ProjectError(
+            f"revision {revisions[position].revision}: its upgrade failed in one process and passed in "
+            f"another (does it depend on time or chance?): run with {JOBS_ENV}=1 to check in one process"
+        )
+    reversible = mine.reversible and not any(theirs.empty)
+    stretch = Stretch(theirs.checks + mine.checks, mine.after, mine.stopped, reversible)
+    return assemble(base, revisions[start:], stretch, dict(filler.unfilled) if filler is not None else {})
+
+
+def _complete(result: PartResult | None, count: int) -> PartResult | None:
+    """The child's results for its first ``count`` revisions (it may have proven more before it
+    heard where to stop); None when it stopped short without a failed upgrade (a crash)."""
+    if result is None:
+        return None
+    if result.stopped and len(result.checks) <= count:
+        return result
+    if len(result.checks) < count:
+        return None
+    return PartResult(result.checks[:count], result.empty[:count], False, {})
+
+
+class _Limit:
+    """Where the child stops: read from the parent's pipe, without waiting."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.value: int | None = None
+        self.buffer = b""
+
+    def reached(self, index: int) -> bool:
+        if self.value is None and select.select([self.fd], [], [], 0)[0]:
+            chunk = os.read(self.fd, 64)
+            self.buffer += chunk
+            if b"\n" in self.buffer:
+                self.value = int(self.buffer.split(b"\n", 1)[0])
+            elif not chunk:  # the parent is gone: stop
+                self.value = index
+        return self.value is not None and index >= self.value
+
+
+def prove_range(
+    project: Project,
+    url: Any,
+    name: str,
+    start: int,
+    end: int | None,
+    data_check: bool,
+    *,
+    limit: _Limit | None = None,
+    report: Any = None,
+) -> PartResult:
+    """On a new database ``name`` of the server of ``url``: upgrade plainly to ``start`` (as the
+    check did) and prove revisions from there to ``end`` (or to where ``limit`` says); the
+    database is dropped after. Run by the child, or in-process when the child crashed."""
+    from sqlalchemy import create_engine, pool
+
+    from hooks.data_check import Filler
+    from hooks.stairway import migrate, prove, snapshot
+
+    revisions = project.revisions()
+    stop_at = len(revisions) if end is None else end
+    admin = create_engine(url, poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
+    engine = create_engine(url.set(database=name), poolclass=pool.NullPool)
+    try:
+        with admin.connect() as conn:
+            version = conn.dialect.server_version_info or (0,)
+            strategy = " STRATEGY FILE_COPY" if version >= (15,) else ""  # no WAL copy: faster
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"{strategy}')
+        try:
+            with engine.connect() as connection:
+                if start > 0:
+                    target = revisions[start - 1].revision
+                    error = migrate(project, connection, target)
+                    if error is not None:
+                        raise ProjectError(f"revision {target}: upgrade failed: {error.message}")
+                filler = Filler() if data_check else None
+                current = snapshot(project, connection)
+                checks: list[Any] = []
+                empty: list[bool] = []
+                stopped = False
+                for index in range(start, stop_at):
+                    if limit is not None and limit.reached(index):
+                        break
+                    stretch = prove(project, connection, [revisions[index]], current, filler)
+                    checks.extend(stretch.checks)
+                    empty.append(not stretch.reversible)
+                    if report is not None:
+                        report(index)
+                    if stretch.stopped:
+                        stopped = True
+                        break
+                    current = stretch.after
+                unfilled = dict(filler.unfilled) if filler is not None else {}
+                return PartResult(tuple(checks), tuple(empty), stopped, unfilled)
+        finally:
+            engine.dispose()
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+def _database_name(url: Any, pid: int) -> str:
+    return f"{(url.database or 'postgres')[:40]}_part_{pid}"
+
+
+class _Child:
+    """The forked process: progress lines (``P <index>``) then its pickled result (``R <size>``)."""
+
+    def __init__(self, pid: int, results: int, control: int, name: str, url: Any) -> None:
+        self.pid = pid
+        self.results = results  # read end of the child's messages
+        self.control = control  # write end: where to stop
+        self.name = name  # its database, dropped by the child itself unless it died
+        self.url = url
+        self.next = -1  # the first revision the child has not finished (-1: not started)
+        self.buffer = b""
+        self.payload: bytes | None = None
+        self.reaped = False
+
+    @classmethod
+    def start(cls, project: Project, url: Any, start: int, data_check: bool) -> _Child:
+        results_read, results_write = os.pipe()
+        control_read, control_write = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns, never runs the parent's cleanup
+            status = 1
+            try:
+                os.close(results_read)
+                os.close(control_write)
+                _quiet()
+                status = _child_main(project, url, start, data_check, results_write, control_read)
+            finally:
+                os._exit(status)
+        os.close(results_write)
+        os.close(control_read)
+        os.set_blocking(results_read, False)
+        child = cls(pid, results_read, control_write, _database_name(url, pid), url)
+        child.next = start
+        return child
+
+    def poll(self) -> None:
+        """Read the progress the child reported so far, without waiting."""
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                chunk = os.read(self.results, 65536)
+                if not chunk:
+                    break
+                self.buffer += chunk
+        self._parse()
+
+    def _parse(self) -> None:
+        while self.payload is None and b"\n" in self.buffer:
+            line, rest = self.buffer.split(b"\n", 1)
+            kind, _, value = line.partition(b" ")
+            if kind == b"P":
+                self.buffer = rest
+                self.next = max(self.next, int(value) + 1)
+            elif kind == b"R":
+                size = int(value)
+                if len(rest) < size:
+                    return
+                self.payload, self.buffer = rest[:size], rest[size:]
+            else:
+                self.buffer = rest
+
+    def limit(self, index: int) -> None:
+        """Tell the child to prove nothing from revision ``index`` on."""
+        with contextlib.suppress(OSError):
+            os.write(self.control, f"{index}\n".encode())
+
+    def result(self) -> PartResult | None:
+        """Wait for the child's result; None when it crashed."""
+        os.set_blocking(self.results, True)
+        while self.payload is None:
+            chunk = os.read(self.results, 65536)
+            if not chunk:
+                break
+            self.buffer += chunk
+            self._parse()
+        _pid, status = os.waitpid(self.pid, 0)
+        self.reaped = True
+        value = None
+        if self.payload is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+            with contextlib.suppress(Exception):
+                kind, value = pickle.loads(self.payload)
+                if kind != "ok" or not isinstance(value, PartResult):
+                    value = None
+        if value is None:
+            self._drop_database()
+        return value
+
+    def stop(self) -> None:
+        """Kill (if still running) and reap the child; close the pipes."""
+        if not self.reaped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            with _signals_blocked(), contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+            self.reaped = True
+        for fd in (self.results, self.control):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _drop_database(self) -> None:
+        from sqlalchemy import create_engine, pool
+
+        admin = create_engine(self.url, poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        finally:
+            admin.dispose()
+
+
+def _child_main(project: Project, url: Any, start: int, data_check: bool, out: int, control: int) -> int:
+    """In the child: prove from ``start`` until the parent's limit, report, send the result."""
+
+    def write(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(out, view) :]
+
+    def report(index: int) -> None:
+        write(f"P {index}\n".encode())
+
+    try:
+        name = _database_name(url, os.getpid())
+        result = prove_range(
+            project, url, name, start, None, data_check, limit=_Limit(control), report=report
+        )
+        payload = pickle.dumps(("ok", result))
+    except BaseException as err:  # reported to the parent, which then proves the part itself
+        payload = pickle.dumps(("error", f"{type(err).__name__}: {one_line(str(err))}"))
+    write(f"R {len(payload)}\n".encode() + payload)
+    return 0
+
+
+def _quiet() -> None:
+    """In the child: default signal handling (the parent kills it), no output at all."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(sig, signal.SIG_DFL)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - open until os._exit
+
+
+@contextlib.contextmanager
+def _signals_blocked() -> Iterator[None]:
+    sigs = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
