@@ -13,7 +13,7 @@ import argparse
 import contextlib
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -259,8 +259,8 @@ def _run_checks(
                 checks.append(
                     CheckResult("stairway", PASS, f"{proven} (cache; --no-cache proves them again)")
                 )
-            stairway = run_stairway(  # jobs=None: a forked child shares the work (hooks/parallel.py)
-                project, connection, fail_fast=fail_fast, data_check=data_check, start=start, jobs=None
+            stairway = run_stairway(
+                project, connection, fail_fast=fail_fast, data_check=data_check, start=start
             )
             checks.extend(stairway.checks)
             failed = any(c.status == FAIL for c in checks)
@@ -350,18 +350,26 @@ def _start_server(
 
 
 def _save(server: Any, clusters: Any, pristine: Pristine) -> None:
-    """Keep the server's data directory, its database pristine at head, for the next run."""
-    for name in server.databases():
-        if name != pristine.database:
-            server.drop_database(name)
-    clusters.save(
-        server,
-        revision=pristine.revision,
-        key=pristine.key,
-        database=pristine.database,
-        version_table=pristine.version_table,
-        snapshot=pristine.snapshot,
-    )
+    """Keep the server's data directory, its database pristine at head, for the next run.
+
+    Only a speed-up: a full disk or a server that does not stop cleanly saves nothing and
+    changes nothing in the run's result."""
+    from psycopg2 import Error
+
+    try:
+        for name in server.databases():
+            if name != pristine.database:
+                server.drop_database(name)
+        clusters.save(
+            server,
+            revision=pristine.revision,
+            key=pristine.key,
+            database=pristine.database,
+            version_table=pristine.version_table,
+            snapshot=pristine.snapshot,
+        )
+    except (OSError, Error, WardenError):
+        pass
 
 
 def run(
@@ -372,7 +380,10 @@ def run(
     data_check: bool = True,
     use_cache: bool = True,
     cwd: Path | None = None,
+    on_report: Callable[[Report], None] | None = None,
 ) -> Report:
+    """The check's report. ``on_report`` gets it as soon as it is complete, before the run
+    saves its data directory for the next run (the one step left then)."""
     from hooks import cache
     from hooks.postgres import build_id, find_binaries
 
@@ -402,6 +413,8 @@ def run(
                 at=at,
             )
             report = Report(title, tuple(outcome.checks), time.perf_counter() - started, tuple(notes))
+            if on_report is not None:
+                on_report(report)
             if report.ok and outcome.pristine is not None:
                 _save(server, clusters, outcome.pristine)
     return report
@@ -422,6 +435,11 @@ def error_report(err: WardenError, started: float) -> Report:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.perf_counter()
+
+    def show(report: Report) -> None:  # before the data directory is saved
+        sys.stdout.write(render(report, args.format))
+        sys.stdout.flush()
+
     try:
         report = run(
             args.config,
@@ -429,11 +447,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             fail_fast=args.fail_fast,
             data_check=not args.no_data_check,
             use_cache=not args.no_cache,
+            on_report=show,
         )
     except WardenError as err:
         if args.format != "text":  # the one-line error still goes to stderr, with its exit code
             sys.stdout.write(render(error_report(err, started), args.format))
         raise
-    sys.stdout.write(render(report, args.format))
-    sys.stdout.flush()
     return EXIT_OK if report.ok else EXIT_PROBLEMS

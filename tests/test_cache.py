@@ -637,3 +637,24 @@ def test_an_interrupted_save_leaves_no_entry_no_staging_and_no_server(
     assert not workdir.exists()
     with pytest.raises(ProcessLookupError):
         os.kill(server.pid, 0)
+
+
+def test_a_save_that_fails_changes_nothing_in_the_result(
+    marked: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ini, _marker = marked
+    shown: list[str] = []
+
+    def full_disk(_source: Path, _out: object, _digest: object) -> None:
+        shown.append(capsys.readouterr().out)  # the report is out before the save starts
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(postgres, "_tar_to", full_disk)
+    code = check_migrations.main(["--config", str(ini)])
+    assert code == 0
+    assert len(shown) == 1 and "drift: the migrations build exactly what the models declare" in shown[0]
+    clusters = tmp_path / "proofs" / "clusters"
+    assert [p.name for p in clusters.iterdir() if p.name != "lock"] == []
