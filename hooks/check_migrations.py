@@ -259,8 +259,8 @@ def _run_checks(
                 checks.append(
                     CheckResult("stairway", PASS, f"{proven} (cache; --no-cache proves them again)")
                 )
-            stairway = run_stairway(
-                project, connection, fail_fast=fail_fast, data_check=data_check, start=start
+            stairway = run_stairway(  # jobs=None: a forked child shares the work (hooks/parallel.py)
+                project, connection, fail_fast=fail_fast, data_check=data_check, start=start, jobs=None
             )
             checks.extend(stairway.checks)
             failed = any(c.status == FAIL for c in checks)
