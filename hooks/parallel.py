@@ -22,8 +22,8 @@ the same revision). A child that crashes is replaced by the parent proving its p
 a new database. Ctrl-C or SIGTERM kills and reaps the child; its database is dropped.
 
 One process instead: fewer than ``MIN_REVISIONS`` to prove, --fail-fast, a history with
-branches or merge points, no ``os.fork``, one CPU or no idle one (load average; the rehearsal
-is extra work that only pays on a free CPU), or ``SCHEMA_WARDEN_JOBS=1``
+branches or merge points, no ``os.fork``, one CPU or none idle while the check started (the
+rehearsal is extra work that only pays on a free CPU), or ``SCHEMA_WARDEN_JOBS=1``
 (``SCHEMA_WARDEN_JOBS=2`` forces two processes). More than
 two processes do not pay: each extra one would have to rehearse everything before its part
 (three processes on free CPUs: 0.61 of the sequential time against 0.69 for two).
@@ -67,8 +67,7 @@ class PartResult:
 def wanted_jobs(jobs: int | None, environ: dict[str, str] | None = None) -> int:
     """``jobs`` when given, else ``SCHEMA_WARDEN_JOBS``, else 2 when a CPU is idle (1 otherwise).
 
-    Idle: the load average of the last minute leaves at least half a CPU beside ours. On a
-    machine busy with other work a second process only adds the rehearsal's cost.
+    On a machine busy with other work a second process only adds the rehearsal's cost.
     """
     if jobs is not None:
         return max(1, jobs)
@@ -81,24 +80,49 @@ def wanted_jobs(jobs: int | None, environ: dict[str, str] | None = None) -> int:
                 "or unset it (two when a CPU is idle)"
             )
         return int(text)
-    return 2 if idle_cpu(_cpus(), _load()) else 1
+    cpus = _cpus()
+    return 2 if cpus >= 2 and idle_cpus(cpus) >= IDLE_NEEDED else 1
 
 
-def idle_cpu(cpus: int, load: float | None) -> bool:
-    """At least half a CPU is free beside the one this process keeps busy."""
-    return cpus >= 2 and (load is None or load <= cpus - 0.5)
+IDLE_NEEDED = 0.5  # CPUs idle while the check started (its own work included)
+
+
+def idle_cpus(cpus: int) -> float:
+    """How many CPUs were idle since the last look (at the first, since this module was
+    imported: while the check started its server and ran env.py); from /proc/stat on Linux,
+    else from the load average."""
+    global _sample
+    now = _cpu_times()
+    before, _sample = _sample, now
+    if now is not None and before is not None and now[1] - before[1] >= _MIN_TICKS:
+        return cpus * (now[0] - before[0]) / (now[1] - before[1])
+    with contextlib.suppress(AttributeError, OSError):
+        return max(0.0, cpus - os.getloadavg()[0])
+    return float(cpus)
+
+
+_MIN_TICKS = 20  # a window of about a tenth of a second on two CPUs
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """(idle, total) clock ticks of all CPUs so far."""
+    try:
+        with open("/proc/stat", "rb") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    if len(fields) < 5:
+        return None
+    return fields[3] + fields[4], sum(fields)  # idle + iowait; of user nice system ... steal
+
+
+_sample = _cpu_times()
 
 
 def _cpus() -> int:
     with contextlib.suppress(AttributeError, OSError):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
-
-
-def _load() -> float | None:
-    with contextlib.suppress(AttributeError, OSError):
-        return os.getloadavg()[0]
-    return None
 
 
 def min_revisions(environ: dict[str, str] | None = None) -> int:

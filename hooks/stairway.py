@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from hooks import parallel  # first look at the idle CPUs: when the check starts
 from hooks.data_check import Filler, allowed_reason, count_rows, losses
 from hooks.diff import Change, compare
 from hooks.project import MigrationFailed, Project, downgrade_is_empty, one_line, user_traceback
@@ -353,9 +354,7 @@ def run_stairway(
     enough to gain. The results are the same as one process's.
     """
     if jobs != 1 and not fail_fast:
-        from hooks.parallel import run_parallel
-
-        result = run_parallel(project, connection, data_check=data_check, start=start, jobs=jobs)
+        result = parallel.run_parallel(project, connection, data_check=data_check, start=start, jobs=jobs)
         if result is not None:
             if on_result is not None:
                 for check in result.checks:
