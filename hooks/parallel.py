@@ -22,10 +22,10 @@ the same revision). A child that crashes is replaced by the parent proving its p
 a new database. Ctrl-C or SIGTERM kills and reaps the child; its database is dropped.
 
 One process instead: fewer than ``MIN_REVISIONS`` to prove, --fail-fast, a history with
-branches or merge points, no ``os.fork``, one CPU or none idle while the check started (the
-rehearsal is extra work that only pays on a free CPU), or ``SCHEMA_WARDEN_JOBS=1``
-(``SCHEMA_WARDEN_JOBS=2`` forces two processes). More than
-two processes do not pay: each extra one would have to rehearse everything before its part
+branches or merge points, not Linux (where fork is safe), other threads running, one CPU or
+none idle while the check started (the rehearsal is extra work that only pays on a free CPU),
+or ``SCHEMA_WARDEN_JOBS=1`` (``SCHEMA_WARDEN_JOBS=2`` forces two processes). More than two
+processes do not pay: each extra one would have to rehearse everything before its part
 (three processes on free CPUs: 0.61 of the sequential time against 0.69 for two).
 Warnings that migrations raise in the child are not shown.
 """
@@ -157,11 +157,14 @@ def is_linear(revisions: Sequence[Any]) -> bool:
 
 def parallel_plan(revisions: Sequence[Any], start: int, jobs: int | None) -> bool:
     """Whether ``[start, N)`` is worth a child."""
+    import threading
+
     return (
-        wanted_jobs(jobs) >= 2
-        and hasattr(os, "fork")
-        and len(revisions) - start >= min_revisions()
+        len(revisions) - start >= min_revisions()
+        and sys.platform.startswith("linux")  # fork is only safe there (macOS frameworks are not)
+        and threading.active_count() == 1  # another thread might hold a lock the child needs
         and is_linear(revisions)
+        and wanted_jobs(jobs) >= 2
     )
 
 
@@ -216,6 +219,11 @@ def run_parallel(
                 current = snapshot(project, connection)
             mine = prove(project, connection, revisions[position:], current, filler)
         theirs = child.result()
+    except Exception:
+        child.stop()
+        with contextlib.suppress(Exception):
+            child.drop_database()  # killed before it could (the server stays: tests, a cache)
+        raise
     finally:
         child.stop()
     switch = position + 1 if rehearsal_stop else position
@@ -417,7 +425,7 @@ class _Child:
                 if kind != "ok" or not isinstance(value, PartResult):
                     value = None
         if value is None:
-            self._drop_database()
+            self.drop_database()
         return value
 
     def stop(self) -> None:
@@ -432,7 +440,7 @@ class _Child:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
-    def _drop_database(self) -> None:
+    def drop_database(self) -> None:
         from sqlalchemy import create_engine, pool
 
         admin = create_engine(self.url, poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
