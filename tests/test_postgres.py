@@ -248,7 +248,15 @@ def test_memory_server_falls_back_to_the_temp_dir_without_room(monkeypatch: pyte
 # --- saved data directories ------------------------------------------------------------------
 
 
-def test_a_saved_data_directory_starts_again_with_its_databases(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tar", ["program", "python"])
+def test_a_saved_data_directory_starts_again_with_its_databases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tar: str
+) -> None:
+    if tar == "python":  # no tar program on the machine: Python's tarfile writes and reads the archive
+        which = shutil.which
+        monkeypatch.setattr(
+            shutil, "which", lambda name, *a, **k: None if name == "tar" else which(name, *a, **k)
+        )
     saved = tmp_path / "saved"
     with throwaway_server() as server:
         pid, socket_dir = postmaster_pid(server), server.socket_dir
