@@ -27,7 +27,7 @@ from hooks.parallel import idle_cpus, is_linear, run_parallel, should_switch, wa
 from hooks.postgres import Server
 from hooks.project import Project, find_config, isolated_imports, open_project
 from hooks.report import FAIL, NOTE, PASS
-from hooks.stairway import StairwayResult, round_trip, run_stairway
+from hooks.stairway import StairwayResult, migrate, round_trip, run_stairway
 
 
 def chain(
@@ -79,9 +79,11 @@ def loaded(ini: Path) -> Iterator[Project]:
         yield open_project(settings=settings)
 
 
-def stairway_on(server: Server, project: Project, split_at: int | None) -> tuple[StairwayResult, Any]:
-    """The stairway (one process, or split at ``split_at``) and the round trip after it, on a
-    database of its own."""
+def stairway_on(
+    server: Server, project: Project, split_at: int | None, *, start: int = 0, data_check: bool = True
+) -> tuple[StairwayResult, Any]:
+    """The stairway from ``start`` (one process, or split at ``split_at``) and the round trip
+    after it, on a database of its own."""
     from sqlalchemy import create_engine, pool
 
     database = f"p_{uuid.uuid4().hex[:10]}"
@@ -91,12 +93,20 @@ def stairway_on(server: Server, project: Project, split_at: int | None) -> tuple
         with engine.connect() as connection:
             project.environment(connection)
             connection.rollback()
+            target = "base"
+            if start:  # proven by an earlier run: upgraded plainly, as the check does
+                target = project.revisions()[start - 1].revision
+                assert migrate(project, connection, target) is None
             if split_at is None:
-                result = run_stairway(project, connection, jobs=1)
+                result = run_stairway(project, connection, jobs=1, start=start, data_check=data_check)
             else:
-                result = run_parallel(project, connection, jobs=2, split_at=split_at)
+                result = run_parallel(
+                    project, connection, jobs=2, split_at=split_at, start=start, data_check=data_check
+                )
                 assert result is not None
-            trip = round_trip(project, connection, result.base, result.head) if result.head else None
+            trip = None
+            if result.head is not None:
+                trip = round_trip(project, connection, result.base, result.head, target)
             return result, trip
     finally:
         engine.dispose()
@@ -150,6 +160,19 @@ def test_split_anywhere_gives_the_lines_of_one_process(tmp_path: Path, pg_server
             assert trip == alone_trip
     assert databases(pg_server) == []
     assert forked_children() == []
+
+
+def test_from_a_proven_revision_and_without_the_data_check(tmp_path: Path, pg_server: Server) -> None:
+    models, revisions = chain(20, trace=(14,))
+    with loaded(make_project(tmp_path, models=models, revisions=revisions)) as project:
+        for options in ({"start": 6}, {"data_check": False}):
+            alone, alone_trip = stairway_on(pg_server, project, None, **options)  # type: ignore[arg-type]
+            result, trip = stairway_on(pg_server, project, 12, **options)  # type: ignore[arg-type]
+            same(alone, result)
+            assert trip == alone_trip
+            assert result.checks[0].revision == ("0007" if options.get("start") else "0001")
+            assert [c.revision for c in result.checks if c.status == FAIL] == ["0014"]
+    assert databases(pg_server) == []
 
 
 def test_failures_in_either_part_read_as_in_one_process(tmp_path: Path, pg_server: Server) -> None:
