@@ -23,12 +23,15 @@ the drift check (models built with ``create_all``) then reports as drift.
 Faster and faithful: a run that passed saves its server's stopped data directory, its
 database ``postgres`` pristine at head (what a plain upgrade from empty gives, no generated
 rows), under ``clusters/`` (:class:`ClusterCache`, keyed by head's proof key and the Postgres
-build). The next run starts its server from a copy of it (the same copy every run makes of
-the initdb'd cluster) after checking its files' digest, its version table and its schema's
-snapshot digest, and replays only the revisions after it.
+build; at most two, least recently used evicted). The next run starts its server from it
+(unpacking the archive costs what copying the initdb'd cluster costs, about 0.03 s at 300
+revisions) while its digest is checked, then checks its version table and its schema's
+snapshot digest, and replays only the revisions after it (none when it is at the last
+proven revision). A damaged entry is deleted and the run replays from an empty database.
 
 Layout under ``hooks.postgres.cache_dir() / "proofs"`` (or ``$SCHEMA_WARDEN_PROOF_CACHE``):
-``entries/<key>.json`` (one proof) and ``lock``. Every file is
+``entries/<key>.json`` (one proof), ``lock``, ``clusters/<name>/{data.tar,entry.json}``
+(a saved data directory and its sealed description) and ``clusters/lock``. Every file is
 written to a temporary name and renamed (a reader never sees half a file); every entry
 carries a SHA-256 of its content, checked on each read: a corrupted or half-written entry
 is deleted and proven again, never trusted. Writers hold an exclusive ``fcntl`` lock,
