@@ -658,3 +658,54 @@ def test_a_save_that_fails_changes_nothing_in_the_result(
     assert len(shown) == 1 and "drift: the migrations build exactly what the models declare" in shown[0]
     clusters = tmp_path / "proofs" / "clusters"
     assert [p.name for p in clusters.iterdir() if p.name != "lock"] == []
+
+
+def _marked_rev(marker: Path, rev: str, down: str) -> Rev:
+    return Rev(
+        rev,
+        down,
+        upgrade=f"open({str(marker)!r}, 'a').write('up {rev}\\n')\n"
+        f"op.execute(\"INSERT INTO readings (value, device) VALUES (1.5, 'seed{rev}')\")",
+        downgrade=f"op.execute(\"DELETE FROM readings WHERE device = 'seed{rev}'\")",
+        message=f"seed {rev}",
+    )
+
+
+def test_an_older_saved_revision_is_upgraded_plainly_to_the_last_proven_one(
+    marked: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ini, marker = marked
+    _json_check(ini, capsys)  # saves 0002
+    write_revision(ini.parent, _marked_rev(marker, "0003", "0002"))
+    _json_check(ini, capsys)  # proves 0003 from 0002, saves 0003
+    entries = {_entry(p)["revision"]: p for p in _clusters(tmp_path)}
+    shutil.rmtree(entries["0003"])  # only 0002 is saved now; 0003 is proven
+    write_revision(ini.parent, _marked_rev(marker, "0004", "0003"))
+    ups = len(_ups(marker))
+    code, checks = _json_check(ini, capsys)
+    assert code == 0, checks
+    assert "3 revisions up to 0003 proven by an earlier run" in checks[0]["message"]
+    ran = _ups(marker)[ups:]
+    assert ran[:2] == ["up", "0003"] and set(ran[2:]) == {"up", "0004"}  # 0002 -> 0003 plainly, then 0004
+    assert {_entry(p)["revision"] for p in _clusters(tmp_path)} == {"0002", "0004"}
+    saved = next(p for p in _clusters(tmp_path) if _entry(p)["revision"] == "0004")
+    with throwaway_server(cluster=saved / cache.CLUSTER_ARCHIVE) as server:
+        conn = psycopg2.connect(**server.connect_kwargs())
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT device FROM readings ORDER BY device")
+                assert cur.fetchall() == [("seed0003",), ("seed0004",)]  # no generated rows
+        finally:
+            conn.close()
+
+    # nothing left to prove, only 0002 saved: 0002 -> 0004 plainly in "postgres", 0004 saved again
+    shutil.rmtree(saved)
+    ups = len(_ups(marker))
+    code, again = _json_check(ini, capsys)
+    assert code == 0, again
+    assert "4 revisions up to 0004 proven by an earlier run" in again[0]["message"]
+    assert _ups(marker)[ups:] == ["up", "0003", "up", "0004"]
+    assert {_entry(p)["revision"] for p in _clusters(tmp_path)} == {"0002", "0004"}
+    ups = len(_ups(marker))
+    code, warm = _json_check(ini, capsys)
+    assert code == 0 and warm == again and len(_ups(marker)) == ups
