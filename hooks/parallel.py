@@ -33,6 +33,7 @@ Warnings that migrations raise in the child are not shown.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import pickle
 import select
@@ -192,7 +193,10 @@ def run_parallel(
     if not parallel_plan(revisions, start, jobs):
         return None
     url = connection.engine.url
-    child = _Child.start(project, url, start, data_check)
+    try:
+        child = _Child.start(project, url, start, data_check)
+    except OSError:
+        return None
     try:
         filler = Filler() if data_check else None
         base = snapshot(project, connection)
@@ -356,7 +360,7 @@ class _Child:
         self.control = control  # write end: where to stop
         self.name = name  # its database, dropped by the child itself unless it died
         self.url = url
-        self.next = -1  # the first revision the child has not finished (-1: not started)
+        self.next = 0  # the first revision the child has not proven yet
         self.buffer = b""
         self.payload: bytes | None = None
         self.reaped = False
@@ -367,7 +371,19 @@ class _Child:
         control_read, control_write = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        # the parent's objects are never collected in the child: no finalizer there closes a
+        # connection of the parent's (psycopg2 would say goodbye on the shared socket)
+        gc.freeze()
+        pid = -1
+        try:
+            pid = os.fork()
+        except OSError:  # no process to spare: the caller runs the stairway alone
+            for fd in (results_read, results_write, control_read, control_write):
+                os.close(fd)
+            raise
+        finally:
+            if pid != 0:
+                gc.unfreeze()
         if pid == 0:  # the child: never returns, never runs the parent's cleanup
             status = 1
             try:
@@ -444,8 +460,10 @@ class _Child:
                 os.waitpid(self.pid, 0)
             self.reaped = True
         for fd in (self.results, self.control):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.results = self.control = -1  # closed once: the numbers may be reused
 
     def drop_database(self) -> None:
         from sqlalchemy import create_engine, pool
