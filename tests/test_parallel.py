@@ -279,7 +279,10 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_sigint_while_the_child_proves_leaves_nothing(tmp_path: Path, short_tmpdir: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_while_the_child_proves_leaves_nothing(
+    tmp_path: Path, short_tmpdir: Path, sig: signal.Signals
+) -> None:
     fifo = tmp_path / "child-started"
     os.mkfifo(fifo)
     models, revisions = chain(16)
@@ -315,7 +318,7 @@ def test_sigint_while_the_child_proves_leaves_nothing(tmp_path: Path, short_tmpd
         servers = [_workdir(entry) for entry in Path("/proc").iterdir() if _ppid(entry) == proc.pid]
         servers = [path for path in servers if path is not None]
         assert servers, "the guard's server should be running now"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _out, err = proc.communicate(timeout=30)
     finally:
         os.close(reader)
