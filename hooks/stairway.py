@@ -4,7 +4,9 @@ For each revision in order (branches and merge points included): upgrade it alon
 snapshot; downgrade it alone and compare with the snapshot before it (the downgrade leaves
 no trace); upgrade again and compare (consistency). Then the round trip head -> base ->
 head. One connection, one snapshot per step; each step is a small function so that callers
-(benchmark, incremental cache) can drive them one by one.
+(benchmark, incremental cache) can drive them one by one. ``run_stairway(jobs=None)`` lets a
+forked child prove the first part of a long stairway at the same time (hooks/parallel.py),
+with the same results.
 """
 
 from __future__ import annotations
