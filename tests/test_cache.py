@@ -420,6 +420,35 @@ def marked(tmp_path: Path) -> tuple[Path, Path]:
     return _marked_project(tmp_path / "proj", marker), marker
 
 
+@pytest.fixture
+def save_every_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run started from a saved revision saves its head even one revision later."""
+    monkeypatch.setattr(check_migrations, "SAVE_AFTER", 1)
+
+
+def test_a_run_one_revision_past_the_saved_one_proves_it_in_place_and_saves_nothing(
+    marked: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ini, marker = marked
+    _json_check(ini, capsys)  # saves 0002
+    [saved] = _clusters(tmp_path)
+    archive = (saved / cache.CLUSTER_ARCHIVE).read_bytes()
+    write_revision(ini.parent, _marked_rev(marker, "0003", "0002"))
+    ups = len(_ups(marker))
+    code, checks = _json_check(ini, capsys)
+    assert code == 0, checks
+    assert [c["revision"] for c in checks if c["revision"]] == ["0003"]
+    assert set(_ups(marker)[ups:]) == {"up", "0003"}  # 0001 and 0002 were not replayed
+    # one revision past the saved one: a save (about 0.15 s) would cost more than its replay
+    assert _clusters(tmp_path) == [saved] and (saved / cache.CLUSTER_ARCHIVE).read_bytes() == archive
+
+    ups = len(_ups(marker))
+    code, again = _json_check(ini, capsys)  # nothing to prove: 0003 replayed plainly from 0002
+    assert code == 0, again
+    assert "3 revisions up to 0003 proven by an earlier run" in again[0]["message"]
+    assert _ups(marker)[ups:] == ["up", "0003"]
+
+
 def test_a_passing_run_saves_the_head_and_the_next_run_replays_nothing(
     marked: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -445,7 +474,7 @@ def test_a_passing_run_saves_the_head_and_the_next_run_replays_nothing(
 
 
 def test_a_new_revision_is_proven_on_top_and_its_head_saved_pristine(
-    marked: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    marked: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], save_every_run: None
 ) -> None:
     ini, marker = marked
     _json_check(ini, capsys)
@@ -672,7 +701,7 @@ def _marked_rev(marker: Path, rev: str, down: str) -> Rev:
 
 
 def test_an_older_saved_revision_is_upgraded_plainly_to_the_last_proven_one(
-    marked: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    marked: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], save_every_run: None
 ) -> None:
     ini, marker = marked
     _json_check(ini, capsys)  # saves 0002
