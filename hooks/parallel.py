@@ -50,6 +50,8 @@ JOBS_ENV = "SCHEMA_WARDEN_JOBS"
 MIN_ENV = "SCHEMA_WARDEN_PARALLEL_MIN"  # tests: the fewest revisions worth a child
 MIN_REVISIONS = 16  # below it the child's start (fork, database, env.py) eats the gain
 GROWTH = 125.0  # a proof's cost grows by its base cost every GROWTH revisions (benchmark history)
+PROOF_MS = 10.0  # a proof on an empty schema (benchmark machine)
+REPLAY_MS = 1.4  # a plain upgrade of one revision
 
 
 @dataclass(frozen=True)
@@ -157,11 +159,14 @@ def is_linear(revisions: Sequence[Any]) -> bool:
 
 
 def parallel_plan(revisions: Sequence[Any], start: int, jobs: int | None) -> bool:
-    """Whether ``[start, N)`` is worth a child."""
+    """Whether ``[start, N)`` is worth a child: long enough, and the child's plain upgrade to
+    ``start`` (its database starts empty) costs little against the proofs."""
     import threading
 
+    end = len(revisions)
     return (
-        len(revisions) - start >= min_revisions()
+        end - start >= min_revisions()
+        and REPLAY_MS * start <= PROOF_MS * weight(start, end) / 4
         and sys.platform.startswith("linux")  # fork is only safe there (macOS frameworks are not)
         and threading.active_count() == 1  # another thread might hold a lock the child needs
         and is_linear(revisions)
@@ -208,8 +213,8 @@ def run_parallel(
             if split_at is not None:
                 if position >= split_at:
                     break
-            elif should_switch(position, child.next, end):
-                break
+            elif child.next > start and should_switch(position, child.next, end):
+                break  # (not before the child proved one: its start may take long)
             if filler is not None and position > start:
                 current = snapshot(project, connection)
             if rehearse(project, connection, [revisions[position]], current, filler) is not None:

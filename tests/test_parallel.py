@@ -13,6 +13,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import psycopg2
@@ -23,7 +24,15 @@ from hooks import parallel
 from hooks.check_migrations import main
 from hooks.diff import compare
 from hooks.errors import ProjectError
-from hooks.parallel import idle_cpus, is_linear, run_parallel, should_switch, wanted_jobs, weight
+from hooks.parallel import (
+    idle_cpus,
+    is_linear,
+    parallel_plan,
+    run_parallel,
+    should_switch,
+    wanted_jobs,
+    weight,
+)
 from hooks.postgres import Server
 from hooks.project import Project, find_config, isolated_imports, open_project
 from hooks.report import FAIL, NOTE, PASS
@@ -256,6 +265,14 @@ def test_deciding_where_to_split() -> None:
     assert should_switch(200, 0, 300)  # the child has 200 left, the parent 100 (heavier ones)
     position = next(p for p in range(301) if should_switch(p, 0, 300))
     assert 160 < position < 200  # later revisions cost more: the parent takes fewer
+    revisions = [
+        SimpleNamespace(revision=f"{n:04d}", down_revision=f"{n - 1:04d}" if n else None) for n in range(300)
+    ]
+    assert is_linear(revisions) and is_linear(revisions[:1]) and not is_linear(revisions[1:])
+    assert parallel_plan(revisions, 0, 2) and parallel_plan(revisions, 150, 2)
+    assert not parallel_plan(revisions, 280, 2)  # the child's plain upgrade to 280 costs more
+    assert not parallel_plan(revisions[:3], 0, 2)  # fewer than SCHEMA_WARDEN_PARALLEL_MIN (4 here)
+    assert not parallel_plan(revisions, 0, 1)
     assert wanted_jobs(None, {parallel.JOBS_ENV: "1"}) == 1
     assert wanted_jobs(None, {parallel.JOBS_ENV: "2"}) == 2
     assert wanted_jobs(3, {parallel.JOBS_ENV: "1"}) == 3
