@@ -19,15 +19,17 @@ about one CPU busy. For the revisions still to prove, ``[start, N)``:
 The results are merged in revision order and are the same as one process's: a revision whose
 upgrade fails in the child's part ends the stairway there (the parent's rehearsal stops at
 the same revision). A child that crashes is replaced by the parent proving its part itself on
-a new database. Ctrl-C or SIGTERM kills and reaps the child; its database is dropped.
+a new database. Ctrl-C or SIGTERM kills and reaps the child (its database goes with the
+throwaway server); an error in the parent kills it and drops its database.
 
-One process instead: fewer than ``MIN_REVISIONS`` to prove, --fail-fast, a history with
-branches or merge points, not Linux (where fork is safe), other threads running, one CPU or
+One process instead: fewer than ``MIN_REVISIONS`` to prove, a child's plain upgrade to
+``start`` costing more than a quarter of the proofs, --fail-fast, a history with branches or
+merge points, not Linux (where fork is safe), other threads running, one CPU or
 none idle while the check started (the rehearsal is extra work that only pays on a free CPU),
 or ``SCHEMA_WARDEN_JOBS=1`` (``SCHEMA_WARDEN_JOBS=2`` forces two processes). More than two
-processes do not pay: each extra one would have to rehearse everything before its part
-(three processes on free CPUs: 0.61 of the sequential time against 0.69 for two).
-Warnings that migrations raise in the child are not shown.
+processes would pay little: each extra one has to rehearse everything before its part (three
+processes on free CPUs: about 0.61 of the sequential time against 0.69 for two). The child
+prints nothing; warnings that migrations raise still show, from the parent's rehearsal.
 """
 
 from __future__ import annotations
