@@ -259,7 +259,7 @@ def test_branches_run_in_one_process(tmp_path: Path, pg_server: Server) -> None:
 
 def test_deciding_where_to_split() -> None:
     assert weight(0, 0) == 0 and weight(0, 1) == 1
-    assert weight(0, 250) == pytest.approx(250 + 249 * 250 / 250)
+    assert weight(0, 250) == pytest.approx(250 + 249 * 250 / (2 * parallel.GROWTH))
     assert not should_switch(10, 0, 300)  # the child has far less left than the parent
     assert should_switch(300, 290, 300)  # nothing left to prove for the parent
     assert should_switch(200, 0, 300)  # the child has 200 left, the parent 100 (heavier ones)
