@@ -180,3 +180,57 @@ def test_autocommit_block_with_a_concurrent_index(tmp_path: Path, pg_server: Ser
         pg_server, make_project(tmp_path, models=models, revisions=[*READINGS_REVISIONS, concurrent])
     )
     assert [c.status for c in checks] == [PASS] * 5, [c.message for c in checks]
+
+
+def test_rehearsal_leaves_the_data_a_proof_leaves(tmp_path: Path, pg_server: Server) -> None:
+    """rehearse() makes the stairway's writes without its checks: same rows, same ids, same
+    data-check state, so a later revision is proven on the very same data."""
+    import uuid
+
+    from sqlalchemy import create_engine, pool
+
+    from hooks.data_check import Filler
+    from hooks.project import find_config, isolated_imports, open_project
+    from hooks.stairway import prove, rehearse, snapshot
+
+    seed = Rev(
+        "0003",
+        "0002",
+        upgrade="op.execute(\"INSERT INTO readings (value, device) VALUES (1.5, 'seed')\")",
+        downgrade="op.execute(\"DELETE FROM readings WHERE device = 'seed'\")",
+        message="seed",
+    )
+    column = Rev(
+        "0004",
+        "0003",
+        upgrade='op.add_column("readings", sa.Column("unit", sa.String(8), server_default="C"))',
+        downgrade='op.drop_column("readings", "unit")',
+        message="unit",
+    )
+    ini = make_project(tmp_path, models=READINGS_MODELS, revisions=[*READINGS_REVISIONS, seed, column])
+    settings = find_config(ini)
+    states = []
+    with isolated_imports(settings.alembic_config.parent):
+        project = open_project(settings=settings)
+        for way in ("prove", "rehearse"):
+            database = f"r_{uuid.uuid4().hex[:10]}"
+            pg_server.create_database(database)
+            engine = create_engine(pg_server.url(database), poolclass=pool.NullPool)
+            try:
+                with engine.connect() as connection:
+                    filler = Filler()
+                    base = snapshot(project, connection)
+                    if way == "prove":
+                        assert not prove(project, connection, project.revisions(), base, filler).stopped
+                    else:
+                        assert rehearse(project, connection, project.revisions(), base, filler) is None
+                    rows = connection.exec_driver_sql("SELECT * FROM readings ORDER BY id").all()
+                    ids = connection.exec_driver_sql("SELECT last_value FROM readings_id_seq").scalar()
+                    states.append((rows, ids, filler.counter, filler.unfilled, filler.shapes))
+                    connection.rollback()
+            finally:
+                engine.dispose()
+                pg_server.drop_database(database)
+    assert states[0] == states[1]
+    rows = states[0][0]
+    assert any(row.device == "seed" for row in rows) and len(rows) > 3  # generated rows and the seed
