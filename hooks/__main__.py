@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import sys
+from hooks.cli import entry
 
-from hooks.cli import main
-
-sys.exit(main())
+entry()

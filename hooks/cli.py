@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -64,5 +66,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(module.main(rest))
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `yes | head`
+
+
+def entry() -> None:
+    """The console script: :func:`main`, then exit without the interpreter's teardown.
+
+    Every command has stopped its server, reaped its processes and removed its files before
+    it returns; what is left is the garbage collection of SQLAlchemy's, Alembic's and the
+    project's objects at shutdown: about 0.13 s of a warm ``check``. Only the streams need
+    flushing.
+    """
+    try:
+        code = main()
+    except BrokenPipeError:  # the reader left (``| head``): quietly, as a process killed by SIGPIPE
+        code = EXIT_BROKEN_PIPE
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (``| head``)
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
