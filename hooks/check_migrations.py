@@ -261,9 +261,12 @@ def _run_checks(
         server.copy_database(database, template=pristine_db)
     engine = create_engine(server.url(database), poolclass=pool.NullPool)
     try:
-        with engine.connect() as connection:
+        with contextlib.ExitStack() as stack, engine.connect() as connection:
             env = project.environment(connection)  # env.py imports the models: ProjectError here
             connection.rollback()
+            models_ahead = stack.enter_context(
+                _models_ahead(project, server, connection, env, f"{database}_models")
+            )
             checks: list[CheckResult] = []
             if not project.revisions():
                 checks.append(CheckResult("stairway", PASS, "no revisions: nothing to check"))
@@ -302,7 +305,11 @@ def _run_checks(
                 if checks[-1].status == PASS:  # stairway and round trip clean: remember the proofs
                     store.record(plan, [c.revision for c in stairway.checks if c.revision])
                     recorded = plan.enabled
-            checks.append(check_drift(project, server, connection, env, models_db=f"{database}_models"))
+            checks.append(
+                check_drift(
+                    project, server, connection, env, models_db=f"{database}_models", models=models_ahead()
+                )
+            )
             pristine = None
             if saving and recorded and not any(c.status == FAIL for c in checks):
                 head = project.script.get_heads()
@@ -315,6 +322,27 @@ def _run_checks(
             return Outcome(checks, pristine)
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def _models_ahead(
+    project: Project, server: Any, connection: Any, env: Any, name: str
+) -> Iterator[Callable[[], Any]]:
+    """Drift's models side (create_all in database ``name``, snapshot, drop), built by a forked
+    child while the stairway runs: work every run does, on the other CPU. Yields ``get()``,
+    which waits for it; None (the child failed, or no fork here) lets check_drift build it."""
+    from hooks import parallel
+    from hooks.drift import extensions_of, models_side
+
+    if env.metadata is None or not parallel.can_fork():
+        yield lambda: None
+        return
+    extensions = extensions_of(connection)  # at head they may differ: check_drift then rebuilds
+    forked = parallel.Forked(lambda: models_side(server, project, env.metadata, extensions, name))
+    try:
+        yield forked.result
+    finally:
+        forked.stop()
 
 
 def _holds(project: Project, server: Any, entry: Any) -> bool:

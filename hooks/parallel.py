@@ -530,3 +530,97 @@ def _signals_blocked() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+# --- one call in a forked child -------------------------------------------------------------
+
+
+def can_fork() -> bool:
+    """Linux, one thread, a second process allowed (``SCHEMA_WARDEN_JOBS`` is not 1)."""
+    import threading
+
+    text = os.environ.get(JOBS_ENV, "").strip()
+    return (
+        sys.platform.startswith("linux")
+        and threading.active_count() == 1
+        and not (text.isdigit() and int(text) < 2)
+    )
+
+
+class Forked:
+    """``fn()`` run in a forked child meanwhile; :meth:`result` is its pickled return value.
+
+    For work that has to be done anyway and needs no state of the parent's connections (the
+    child opens its own). The child prints nothing, never runs the parent's cleanup and ends
+    with ``os._exit``; :meth:`stop` kills and reaps it (also on Ctrl-C and errors: use it in a
+    ``finally``). :meth:`result` is None when the child failed: the caller then does the work
+    itself.
+    """
+
+    def __init__(self, fn: Any) -> None:
+        self.pid = -1
+        self.fd = -1
+        read, write = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        gc.freeze()  # no finalizer in the child closes a connection of the parent's
+        try:
+            self.pid = os.fork()
+        except OSError:
+            os.close(read)
+            os.close(write)
+            gc.unfreeze()
+            return
+        if self.pid == 0:  # the child
+            status = 1
+            try:
+                os.close(read)
+                _quiet()
+                try:
+                    payload = pickle.dumps(("ok", fn()))
+                except BaseException as err:
+                    payload = pickle.dumps(("error", f"{type(err).__name__}: {one_line(str(err))}"))
+                view = memoryview(payload)
+                while view:
+                    view = view[os.write(write, view) :]
+                status = 0
+            finally:
+                os._exit(status)
+        gc.unfreeze()
+        os.close(write)
+        self.fd = read
+
+    @property
+    def started(self) -> bool:
+        return self.pid > 0
+
+    def result(self) -> Any:
+        """Wait for the child; its return value, or None when it failed or did not start."""
+        if not self.started or self.fd < 0:
+            return None
+        chunks = []
+        while chunk := os.read(self.fd, 1 << 16):
+            chunks.append(chunk)
+        _pid, status = os.waitpid(self.pid, 0)
+        self.pid = -1
+        self.stop()
+        if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
+            return None
+        try:
+            kind, value = pickle.loads(b"".join(chunks))
+        except Exception:
+            return None
+        return value if kind == "ok" else None
+
+    def stop(self) -> None:
+        """Kill (if still running) and reap the child; close the pipe. Idempotent."""
+        if self.pid > 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            with _signals_blocked(), contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+            self.pid = -1
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1

@@ -364,3 +364,93 @@ def _cmdline(entry: Path) -> bytes:
     with contextlib.suppress(OSError):
         return (entry / "cmdline").read_bytes()
     return b""
+
+
+# --- one call in a forked child (drift's models side while the stairway runs) -----------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_forked_call_returns_its_value_and_leaves_no_process() -> None:
+    parent = os.getpid()
+    forked = parallel.Forked(lambda: (os.getpid(), {"tables": 3}))
+    assert forked.started
+    pid = forked.pid
+    child_pid, value = forked.result()
+    assert child_pid == pid != parent and value == {"tables": 3}
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reaped already
+
+
+def test_forked_call_that_raises_gives_none_and_the_caller_does_the_work() -> None:
+    def fails() -> None:
+        raise RuntimeError("create_all exploded")
+
+    assert parallel.Forked(fails).result() is None
+
+
+def test_stopping_a_forked_call_kills_and_reaps_it() -> None:
+    import time
+
+    forked = parallel.Forked(lambda: time.sleep(60))
+    pid = forked.pid
+    assert _alive(pid)
+    forked.stop()
+    assert not _alive(pid)
+    assert forked.result() is None  # stopped: nothing to wait for
+    forked.stop()  # twice is harmless
+
+
+def test_jobs_1_means_no_fork(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(parallel.JOBS_ENV, "1")
+    assert not parallel.can_fork()
+    monkeypatch.setenv(parallel.JOBS_ENV, "2")
+    assert parallel.can_fork() == sys.platform.startswith("linux")
+
+
+def test_drift_is_the_same_with_the_models_built_ahead_or_inline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    models = """
+readings = sa.Table(
+    "readings",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("humidity", sa.Float),
+)
+"""
+    revisions = [
+        Rev(
+            "0001",
+            None,
+            upgrade='op.create_table("readings", sa.Column("id", sa.Integer, primary_key=True), '
+            'sa.Column("value", sa.Float, nullable=False))',
+            downgrade='op.drop_table("readings")',
+        )
+    ]
+    ini = make_project(tmp_path / "p", models=models, revisions=revisions)
+    outputs = {}
+    forks: list[str] = []
+
+    class Spy(parallel.Forked):
+        def __init__(self, fn: Any) -> None:
+            super().__init__(fn)
+            forks.append(os.environ[parallel.JOBS_ENV])
+
+    monkeypatch.setattr(parallel, "Forked", Spy)
+    for jobs in ("2", "1"):  # models side in a forked child, then built inline
+        monkeypatch.setenv(parallel.JOBS_ENV, jobs)
+        code = main(["--config", str(ini), "--no-cache", "--format", "json"])
+        outputs[jobs] = (code, capsys.readouterr().out)
+    assert forks == ["2"]
+    assert outputs["2"][0] == outputs["1"][0] == 1
+    strip = [line for line in outputs["2"][1].splitlines() if "duration_s" not in line]
+    assert strip == [line for line in outputs["1"][1].splitlines() if "duration_s" not in line]
+    assert "+ column readings.humidity" in outputs["2"][1]
