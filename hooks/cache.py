@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -242,6 +243,7 @@ PROOF_MODULES = (
 )
 
 
+@functools.lru_cache(maxsize=1)
 def guard_fingerprint() -> str:
     """The guard's version plus a hash of the modules that prove: a changed check never trusts old proofs."""
     import hooks
@@ -252,11 +254,20 @@ def guard_fingerprint() -> str:
         path = package / f"{name}.py"
         with contextlib.suppress(OSError):
             h.update(name.encode() + b"\0" + path.read_bytes())
-    import alembic
-    import sqlalchemy
-
-    h.update(f"alembic={alembic.__version__};sqlalchemy={sqlalchemy.__version__}".encode())
+    h.update(f"alembic={_version('alembic')};sqlalchemy={_version('sqlalchemy')}".encode())
     return f"{hooks.__version__}+{h.hexdigest()[:16]}"
+
+
+def _version(distribution: str) -> str:
+    """An installed distribution's version, read from its metadata: importing Alembic to ask
+    costs 0.3 s, which the early plan (before Alembic is imported) must not pay."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:  # vendored or run from a source tree
+        module = __import__(distribution)
+        return str(module.__version__)
 
 
 # --- the cache ----------------------------------------------------------------------------
@@ -450,8 +461,13 @@ def plan_project(
     """
     cache = ProofCache(enabled=enabled)
     revisions, files = project_inputs(project)
-    settings = project.settings
-    context = context_key(
+    return cache, cache.plan(revisions, _context(files, project.settings, postgres_major, options))
+
+
+def _context(
+    files: Mapping[str, bytes], settings: Any, postgres_major: int, options: Mapping[str, object] | None
+) -> str:
+    return context_key(
         files,
         postgres_major=postgres_major,
         tool=guard_fingerprint(),
@@ -462,7 +478,63 @@ def plan_project(
             "options": dict(options or {}),
         },
     )
-    return cache, cache.plan(revisions, context)
+
+
+def linear_order(files: Sequence[Any]) -> list[Any] | None:
+    """Statically read revision files (hooks.check_heads.RevisionFile) from base to head,
+    or None unless they form one line (one root, each revision at most one parent and child)."""
+    by_id = {f.revision: f for f in files}
+    if len(by_id) != len(files) or any(f.error or f.revision is None for f in files):
+        return None
+    child: dict[str | None, Any] = {}
+    for f in files:
+        parents = f.down_revisions + f.depends_on
+        if len(parents) > 1 or (parents and parents[0] not in by_id):
+            return None
+        parent = parents[0] if parents else None
+        if parent in child:
+            return None
+        child[parent] = f
+    order, current = [], child.get(None)
+    while current is not None:
+        order.append(current)
+        current = child.get(current.revision)
+    return order if len(order) == len(files) else None
+
+
+def early_plan(
+    settings: Any,
+    files: Sequence[Any],
+    postgres_major: int,
+    *,
+    options: Mapping[str, object] | None = None,
+) -> Plan | None:
+    """The plan :func:`plan_project` will make, from the statically read revision files,
+    before Alembic is imported (a guess to start the server early: the caller compares the
+    keys with the real plan's). None for histories that are not one line."""
+    from hooks.check_heads import version_dirs
+
+    ordered = linear_order(files)
+    if ordered is None:
+        return None
+    ini = Path(settings.alembic_config)
+    script_dir, _dirs, prepend, _recursive = version_dirs(ini)
+    roots: list[str] = []
+    for root in (ini.parent, *prepend, script_dir):
+        resolved = str(Path(root).resolve())
+        if resolved not in roots:
+            roots.append(resolved)
+    memo: dict[str, bytes] = {}
+    revisions = [
+        RevisionInput(f.revision, f.down_revisions + f.depends_on, code_digest(f.path, roots, memo))
+        for f in ordered
+    ]
+    context_files = {"alembic.ini": ini.read_bytes()}
+    env_py = Path(script_dir) / "env.py"
+    if env_py.is_file():
+        context_files["env.py"] = env_py.read_bytes()
+    cache = ProofCache()
+    return cache.plan(revisions, _context(context_files, settings, postgres_major, options))
 
 
 # --- cached data directories: warm runs start at a proven revision instead of replaying -----

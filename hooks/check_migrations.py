@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -93,8 +94,9 @@ def interruptible_queries() -> Iterator[None]:
         extensions.set_wait_callback(previous)
 
 
-def _history_problems(ini: Path) -> None:
-    """A broken history (two heads, dangling links, cycles, unparsable files) stops the check: exit 2."""
+def _history_problems(ini: Path) -> list[Any]:
+    """A broken history (two heads, dangling links, cycles, unparsable files) stops the check:
+    exit 2. Returns the statically read revision files (hooks.check_heads.RevisionFile)."""
     from hooks.check_heads import analyse, parse_revision_file, revision_paths, version_dirs
 
     root = ini.parent
@@ -104,6 +106,22 @@ def _history_problems(ini: Path) -> None:
         if check.status == FAIL:
             prefix = "" if check.name == "imports" else "broken migration history: "
             raise ProjectError(f"{prefix}{check.message}", detail="\n".join(check.details))
+    return files
+
+
+def _preload() -> threading.Thread:
+    """Import SQLAlchemy and Alembic (0.25 s) in a thread while the server starts (which
+    mostly waits for tar and postgres); joined before anything forks."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # the real import later reports any problem
+            import alembic.runtime.environment
+            import alembic.script  # noqa: F401
+            import sqlalchemy  # noqa: F401
+
+    thread = threading.Thread(target=load, name="schema-warden-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 def _version_note(project: Project, server: Any) -> list[str]:
@@ -369,28 +387,58 @@ def _holds(project: Project, server: Any, entry: Any) -> bool:
         engine.dispose()
 
 
-def _start_server(
-    stack: contextlib.ExitStack, project: Project, binaries: Any, clusters: Any, entry: Any
-) -> tuple[Any, str | None]:
-    """The throwaway server, from ``entry``'s data directory when it is intact and holds what
-    it says (else the entry is deleted); returns (server, revision its database is at)."""
+@dataclass
+class _Launched:
+    """A server started from a saved data directory, not yet checked against the project."""
+
+    entry: Any
+    server: Any
+    intact: bool  # the archive's digest matched
+    stack: contextlib.ExitStack  # stops it
+
+
+def _launch(binaries: Any, clusters: Any, entry: Any) -> _Launched | None:
+    """Start the server from ``entry``'s archive; None (entry deleted) when it will not start."""
     from hooks.errors import EnvironmentProblem
     from hooks.postgres import throwaway_server
 
-    if entry is not None:
-        attempt = contextlib.ExitStack()
-        try:
-            with clusters.reading(entry) as reading:  # its digest is checked meanwhile
-                started = throwaway_server(binaries=binaries, memory=True, cluster=entry.archive)
-                server = attempt.enter_context(started)
-            if reading.intact and _holds(project, server, entry):
-                stack.enter_context(attempt.pop_all())
-                return server, entry.revision
-        except EnvironmentProblem:  # it did not even start: damaged
-            pass
-        finally:
-            attempt.close()
+    attempt = contextlib.ExitStack()
+    try:
+        with clusters.reading(entry) as reading:  # its digest is checked meanwhile
+            started = throwaway_server(binaries=binaries, memory=True, cluster=entry.archive)
+            server = attempt.enter_context(started)
+        return _Launched(entry, server, reading.intact, attempt.pop_all())
+    except EnvironmentProblem:  # it did not even start: damaged
         clusters.discard(entry)
+        return None
+    finally:
+        attempt.close()
+
+
+def _start_server(
+    stack: contextlib.ExitStack,
+    project: Project,
+    binaries: Any,
+    clusters: Any,
+    entry: Any,
+    launched: _Launched | None = None,
+) -> tuple[Any, str | None]:
+    """The throwaway server, from ``entry``'s data directory when it is intact and holds what
+    it says (else the entry is deleted); returns (server, revision its database is at).
+    ``launched``: a server started early (from a guessed plan): used when it is ``entry``'s."""
+    from hooks.postgres import throwaway_server
+
+    if launched is not None and (entry is None or launched.entry.path != entry.path):
+        launched.stack.close()  # the guess was wrong: not the entry this plan wants
+        launched = None
+    if entry is not None:
+        launched = launched or _launch(binaries, clusters, entry)
+        if launched is not None:
+            if launched.intact and _holds(project, launched.server, entry):
+                stack.enter_context(launched.stack)
+                return launched.server, entry.revision
+            launched.stack.close()
+            clusters.discard(entry)
     return stack.enter_context(throwaway_server(binaries=binaries, memory=True)), None
 
 
@@ -434,18 +482,30 @@ def run(
 
     started = time.perf_counter()
     settings = find_config(config, cwd=cwd)
-    with isolated_imports(settings.alembic_config.parent):
-        _history_problems(settings.alembic_config)
+    options = {"data_check": data_check}
+    with isolated_imports(settings.alembic_config.parent), contextlib.ExitStack() as early:
+        preload = _preload()
+        files = _history_problems(settings.alembic_config)
+        binaries = find_binaries(pg_bin)
+        clusters = cache.ClusterCache(build_id(binaries), enabled=use_cache)
+        launched = None
+        guess = cache.early_plan(settings, files, binaries.major, options=options) if use_cache else None
+        entry = clusters.find(guess) if guess is not None else None
+        if entry is not None:  # start it while Alembic imports; checked once the project is open
+            launched = _launch(binaries, clusters, entry)
+            if launched is not None:
+                early.callback(launched.stack.close)  # closes nothing once handed over
+        preload.join()
         project = open_project(settings=settings, lazy=True)
         count = len(project.revisions())
         title = f"schema-warden check: {relative(project.ini, Path.cwd())} ({count} revisions)"
-        binaries = find_binaries(pg_bin)
-        store, plan = cache.plan_project(
-            project, binaries.major, enabled=use_cache, options={"data_check": data_check}
-        )
-        clusters = cache.ClusterCache(build_id(binaries), enabled=use_cache)
+        store, plan = cache.plan_project(project, binaries.major, enabled=use_cache, options=options)
         with interruptible_queries(), contextlib.ExitStack() as stack:
-            server, at = _start_server(stack, project, binaries, clusters, clusters.find(plan))
+            entry = clusters.find(plan)
+            if launched is not None and guess is not None and guess.keys != plan.keys:
+                launched.stack.close()  # the static reading and Alembic disagree: no guessing
+                launched = None
+            server, at = _start_server(stack, project, binaries, clusters, entry, launched)
             # what this run can execute imports now: a broken revision file is exit 2 here,
             # and a forked worker of the stairway inherits the modules
             project.load_modules(after=at)

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from textwrap import dedent
@@ -20,6 +21,7 @@ from fixture_project import (
     READINGS_REVISIONS,
     Rev,
     make_project,
+    readings_project,
     write_models,
     write_revision,
 )
@@ -28,6 +30,8 @@ from hooks import cache, check_migrations, postgres
 from hooks.cache import ProofCache, RevisionInput, chain_keys, context_key, seal, unseal
 from hooks.postgres import throwaway_server
 from hooks.project import loaded_project
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 HELPER = "fixture_app/helpers.py"
 REVISIONS = (
@@ -738,3 +742,76 @@ def test_an_older_saved_revision_is_upgraded_plainly_to_the_last_proven_one(
     ups = len(_ups(marker))
     code, warm = _json_check(ini, capsys)
     assert code == 0 and warm == again and len(_ups(marker)) == ups
+
+
+def _server_dirs() -> set[Path]:
+    places = (Path(tempfile.gettempdir()), Path("/dev/shm"))
+    return {p for place in places if place.is_dir() for p in place.glob("schema-warden-*") if p.is_dir()}
+
+
+def test_the_server_started_early_from_the_static_reading_is_the_one_the_plan_wants(
+    marked: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ini, marker = marked
+    code, cold = _json_check(ini, capsys)  # saves 0002
+    assert code == 0, cold
+    launches: list[str] = []
+    real_launch = check_migrations._launch
+
+    def launch(binaries: object, clusters: object, entry: cache.ClusterEntry) -> object:
+        launches.append(entry.revision)
+        return real_launch(binaries, clusters, entry)
+
+    monkeypatch.setattr(check_migrations, "_launch", launch)
+    ups = len(_ups(marker))
+    code, warm = _json_check(ini, capsys)
+    assert code == 0 and launches == ["0002"]  # started once, before Alembic was imported
+    assert len(_ups(marker)) == ups
+
+    # a static reading that disagrees with Alembic's (another key): that server is stopped
+    # unused and the entry of the real plan is started, with the same results
+    real_early = cache.early_plan
+
+    def wrong(*args: object, **kwargs: object) -> cache.Plan | None:
+        plan = real_early(*args, **kwargs)  # type: ignore[arg-type]
+        assert plan is not None
+        return replace(plan, keys={**plan.keys, "0001": "0" * 64})
+
+    monkeypatch.setattr(cache, "early_plan", wrong)
+    launches.clear()
+    before = _server_dirs()
+    code, again = _json_check(ini, capsys)
+    assert code == 0 and again == warm
+    assert launches == ["0002", "0002"]
+    assert len(_ups(marker)) == ups  # still no replay
+    assert _server_dirs() <= before  # the unused server is gone with its files
+
+
+def test_the_static_reading_plans_what_alembic_plans(tmp_path: Path) -> None:
+    from hooks.check_heads import parse_revision_file, revision_paths, version_dirs
+    from hooks.project import find_config
+
+    for ini in (REPO_ROOT / "alembic.ini", readings_project(tmp_path)):
+        settings = find_config(ini)
+        _script, dirs, _paths, recursive = version_dirs(settings.alembic_config)
+        files = [parse_revision_file(p, ini.parent) for p in revision_paths(dirs, recursive)]
+        guess = cache.early_plan(settings, files, 15, options={"data_check": True})
+        with loaded_project(ini, lazy=True) as project:
+            _store, plan = cache.plan_project(project, 15, options={"data_check": True})
+        assert guess is not None and guess.keys == plan.keys and len(plan.keys) >= 2
+
+
+def test_only_a_line_of_revisions_is_ordered_statically() -> None:
+    from hooks.check_heads import RevisionFile
+
+    def rev(rid: str, *down: str) -> RevisionFile:
+        return RevisionFile(Path(f"{rid}.py"), rid, tuple(down), (), ())
+
+    line = [rev("c", "b"), rev("a"), rev("b", "a")]
+    assert [f.revision for f in cache.linear_order(line) or []] == ["a", "b", "c"]
+    assert cache.linear_order([rev("a"), rev("b", "a"), rev("c", "a")]) is None  # a branch
+    assert cache.linear_order([rev("a"), rev("b"), rev("m", "a", "b")]) is None  # a merge
+    assert cache.linear_order([rev("a"), rev("b", "x")]) is None  # a dangling parent
