@@ -34,7 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
             "(no trace) and up again, a round trip head -> base -> head, and drift between "
             "the migrations and the models. Never connects to DATABASE_URL."
         ),
-        epilog="exit codes: 0 clean, 1 problems found, 2 project error, 3 no PostgreSQL, 130 interrupted",
+        epilog=(
+            "exit codes: 0 clean, 1 problems found, 2 project error, 3 no PostgreSQL, 130 interrupted. "
+            "Proofs of passing revisions and the server's data directory at head are cached in "
+            "$XDG_CACHE_HOME/schema-warden/proofs (--no-cache ignores them). SCHEMA_WARDEN_JOBS=1 "
+            "runs in one process; by default a second process proves part of a long stairway "
+            "when a CPU is idle."
+        ),
     )
     parser.add_argument("--config", metavar="ALEMBIC_INI", help="path to alembic.ini (default ./alembic.ini)")
     parser.add_argument("--format", choices=FORMATS, default="text", help="output format (default text)")
@@ -107,6 +113,16 @@ def _history_problems(ini: Path) -> list[Any]:
             prefix = "" if check.name == "imports" else "broken migration history: "
             raise ProjectError(f"{prefix}{check.message}", detail="\n".join(check.details))
     return files
+
+
+def _guess_plan(settings: Any, files: list[Any], major: int, options: dict[str, object]) -> Any:
+    """The proof plan from the statically read files, or None: only a guess to start early."""
+    from hooks import cache
+
+    try:
+        return cache.early_plan(settings, files, major, options=options)
+    except (OSError, ValueError, UnicodeDecodeError, WardenError):
+        return None
 
 
 def _preload() -> threading.Thread:
@@ -489,7 +505,7 @@ def run(
         binaries = find_binaries(pg_bin)
         clusters = cache.ClusterCache(build_id(binaries), enabled=use_cache)
         launched = None
-        guess = cache.early_plan(settings, files, binaries.major, options=options) if use_cache else None
+        guess = _guess_plan(settings, files, binaries.major, options) if use_cache else None
         entry = clusters.find(guess) if guess is not None else None
         if entry is not None:  # start it while Alembic imports; checked once the project is open
             launched = _launch(binaries, clusters, entry)
