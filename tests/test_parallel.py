@@ -331,7 +331,8 @@ def test_interrupted_while_the_child_proves_leaves_nothing(
             for entry in Path("/proc").iterdir()
             if entry.name.isdigit() and _ppid(entry) == proc.pid and b"hooks" in _cmdline(entry)
         ]
-        assert len(children) == 1
+        # the stairway's child, and maybe drift's (the models side, built meanwhile)
+        assert 1 <= len(children) <= 2
         servers = [_workdir(entry) for entry in Path("/proc").iterdir() if _ppid(entry) == proc.pid]
         servers = [path for path in servers if path is not None]
         assert servers, "the guard's server should be running now"
@@ -344,7 +345,7 @@ def test_interrupted_while_the_child_proves_leaves_nothing(
             proc.wait()
     assert proc.returncode == 130, err
     assert "Traceback" not in err
-    assert not Path(f"/proc/{children[0]}").exists()  # killed and reaped
+    assert not any(Path(f"/proc/{pid}").exists() for pid in children)  # killed and reaped
     assert list(short_tmpdir.iterdir()) == []
     assert not any(path.exists() for path in servers)
 
