@@ -273,6 +273,17 @@ def _version(distribution: str) -> str:
 # --- the cache ----------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def file_lock(path: Path, exclusive: bool) -> Iterator[None]:
+    """``flock`` on ``path``: exclusive for writers, shared for readers."""
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def proofs_dir() -> Path:
     """``$SCHEMA_WARDEN_PROOF_CACHE``, else ``cache_dir()/proofs`` (beside the initdb'd clusters)."""
     explicit = os.environ.get(PROOF_CACHE_ENV)
@@ -309,15 +320,9 @@ class ProofCache:
 
     # locking ---------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _locked(self, exclusive: bool) -> Iterator[None]:
+    def _locked(self, exclusive: bool) -> contextlib.AbstractContextManager[None]:
         (self.root / "entries").mkdir(parents=True, exist_ok=True, mode=0o700)
-        with open(self.root / "lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        return file_lock(self.root / "lock", exclusive)
 
     def _write(self, path: Path, data: bytes) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
@@ -635,15 +640,9 @@ class ClusterCache:
     def path_for(self, key: str) -> Path:
         return self.root / self._name(key)
 
-    @contextlib.contextmanager
-    def _locked(self, exclusive: bool) -> Iterator[None]:
+    def _locked(self, exclusive: bool) -> contextlib.AbstractContextManager[None]:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with open(self.root / "lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        return file_lock(self.root / "lock", exclusive)
 
     def _read(self, path: Path, key: str, revision: str) -> ClusterEntry | None:
         try:

@@ -41,11 +41,12 @@ import pickle
 import select
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from hooks.errors import ProjectError
+from hooks.postgres import signals_blocked
 from hooks.project import Project, one_line
 
 JOBS_ENV = "SCHEMA_WARDEN_JOBS"
@@ -463,7 +464,7 @@ class _Child:
         if not self.reaped:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
-            with _signals_blocked(), contextlib.suppress(ChildProcessError):
+            with signals_blocked(), contextlib.suppress(ChildProcessError):
                 os.waitpid(self.pid, 0)
             self.reaped = True
         for fd in (self.results, self.control):
@@ -516,20 +517,6 @@ def _quiet() -> None:
     os.dup2(devnull, 2)
     os.close(devnull)
     sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - open until os._exit
-
-
-@contextlib.contextmanager
-def _signals_blocked() -> Iterator[None]:
-    sigs = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    try:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
-    except (AttributeError, OSError, ValueError):
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 # --- one call in a forked child -------------------------------------------------------------
@@ -617,7 +604,7 @@ class Forked:
         if self.pid > 0:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
-            with _signals_blocked(), contextlib.suppress(ChildProcessError):
+            with signals_blocked(), contextlib.suppress(ChildProcessError):
                 os.waitpid(self.pid, 0)
             self.pid = -1
         if self.fd >= 0:

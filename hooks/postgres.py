@@ -477,7 +477,7 @@ def archive_data_dir(source: Path, dest: Path) -> str:
     except OSError as err:
         raise EnvironmentProblem(f"cannot save the throwaway server's data to {dest}: {err}") from None
     finally:
-        with _signals_blocked(), contextlib.suppress(OSError):
+        with signals_blocked(), contextlib.suppress(OSError):
             staging.unlink()
     return digest.hexdigest()
 
@@ -610,7 +610,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _signals_blocked() -> Iterator[None]:
+def signals_blocked() -> Iterator[None]:
     """Cleanup must finish even if Ctrl-C is pressed again while it runs."""
     sigs = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
     try:
@@ -670,7 +670,7 @@ def throwaway_server(
     workdir: Path | None = None
     with _terminate_as_interrupt():
         try:
-            with _signals_blocked():
+            with signals_blocked():
                 workdir = _private_tempdir("schema-warden-", parent)
             data = workdir / "data"
             try:
@@ -690,7 +690,7 @@ def throwaway_server(
             argv = [binaries.path("postgres"), "-D", str(data), "-k", str(workdir), "-p", str(PORT)]
             for name, value in options.items():
                 argv += ["-c", f"{name}={value}"]
-            with open(workdir / "server.log", "wb") as log, _signals_blocked():
+            with open(workdir / "server.log", "wb") as log, signals_blocked():
                 proc = _run_or_explain(
                     subprocess.Popen,
                     binaries,
@@ -714,7 +714,7 @@ def throwaway_server(
                 _shutdown=lambda: _shutdown_cleanly(running, where),
             )
         finally:
-            with _signals_blocked():
+            with signals_blocked():
                 if proc is not None:
                     _stop(proc)
                 if workdir is not None:
