@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,3 +57,14 @@ def _no_user_env(monkeypatch: pytest.MonkeyPatch) -> None:
     if "DATABASE_URL" in os.environ:
         monkeypatch.delenv("DATABASE_URL")
     monkeypatch.setattr("database.config.ENV_FILES", ())
+
+
+@pytest.fixture
+def short_tmpdir() -> Iterator[Path]:
+    """A TMPDIR for a child guard, short enough for a unix socket, reachable by the server user."""
+    path = Path(tempfile.mkdtemp(prefix="sw-", dir="/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -174,17 +173,6 @@ def test_no_postgres_binaries_exits_3(tmp_path: Path, capsys: pytest.CaptureFixt
     empty.mkdir()
     assert check_migrations.main(["--config", str(ini), "--pg-bin", str(empty)]) == 3
     assert _first_error_line(capsys).startswith(f"error: no postgres/initdb in {empty}")
-
-
-@pytest.fixture
-def short_tmpdir() -> Iterator[Path]:
-    """A TMPDIR for a child guard, short enough for a unix socket, reachable by the server user."""
-    path = Path(tempfile.mkdtemp(prefix="swt-", dir="/tmp"))
-    path.chmod(0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _processes_mentioning(text: str) -> list[int]:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -279,17 +277,6 @@ def test_deciding_where_to_split() -> None:
     with pytest.raises(ProjectError, match="SCHEMA_WARDEN_JOBS='two' is not a number"):
         wanted_jobs(None, {parallel.JOBS_ENV: "two"})
     assert 0.0 <= idle_cpus(2) <= 2.0
-
-
-@pytest.fixture
-def short_tmpdir() -> Iterator[Path]:
-    """A TMPDIR for a child guard, short enough for a unix socket, reachable by the server user."""
-    path = Path(tempfile.mkdtemp(prefix="swp-", dir="/tmp"))
-    path.chmod(0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _default_sigint() -> None:
