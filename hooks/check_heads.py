@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hooks import static_cache
 from hooks.errors import EXIT_OK, EXIT_PROBLEMS, ProjectError, guarded
 from hooks.project import find_config, parse_source, relative
 from hooks.report import FAIL, FORMATS, PASS, CheckResult, Report, render
@@ -55,6 +56,10 @@ def parse_revision_file(path: Path, root: Path) -> RevisionFile:
     """Read ``revision``/``down_revision``/``depends_on`` and imports without running the file."""
     try:
         source = path.read_text(encoding="utf-8")
+        known = static_cache.lookup("heads", source)  # read before, in an earlier run
+        if known is not None:
+            revision_id, down_ids, depends_ids, imported = known
+            return RevisionFile(path, revision_id, tuple(down_ids), tuple(depends_ids), tuple(imported))
         tree = parse_source(source, str(path))  # parsed once per run (open_project reuses it)
     except SyntaxError as err:
         where = f"{relative(path, root)}:{err.lineno}"
@@ -89,7 +94,9 @@ def parse_revision_file(path: Path, root: Path) -> RevisionFile:
             tuple(imports),
             error=f"{where}: revision and down_revision must be plain string literals (or None)",
         )
-    return RevisionFile(path, revision[0], down, depends, tuple(dict.fromkeys(imports)))
+    found = RevisionFile(path, revision[0], down, depends, tuple(dict.fromkeys(imports)))
+    static_cache.remember("heads", source, [found.revision, list(down), list(depends), list(found.imports)])
+    return found
 
 
 def _interpolate(value: str, here: Path) -> str:

@@ -493,13 +493,14 @@ def run(
 ) -> Report:
     """The check's report. ``on_report`` gets it as soon as it is complete, before the run
     saves its data directory for the next run (the one step left then)."""
-    from hooks import cache
+    from hooks import cache, static_cache
     from hooks.postgres import build_id, find_binaries
 
     started = time.perf_counter()
     settings = find_config(config, cwd=cwd)
     options = {"data_check": data_check}
     with isolated_imports(settings.alembic_config.parent), contextlib.ExitStack() as early:
+        early.enter_context(static_cache.active(use_cache))  # the files' static facts, by content
         preload = _preload()
         files = _history_problems(settings.alembic_config)
         binaries = find_binaries(pg_bin)

@@ -810,14 +810,38 @@ def static_revision(path: str | os.PathLike[str]) -> StaticRevision | None:
     Provable: the file parses, each of revision / down_revision / branch_labels /
     depends_on bound at most once and only by a plain top-level assignment of a literal
     (revision a str, the others None, a str or a tuple / list of str; revision and
-    down_revision present), and nothing that sets module attributes another way.
+    down_revision present), and nothing that sets module attributes another way. What a file
+    gives is remembered by its content while a :mod:`hooks.static_cache` is active.
     """
-    import importlib.util
+    from hooks import static_cache
 
     try:
         with open(path, "rb") as fh:
-            source = importlib.util.decode_source(fh.read())  # the text Python's import compiles
-    except (OSError, SyntaxError, UnicodeDecodeError, LookupError):
+            raw = fh.read()
+    except OSError:
+        return None
+    known = static_cache.lookup("lazy", raw)  # read before, in an earlier run
+    if known is not None:
+        if not known:  # not provably static
+            return None
+        ids = [static_cache.decode_ids(v) for v in known[1:4]]
+        return StaticRevision(os.fspath(path), known[0], ids[0], ids[1], ids[2], known[4])
+    found = _read_static(path, raw)
+    if found is None:
+        static_cache.remember("lazy", raw, [])
+    else:
+        written = (found.down_revision, found.branch_labels, found.depends_on)
+        ids = [static_cache.encode_ids(v) for v in written]
+        static_cache.remember("lazy", raw, [found.revision, *ids, found.docstring])
+    return found
+
+
+def _read_static(path: str | os.PathLike[str], raw: bytes) -> StaticRevision | None:
+    import importlib.util
+
+    try:
+        source = importlib.util.decode_source(raw)  # the text Python's import compiles
+    except (SyntaxError, UnicodeDecodeError, LookupError):
         return None
     if ":=" in source or (any(hint in source for hint in _DYNAMIC_HINTS) and _DYNAMIC.search(source)):
         return None
