@@ -527,3 +527,23 @@ def test_two_processes_filling_the_cache_at_once_run_initdb_once(
     assert outputs == ["42\n", "42\n"]
     assert runs(marker) == 1
     assert (cluster / "PG_VERSION").is_file()
+
+
+def test_the_initdb_cluster_is_kept_as_an_archive_too_and_servers_start_from_it(
+    empty_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with throwaway_server() as server:
+        assert query_one(server, "SELECT count(*) FROM pg_database WHERE datname = 'postgres'") == (1,)
+    [archive] = list((empty_cache / "schema-warden").glob("pg*.tar"))
+    directory = archive.with_suffix("")
+    assert (directory / "PG_VERSION").is_file()
+    with tarfile.open(archive) as members:
+        assert "./PG_VERSION" in members.getnames()
+    binaries = postgres.find_binaries()
+    account = postgres._server_account()
+    assert postgres._cached_cluster(binaries, account) == archive
+    # without a tar program the directory is copied (Python's tarfile is slower than a copy)
+    monkeypatch.setattr(postgres.shutil, "which", lambda _name: None)
+    assert postgres._cached_cluster(binaries, account) == directory
+    with throwaway_server() as server:
+        assert query_one(server, "SELECT 1") == (1,)
