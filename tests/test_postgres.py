@@ -532,8 +532,11 @@ def test_two_processes_filling_the_cache_at_once_run_initdb_once(
 def test_the_initdb_cluster_is_kept_as_an_archive_too_and_servers_start_from_it(
     empty_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with throwaway_server() as server:
+    with throwaway_server() as server:  # initdb: the first start copies the directory
         assert query_one(server, "SELECT count(*) FROM pg_database WHERE datname = 'postgres'") == (1,)
+    assert not list((empty_cache / "schema-warden").glob("pg*.tar"))
+    with throwaway_server() as server:  # the second start archives it once, and unpacks that
+        assert query_one(server, "SELECT 1") == (1,)
     [archive] = list((empty_cache / "schema-warden").glob("pg*.tar"))
     directory = archive.with_suffix("")
     assert (directory / "PG_VERSION").is_file()
