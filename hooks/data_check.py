@@ -90,13 +90,22 @@ class Filler:
             rows, columns = self._rows(connection, snap, table)
         except Unfillable as err:
             return str(err)
-        savepoint = connection.begin_nested()
+        # one round trip: the savepoint, the rows and its release (a failing INSERT leaves the
+        # transaction aborted until the rollback to the savepoint below)
+        statements = insert_statements(table, columns, rows)
+        sql = "; ".join(
+            [
+                "SAVEPOINT schema_warden_fill",
+                *(s for s, _ in statements),
+                "RELEASE SAVEPOINT schema_warden_fill",
+            ]
+        )
+        params = tuple(v for _, values in statements for v in values)
         try:
-            for sql, params in insert_statements(table, columns, rows):
-                connection.exec_driver_sql(sql, params)
-            savepoint.commit()
+            connection.exec_driver_sql(sql, params)
         except exc.DBAPIError as err:
-            savepoint.rollback()
+            connection.exec_driver_sql("ROLLBACK TO SAVEPOINT schema_warden_fill")
+            connection.exec_driver_sql("RELEASE SAVEPOINT schema_warden_fill")
             return _first_line(str(err.orig) if err.orig is not None else str(err))
         return None
 

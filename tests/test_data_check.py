@@ -175,3 +175,28 @@ def test_bundled_device_id_revision_keeps_the_rows(pg_server: Server) -> None:
     assert result.status == PASS
     assert "upgrade, rows kept," in result.message
     assert not [c for c in checks if c.name == "data"]  # every table could be filled
+
+
+def test_a_table_the_database_refuses_rows_for_is_named_and_the_others_are_filled(
+    pg_server: Server, fresh_db: str
+) -> None:
+    engine = create_engine(pg_server.url(fresh_db), poolclass=pool.NullPool)
+    ddl = """
+        CREATE TABLE alpha (id serial PRIMARY KEY, v integer NOT NULL);
+        CREATE TABLE picky (
+            id serial PRIMARY KEY, v integer NOT NULL, CONSTRAINT ck_odd CHECK (v < -1000000));
+        CREATE TABLE zulu (id serial PRIMARY KEY, v integer NOT NULL);
+    """
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(ddl)
+            conn.commit()
+            filler = Filler()
+            counts = filler.fill(conn, take(conn))
+            # the transaction survived the refused INSERT: the connection still works
+            assert conn.exec_driver_sql("SELECT count(*) FROM zulu").scalar() == counts["zulu"]
+    finally:
+        engine.dispose()
+    assert counts == {"alpha": 3, "picky": 0, "zulu": 3}
+    assert list(filler.unfilled) == ["picky"]
+    assert "ck_odd" in filler.unfilled["picky"]
