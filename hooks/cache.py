@@ -41,6 +41,7 @@ readers a shared one, so concurrent guards neither corrupt nor half-read each ot
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import hashlib
@@ -303,6 +304,9 @@ class Plan:
     resume: str | None = None  # the last proven revision the stairway can start from
     start: int = 0  # index (base-to-head order) of the first revision left to prove
     enabled: bool = True
+    # early_plan only: the search roots and each file's code digest (real path -> digest)
+    roots: tuple[str, ...] = ()
+    digests: dict[str, str] = field(default_factory=dict, compare=False)
 
     def is_proven(self, revision: str) -> bool:
         return revision in self.proven
@@ -424,13 +428,17 @@ def _parents(script: Any) -> tuple[str, ...]:
     return parents
 
 
-def project_inputs(project: Any) -> tuple[list[RevisionInput], dict[str, bytes]]:
-    """(revisions, context files) of a :class:`hooks.project.Project`."""
+def project_inputs(project: Any, known: Plan | None = None) -> tuple[list[RevisionInput], dict[str, bytes]]:
+    """(revisions, context files) of a :class:`hooks.project.Project`. ``known``: a plan of
+    :func:`early_plan` in this run, whose code digests serve when its search roots are these."""
     roots = [str(r) for r in _search_roots(project)]
+    digests = known.digests if known is not None and known.roots == tuple(roots) else {}
     memo: dict[str, bytes] = {}
-    revisions = [
-        RevisionInput(s.revision, _parents(s), code_digest(s.path, roots, memo)) for s in project.revisions()
-    ]
+
+    def digest(path: str) -> str:
+        return digests.get(os.path.realpath(path)) or code_digest(path, roots, memo)
+
+    revisions = [RevisionInput(s.revision, _parents(s), digest(s.path)) for s in project.revisions()]
     files = {"alembic.ini": Path(project.ini).read_bytes()}
     if Path(project.env_py).is_file():
         files["env.py"] = Path(project.env_py).read_bytes()
@@ -459,13 +467,15 @@ def plan_project(
     *,
     enabled: bool = True,
     options: Mapping[str, object] | None = None,
+    known: Plan | None = None,
 ) -> tuple[ProofCache, Plan]:
     """The cache and its plan for ``project`` on a server of ``postgres_major``.
 
     ``options``: the command's options that change what a proof means (e.g. the data check).
+    ``known``: the early plan of this run (its code digests are reused, not its keys).
     """
     cache = ProofCache(enabled=enabled)
-    revisions, files = project_inputs(project)
+    revisions, files = project_inputs(project, known)
     return cache, cache.plan(revisions, _context(files, project.settings, postgres_major, options))
 
 
@@ -530,16 +540,17 @@ def early_plan(
         if resolved not in roots:
             roots.append(resolved)
     memo: dict[str, bytes] = {}
+    digests = {os.path.realpath(f.path): code_digest(f.path, roots, memo) for f in ordered}
     revisions = [
-        RevisionInput(f.revision, f.down_revisions + f.depends_on, code_digest(f.path, roots, memo))
+        RevisionInput(f.revision, f.down_revisions + f.depends_on, digests[os.path.realpath(f.path)])
         for f in ordered
     ]
     context_files = {"alembic.ini": ini.read_bytes()}
     env_py = Path(script_dir) / "env.py"
     if env_py.is_file():
         context_files["env.py"] = env_py.read_bytes()
-    cache = ProofCache()
-    return cache.plan(revisions, _context(context_files, settings, postgres_major, options))
+    plan = ProofCache().plan(revisions, _context(context_files, settings, postgres_major, options))
+    return dataclasses.replace(plan, roots=tuple(roots), digests=digests)
 
 
 # --- cached data directories: warm runs start at a proven revision instead of replaying -----

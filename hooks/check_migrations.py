@@ -516,7 +516,9 @@ def run(
         project = open_project(settings=settings, lazy=True)
         count = len(project.revisions())
         title = f"schema-warden check: {relative(project.ini, Path.cwd())} ({count} revisions)"
-        store, plan = cache.plan_project(project, binaries.major, enabled=use_cache, options=options)
+        store, plan = cache.plan_project(
+            project, binaries.major, enabled=use_cache, options=options, known=guess
+        )
         with interruptible_queries(), contextlib.ExitStack() as stack:
             entry = clusters.find(plan)
             if launched is not None and guess is not None and guess.keys != plan.keys:

@@ -801,7 +801,13 @@ def test_the_static_reading_plans_what_alembic_plans(tmp_path: Path) -> None:
         guess = cache.early_plan(settings, files, 15, options={"data_check": True})
         with loaded_project(ini, lazy=True) as project:
             _store, plan = cache.plan_project(project, 15, options={"data_check": True})
-        assert guess is not None and guess.keys == plan.keys and len(plan.keys) >= 2
+            # the same search roots: the real plan takes the early plan's code digests
+            assert guess is not None and guess.roots == tuple(str(r) for r in cache._search_roots(project))
+            _store, reused = cache.plan_project(project, 15, options={"data_check": True}, known=guess)
+            wrong = replace(guess, digests=dict.fromkeys(guess.digests, "0" * 64))
+            _store, poisoned = cache.plan_project(project, 15, options={"data_check": True}, known=wrong)
+        assert guess.keys == plan.keys == reused.keys and len(plan.keys) >= 2
+        assert poisoned.keys != plan.keys  # proof that the digests were taken, not recomputed
 
 
 def test_only_a_line_of_revisions_is_ordered_statically() -> None:
