@@ -308,9 +308,6 @@ class Plan:
     roots: tuple[str, ...] = ()
     digests: dict[str, str] = field(default_factory=dict, compare=False)
 
-    def is_proven(self, revision: str) -> bool:
-        return revision in self.proven
-
 
 class ProofCache:
     """The proofs under one directory (``cache_dir()/proofs``)."""

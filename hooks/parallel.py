@@ -462,15 +462,9 @@ class _Child:
     def stop(self) -> None:
         """Kill (if still running) and reap the child; close the pipes."""
         if not self.reaped:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-            with signals_blocked(), contextlib.suppress(ChildProcessError):
-                os.waitpid(self.pid, 0)
+            _kill_and_reap(self.pid)
             self.reaped = True
-        for fd in (self.results, self.control):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        _close(self.results, self.control)
         self.results = self.control = -1  # closed once: the numbers may be reused
 
     def drop_database(self) -> None:
@@ -505,6 +499,21 @@ def _child_main(project: Project, url: Any, start: int, data_check: bool, out: i
         payload = pickle.dumps(("error", f"{type(err).__name__}: {one_line(str(err))}"))
     write(f"R {len(payload)}\n".encode() + payload)
     return 0
+
+
+def _kill_and_reap(pid: int) -> None:
+    """SIGKILL a child of ours (if it still runs) and wait for it, Ctrl-C held off meanwhile."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with signals_blocked(), contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def _quiet() -> None:
@@ -602,12 +611,7 @@ class Forked:
     def stop(self) -> None:
         """Kill (if still running) and reap the child; close the pipe. Idempotent."""
         if self.pid > 0:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-            with signals_blocked(), contextlib.suppress(ChildProcessError):
-                os.waitpid(self.pid, 0)
+            _kill_and_reap(self.pid)
             self.pid = -1
-        if self.fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self.fd)
-            self.fd = -1
+        _close(self.fd)
+        self.fd = -1
