@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hooks.errors import EXIT_ENVIRONMENT, EXIT_OK, EXIT_PROBLEMS, ProjectError, WardenError, guarded
-from hooks.project import Project, find_config, isolated_imports, open_project, relative
+from hooks.project import Project, find_config, import_alembic, isolated_imports, open_project, relative
 from hooks.report import FAIL, FORMATS, NOTE, PASS, CheckResult, Report, render
 
 DATABASE = "postgres"  # the throwaway server's own empty database: no CREATE DATABASE to wait for
@@ -131,13 +131,39 @@ def _preload() -> threading.Thread:
 
     def load() -> None:
         with contextlib.suppress(Exception):  # the real import later reports any problem
-            import alembic.runtime.environment
-            import alembic.script  # noqa: F401
-            import sqlalchemy  # noqa: F401
+            import_alembic()
 
     thread = threading.Thread(target=load, name="schema-warden-preload", daemon=True)
     thread.start()
     return thread
+
+
+class _Initdb:
+    """initdb (0.5-0.7 s, a program of its own) in a thread while Python imports and reads
+    the project, for a run that finds no initdb'd cluster cached: the first run on a machine."""
+
+    def __init__(self, binaries: Any) -> None:
+        from hooks.postgres import prepare_cluster
+
+        self.cluster: Path | None = None
+        self.error: BaseException | None = None
+
+        def work() -> None:
+            try:
+                self.cluster = prepare_cluster(binaries)
+            except BaseException as err:  # raised again by result(), in the main thread
+                self.error = err
+
+        self.thread = threading.Thread(target=work, name="schema-warden-initdb", daemon=True)
+        self.thread.start()
+
+    def result(self) -> Path:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        if self.cluster is None:  # pragma: no cover - work() sets one or the other
+            raise RuntimeError("initdb thread ended without a result")
+        return self.cluster
 
 
 def _version_note(project: Project, server: Any) -> list[str]:
@@ -438,10 +464,12 @@ def _start_server(
     clusters: Any,
     entry: Any,
     launched: _Launched | None = None,
+    initdb: _Initdb | None = None,
 ) -> tuple[Any, str | None]:
     """The throwaway server, from ``entry``'s data directory when it is intact and holds what
     it says (else the entry is deleted); returns (server, revision its database is at).
-    ``launched``: a server started early (from a guessed plan): used when it is ``entry``'s."""
+    ``launched``: a server started early (from a guessed plan): used when it is ``entry``'s.
+    ``initdb``: the initdb'd cluster being made meanwhile, else the server makes it."""
     from hooks.postgres import throwaway_server
 
     if launched is not None and (entry is None or launched.entry.path != entry.path):
@@ -455,7 +483,8 @@ def _start_server(
                 return launched.server, entry.revision
             launched.stack.close()
             clusters.discard(entry)
-    return stack.enter_context(throwaway_server(binaries=binaries, memory=True)), None
+    cluster = initdb.result() if initdb is not None else None
+    return stack.enter_context(throwaway_server(binaries=binaries, memory=True, cluster=cluster)), None
 
 
 def _save(server: Any, clusters: Any, pristine: Pristine) -> None:
@@ -494,20 +523,24 @@ def run(
     """The check's report. ``on_report`` gets it as soon as it is complete, before the run
     saves its data directory for the next run (the one step left then)."""
     from hooks import cache, static_cache
-    from hooks.postgres import build_id, find_binaries
+    from hooks.postgres import build_id, cluster_ready, find_binaries
 
     started = time.perf_counter()
     settings = find_config(config, cwd=cwd)
     options = {"data_check": data_check}
     with isolated_imports(settings.alembic_config.parent), contextlib.ExitStack() as early:
         early.enter_context(static_cache.active(use_cache))  # the files' static facts, by content
-        preload = _preload()
         files = _history_problems(settings.alembic_config)
         binaries = find_binaries(pg_bin)
         clusters = cache.ClusterCache(build_id(binaries), enabled=use_cache)
         launched = None
         guess = _guess_plan(settings, files, binaries.major, options) if use_cache else None
         entry = clusters.find(guess) if guess is not None else None
+        initdb = None
+        if entry is None and not cluster_ready(binaries):  # a first run: initdb meanwhile
+            initdb = _Initdb(binaries)
+            early.callback(initdb.thread.join)  # also on errors: no initdb left behind
+        preload = _preload()
         if entry is not None:  # start it while Alembic imports; checked once the project is open
             launched = _launch(binaries, clusters, entry)
             if launched is not None:
@@ -524,7 +557,7 @@ def run(
             if launched is not None and guess is not None and guess.keys != plan.keys:
                 launched.stack.close()  # the static reading and Alembic disagree: no guessing
                 launched = None
-            server, at = _start_server(stack, project, binaries, clusters, entry, launched)
+            server, at = _start_server(stack, project, binaries, clusters, entry, launched, initdb)
             # what this run can execute imports now: a broken revision file is exit 2 here,
             # and a forked worker of the stairway inherits the modules
             project.load_modules(after=at)

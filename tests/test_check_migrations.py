@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -173,6 +174,48 @@ def test_no_postgres_binaries_exits_3(tmp_path: Path, capsys: pytest.CaptureFixt
     empty.mkdir()
     assert check_migrations.main(["--config", str(ini), "--pg-bin", str(empty)]) == 3
     assert _first_error_line(capsys).startswith(f"error: no postgres/initdb in {empty}")
+
+
+def test_first_run_on_a_machine_makes_the_cluster_meanwhile_and_passes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No initdb'd cluster cached: initdb runs in a thread while the project is read."""
+    from hooks.postgres import cluster_ready, find_binaries
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    binaries = find_binaries()
+    assert not cluster_ready(binaries)
+    ini = readings_project(tmp_path / "project")
+    assert check_migrations.main(["--config", str(ini)]) == 0, capsys.readouterr().out
+    assert cluster_ready(binaries)
+    assert not any(t.name == "schema-warden-initdb" for t in threading.enumerate())
+
+
+def test_initdb_failing_in_its_thread_is_exit_3_and_leaves_nothing(
+    tmp_path: Path, short_tmpdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hooks.postgres import find_binaries
+
+    real = find_binaries().bindir
+    bindir = short_tmpdir / "bin"
+    bindir.mkdir()
+    for program in real.iterdir():
+        if program.name != "initdb":
+            (bindir / program.name).symlink_to(program)
+    script = bindir / "initdb"
+    script.write_text(
+        f'#!/bin/sh\nif [ "$1" = --version ]; then exec {real / "initdb"} --version; fi\n'
+        'echo "initdb: error: out of disk space (test)" >&2\nexit 1\n'
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("TMPDIR", str(short_tmpdir))
+    ini = readings_project(tmp_path / "project")
+    assert check_migrations.main(["--config", str(ini), "--pg-bin", str(bindir)]) == 3
+    line = _first_error_line(capsys)
+    assert line.startswith("error: initdb failed") and "out of disk space (test)" in line
+    assert not list(short_tmpdir.glob("schema-warden-*"))
+    assert not any(t.name == "schema-warden-initdb" for t in threading.enumerate())
 
 
 def _processes_mentioning(text: str) -> list[int]:

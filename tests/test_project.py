@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -541,3 +542,22 @@ def test_load_modules_after_a_revision_skips_its_ancestors_on_branches(tmp_path:
         assert sorted(_imported(marker)) == ["0003", "0004"]
         project.load_modules(after="no-such-revision")  # unknown: everything
         assert sorted(_imported(marker)) == ["0001", "0002", "0003", "0004"]
+
+
+def test_import_alembic_skips_pygments_but_leaves_it_importable() -> None:
+    """Mako takes its plain fallback instead of importing Pygments (0.04 s); Pygments, when
+    installed, imports normally afterwards."""
+    code = (
+        "import sys\n"
+        "from hooks.project import import_alembic\n"
+        "import_alembic()\n"
+        "assert 'alembic.runtime.migration' in sys.modules and 'mako.exceptions' in sys.modules\n"
+        "assert not any(n == 'pygments' or n.startswith('pygments.') for n in sys.modules)\n"
+        "try:\n"
+        "    import pygments\n"
+        "except ImportError as err:\n"
+        "    assert 'halted' not in str(err), err\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout == "ok\n", result.stderr
