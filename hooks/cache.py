@@ -10,8 +10,9 @@ the same schema). What made that proof true is hashed into the revision's key:
   (schemas, excluded tables, irreversible revisions).
 
 The models are deliberately not part of a key: a proof is about the migrations, and drift
-(migrations vs models) is checked on every run, never cached. A migration that imports the
-models does bring them into its key (through its imports).
+(migrations vs models) is compared on every run (only the build of the models' side is
+remembered, by the SQL the models compile to: hooks/models_cache.py). A migration that
+imports the models does bring them into its key (through its imports).
 
 A run resumes after the last proven revision: it upgrades plainly to it (one env.py run,
 about 0.4 s for the 300-revision benchmark history) and proves only what follows.

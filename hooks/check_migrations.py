@@ -325,7 +325,7 @@ def _run_checks(
             env = project.environment(connection)  # env.py imports the models: ProjectError here
             connection.rollback()
             models_ahead = stack.enter_context(
-                _models_ahead(project, server, connection, env, f"{database}_models")
+                _models_ahead(project, server, connection, env, f"{database}_models", plan.enabled)
             )
             checks: list[CheckResult] = []
             if not project.revisions():
@@ -367,7 +367,13 @@ def _run_checks(
                     recorded = plan.enabled
             checks.append(
                 check_drift(
-                    project, server, connection, env, models_db=f"{database}_models", models=models_ahead()
+                    project,
+                    server,
+                    connection,
+                    env,
+                    models_db=f"{database}_models",
+                    models=models_ahead(),
+                    use_cache=plan.enabled,
                 )
             )
             pristine = None
@@ -386,7 +392,7 @@ def _run_checks(
 
 @contextlib.contextmanager
 def _models_ahead(
-    project: Project, server: Any, connection: Any, env: Any, name: str
+    project: Project, server: Any, connection: Any, env: Any, name: str, use_cache: bool
 ) -> Iterator[Callable[[], Any]]:
     """Drift's models side (create_all in database ``name``, snapshot, drop), built by a forked
     child while the stairway runs: work every run does, on the other CPU. Yields ``get()``,
@@ -398,7 +404,14 @@ def _models_ahead(
         yield lambda: None
         return
     extensions = extensions_of(connection)  # at head they may differ: check_drift then rebuilds
-    forked = parallel.Forked(lambda: models_side(server, project, env.metadata, extensions, name))
+    dialect = connection.dialect
+
+    def build() -> Any:
+        return models_side(
+            server, project, env.metadata, extensions, name, dialect=dialect, use_cache=use_cache
+        )
+
+    forked = parallel.Forked(build)
     try:
         yield forked.result
     finally:

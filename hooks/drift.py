@@ -9,6 +9,11 @@ defaults compared) proposes the operations of the fixing migration, as readable 
 Postgres finds them equal, Alembic is not asked (0.14 s on a 57-table schema): its verdict
 would not change the result, and where it disagrees it is the one that is wrong (e.g. a
 server default written differently but stored the same).
+
+The models' database is built from the SQL ``create_all`` would send, compiled without a
+database and sent as one script (:func:`models_ddl`); ``check`` keeps the resulting snapshot
+under a hash of that script (hooks/models_cache.py), so unchanged models cost no database at
+all on the next run, and a changed model changes the script.
 """
 
 from __future__ import annotations
@@ -168,10 +173,70 @@ def _metadatas(metadata: Any) -> list[Any]:
     return [metadata]
 
 
+class _NeedsDatabase(Exception):
+    """A models' event listener sends a statement with parameters: no script of it."""
+
+
+def models_ddl(metadata: Any, dialect: Any) -> list[str] | None:
+    """The statements ``create_all`` sends to an empty database, compiled for ``dialect`` (a
+    connected psycopg2 one) without a database, by SQLAlchemy's mock connection (14 ms for 57
+    tables). None when the models need a live database to be built (an event listener that
+    reads a result or sends parameters) or another driver is used: ``create_all`` then runs
+    as usual."""
+    from sqlalchemy.engine.mock import MockConnection
+
+    if dialect is None or getattr(dialect, "driver", None) != "psycopg2":
+        return None
+    statements: list[str] = []
+
+    def record(element: Any, parameters: Any = None) -> None:
+        if parameters:
+            raise _NeedsDatabase
+        statements.append(str(element.compile(dialect=dialect)).strip())
+
+    mock = MockConnection(dialect, record)
+    try:
+        for md in _metadatas(metadata):
+            md.create_all(mock, checkfirst=False)  # an empty database: nothing to check first
+    except Exception:
+        return None
+    return _indexes_sorted(statements)
+
+
+def _indexes_sorted(statements: list[str]) -> list[str]:
+    """create_all emits a table's indexes in the order of a set (it changes from run to run):
+    each run of consecutive CREATE INDEX statements sorted, so that the same models always
+    give the same script (the script is what hooks/models_cache.py keys on)."""
+    ordered: list[str] = []
+    run: list[str] = []
+    for statement in statements:
+        if _CREATE_INDEX.match(statement):
+            run.append(statement)
+            continue
+        ordered.extend(sorted(run))
+        run = []
+        ordered.append(statement)
+    ordered.extend(sorted(run))
+    return ordered
+
+
+_CREATE_INDEX = re.compile(r"CREATE\s+(?:UNIQUE\s+)?INDEX\b", re.IGNORECASE)
+
+
 def build_models_database(
-    server: Any, project: Project, metadata: Any, extensions: Sequence[str], name: str = MODELS_DB
+    server: Any,
+    project: Project,
+    metadata: Any,
+    extensions: Sequence[str],
+    name: str = MODELS_DB,
+    statements: Sequence[str] | None = None,
 ) -> Any:
-    """A second database with ``create_all`` of the models; its connection (caller closes)."""
+    """A second database with ``create_all`` of the models; its connection (caller closes).
+
+    ``statements``: :func:`models_ddl` of the models, sent as one script (one round trip
+    instead of one per statement plus ``create_all``'s existence checks: 0.05 s instead of
+    0.13 s for 57 tables) instead of running ``create_all``.
+    """
     from sqlalchemy import create_engine, pool
 
     server.drop_database(name)
@@ -183,8 +248,15 @@ def build_models_database(
             connection.exec_driver_sql(f'CREATE EXTENSION IF NOT EXISTS "{extension}"')
         for schema in project.settings.schemas:
             connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        for md in _metadatas(metadata):
-            md.create_all(connection)
+        if statements is None:
+            for md in _metadatas(metadata):
+                md.create_all(connection)
+        elif statements:
+            cursor = connection.connection.dbapi_connection.cursor()
+            try:  # compiled for psycopg2, which reads "%%" as "%" when given parameters
+                cursor.execute(";\n".join(statements), {})
+            finally:
+                cursor.close()
         connection.commit()
     except BaseException:
         connection.close()
@@ -272,15 +344,54 @@ def extensions_of(connection: Any) -> tuple[str, ...]:
 
 
 def models_side(
-    server: Any, project: Project, metadata: Any, extensions: Sequence[str], name: str = MODELS_DB
+    server: Any,
+    project: Project,
+    metadata: Any,
+    extensions: Sequence[str],
+    name: str = MODELS_DB,
+    *,
+    dialect: Any = None,
+    use_cache: bool = False,
 ) -> ModelsSide:
-    """Build the models in database ``name`` (dropped again), snapshot it."""
+    """Build the models in database ``name`` (dropped again), snapshot it.
+
+    ``dialect``: the (connected) dialect of the migrated database's connection: the models'
+    SQL is then compiled first and sent as one script, and with ``use_cache`` the snapshot is
+    looked up by that SQL (hooks/models_cache.py) before anything is built.
+    """
+    from hooks import models_cache
+    from hooks.postgres import build_id
+
+    statements = models_ddl(metadata, dialect)
+    entry = None
+    if statements is not None and use_cache:
+        settings = project.settings
+        entry = models_cache.key(
+            statements,
+            build=build_id(server.binaries),
+            extensions=extensions,
+            schemas=settings.schemas,
+            exclude_tables=settings.exclude_tables,
+        )
+        found = models_cache.lookup(entry)
+        if found is not None:
+            return ModelsSide(tuple(extensions), found)
     try:
-        connection = build_models_database(server, project, metadata, extensions, name)
+        try:
+            connection = build_models_database(server, project, metadata, extensions, name, statements)
+        except Exception:
+            if statements is None:
+                raise
+            # create_all itself says what fails, in its words (and builds what the script could not)
+            entry = None
+            connection = build_models_database(server, project, metadata, extensions, name)
     except Exception as err:  # the database's words, not the driver's class name
         return ModelsSide(tuple(extensions), None, one_line(str(getattr(err, "orig", None) or err)))
     try:
-        return ModelsSide(tuple(extensions), snapshot(project, connection))
+        side = ModelsSide(tuple(extensions), snapshot(project, connection))
+        if entry is not None and side.snapshot is not None:
+            models_cache.remember(entry, side.snapshot)
+        return side
     finally:
         engine = connection.engine
         connection.close()
@@ -296,11 +407,13 @@ def check_drift(
     *,
     models_db: str = MODELS_DB,
     models: ModelsSide | None = None,
+    use_cache: bool = False,
 ) -> CheckResult:
     """Compare the schema at head (``connection``) with the models; readable fix on failure.
 
     ``models``: the models' side computed ahead (e.g. while the stairway ran); built here
-    when absent or made with other extensions than the migrated database has.
+    when absent or made with other extensions than the migrated database has (``use_cache``:
+    looked up by its SQL first, hooks/models_cache.py).
     """
     if env.metadata is None:
         return CheckResult(
@@ -309,7 +422,15 @@ def check_drift(
     migrated = snapshot(project, connection)
     extensions = extensions_of(connection)
     if models is None or models.extensions != extensions:
-        models = models_side(server, project, env.metadata, extensions, models_db)
+        models = models_side(
+            server,
+            project,
+            env.metadata,
+            extensions,
+            models_db,
+            dialect=connection.dialect,
+            use_cache=use_cache,
+        )
     notes: list[str] = []
     changes: list[Change] | None = None
     if models.snapshot is None:
