@@ -545,14 +545,14 @@ def run(
         early.enter_context(static_cache.active(use_cache))  # the files' static facts, by content
         files = _history_problems(settings.alembic_config)
         binaries = find_binaries(pg_bin)
+        initdb = None
+        if not cluster_ready(binaries):  # a first run on this machine: initdb meanwhile
+            initdb = _Initdb(binaries)
+            early.callback(initdb.thread.join)  # also on errors: no initdb left behind
         clusters = cache.ClusterCache(build_id(binaries), enabled=use_cache)
         launched = None
         guess = _guess_plan(settings, files, binaries.major, options) if use_cache else None
         entry = clusters.find(guess) if guess is not None else None
-        initdb = None
-        if entry is None and not cluster_ready(binaries):  # a first run: initdb meanwhile
-            initdb = _Initdb(binaries)
-            early.callback(initdb.thread.join)  # also on errors: no initdb left behind
         preload = _preload()
         if entry is not None:  # start it while Alembic imports; checked once the project is open
             launched = _launch(binaries, clusters, entry)

@@ -821,3 +821,21 @@ def test_only_a_line_of_revisions_is_ordered_statically() -> None:
     assert cache.linear_order([rev("a"), rev("b", "a"), rev("c", "a")]) is None  # a branch
     assert cache.linear_order([rev("a"), rev("b"), rev("m", "a", "b")]) is None  # a merge
     assert cache.linear_order([rev("a"), rev("b", "x")]) is None  # a dangling parent
+
+
+def test_real_path_is_realpath_for_files_links_and_linked_directories(tmp_path: Path) -> None:
+    real_dir = tmp_path / "real"
+    real_dir.mkdir()
+    target = real_dir / "0001_x.py"
+    target.write_text("x = 1\n")
+    (tmp_path / "linked").symlink_to(real_dir)
+    (real_dir / "alias.py").symlink_to(target)
+    for path in (
+        target,
+        tmp_path / "linked" / "0001_x.py",
+        real_dir / "alias.py",
+        tmp_path / "linked" / "alias.py",
+    ):
+        assert cache.real_path(path) == os.path.realpath(path) == str(target)
+    relative = os.path.relpath(target)
+    assert cache.real_path(relative) == str(target)
