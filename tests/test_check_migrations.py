@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -291,6 +293,51 @@ def test_sigint_mid_stairway_exits_130_and_leaves_nothing(tmp_path: Path, short_
     for workdir in servers:
         assert _processes_mentioning(str(workdir)) == []
         assert not workdir.exists()
+
+
+def test_ctrl_c_while_initdb_runs_in_its_thread_leaves_nothing(tmp_path: Path, short_tmpdir: Path) -> None:
+    """A first run's initdb runs in a thread: Ctrl-C (SIGINT to the whole foreground group,
+    initdb included) then still ends with 130 and leaves no directory or process."""
+    ini = readings_project(tmp_path / "project")
+    xdg = tmp_path / "xdg"
+    env = {**os.environ, "TMPDIR": str(short_tmpdir), "XDG_CACHE_HOME": str(xdg)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hooks", "check", "--config", str(ini)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=_default_sigint,
+        start_new_session=True,  # its own group, as a terminal's foreground job
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not any(
+            b"initdb" in (Path("/proc") / str(pid) / "cmdline").read_bytes() for pid in _children(proc.pid)
+        ):
+            assert proc.poll() is None and time.monotonic() < deadline, "initdb never started"
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert _processes_mentioning(str(short_tmpdir)) == []
+    assert list(short_tmpdir.iterdir()) == []
+    assert not [p for p in (xdg / "schema-warden").glob("*") if ".tmp" in p.name]  # no half cluster
+
+
+def _children(parent: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                    found.append(int(entry.name))
+    return found
 
 
 # --- safety: the guard never touches DATABASE_URL --------------------------------------------
