@@ -444,7 +444,8 @@ def _holds(project: Project, server: Any, entry: Any) -> bool:
 
 @dataclass
 class _Launched:
-    """A server started from a saved data directory, not yet checked against the project."""
+    """A server started early: from a saved data directory (not yet checked against the
+    project), or from the initdb'd cluster (``entry`` None) when none was saved."""
 
     entry: Any
     server: Any
@@ -470,6 +471,22 @@ def _launch(binaries: Any, clusters: Any, entry: Any) -> _Launched | None:
         attempt.close()
 
 
+def _launch_plain(binaries: Any) -> _Launched | None:
+    """Start a server from the initdb'd cluster; None when it will not (the real start then
+    reports why)."""
+    from hooks.errors import EnvironmentProblem
+    from hooks.postgres import throwaway_server
+
+    attempt = contextlib.ExitStack()
+    try:
+        server = attempt.enter_context(throwaway_server(binaries=binaries, memory=True))
+        return _Launched(None, server, True, attempt.pop_all())
+    except EnvironmentProblem:
+        return None
+    finally:
+        attempt.close()
+
+
 def _start_server(
     stack: contextlib.ExitStack,
     project: Project,
@@ -485,6 +502,12 @@ def _start_server(
     ``initdb``: the initdb'd cluster being made meanwhile, else the server makes it."""
     from hooks.postgres import throwaway_server
 
+    if launched is not None and launched.entry is None:  # started from the initdb'd cluster
+        if entry is None:
+            stack.enter_context(launched.stack)
+            return launched.server, None
+        launched.stack.close()  # Alembic's plan found a saved data directory after all
+        launched = None
     if launched is not None and (entry is None or launched.entry.path != entry.path):
         launched.stack.close()  # the guess was wrong: not the entry this plan wants
         launched = None
@@ -554,10 +577,13 @@ def run(
         guess = _guess_plan(settings, files, binaries.major, options) if use_cache else None
         entry = clusters.find(guess) if guess is not None else None
         preload = _preload()
-        if entry is not None:  # start it while Alembic imports; checked once the project is open
+        # the server starts while Alembic imports; a saved one is checked once the project is open
+        if entry is not None:
             launched = _launch(binaries, clusters, entry)
-            if launched is not None:
-                early.callback(launched.stack.close)  # closes nothing once handed over
+        elif initdb is None:
+            launched = _launch_plain(binaries)
+        if launched is not None:
+            early.callback(launched.stack.close)  # closes nothing once handed over
         preload.join()
         project = open_project(settings=settings, lazy=True)
         count = len(project.revisions())
@@ -567,7 +593,12 @@ def run(
         )
         with interruptible_queries(), contextlib.ExitStack() as stack:
             entry = clusters.find(plan)
-            if launched is not None and guess is not None and guess.keys != plan.keys:
+            if (
+                launched is not None
+                and launched.entry is not None
+                and guess is not None
+                and guess.keys != plan.keys
+            ):
                 launched.stack.close()  # the static reading and Alembic disagree: no guessing
                 launched = None
             server, at = _start_server(stack, project, binaries, clusters, entry, launched, initdb)

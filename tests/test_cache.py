@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 from textwrap import dedent
+from typing import Any
 
 import psycopg2
 import pytest
@@ -475,6 +476,36 @@ def test_a_passing_run_saves_the_head_and_the_next_run_replays_nothing(
     code, replayed = _json_check(ini, capsys)
     assert code == 0 and replayed == warm  # the same checks, the same messages
     assert _ups(marker)[ups:] == ["up", "0001", "up", "0002"]
+
+
+def test_a_server_started_early_from_the_initdb_cluster_gives_way_to_a_saved_head(
+    marked: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without a guess (a history the static reading cannot order) the server starts from the
+    initdb'd cluster while Alembic imports; Alembic's plan then finds a saved head: that one
+    is used and the early server stopped."""
+    ini, marker = marked
+    assert _json_check(ini, capsys)[0] == 0  # saves 0002
+    started: list[Any] = []
+    launch_plain = check_migrations._launch_plain
+
+    def spy(binaries: Any) -> Any:
+        launched = launch_plain(binaries)
+        started.append(launched.server.socket_dir)
+        return launched
+
+    monkeypatch.setattr(check_migrations, "_guess_plan", lambda *args: None)
+    monkeypatch.setattr(check_migrations, "_launch_plain", spy)
+    ups = len(_ups(marker))
+    code, warm = _json_check(ini, capsys)
+    assert code == 0, warm
+    assert len(_ups(marker)) == ups  # started at the saved 0002: nothing replayed
+    assert "2 revisions up to 0002 proven by an earlier run" in warm[0]["message"]
+    [workdir] = started
+    assert not workdir.exists()  # the early server was stopped and removed
 
 
 def test_a_new_revision_is_proven_on_top_and_its_head_saved_pristine(
