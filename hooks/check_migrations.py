@@ -36,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "exit codes: 0 clean, 1 problems found, 2 project error, 3 no PostgreSQL, 130 interrupted. "
-            "Proofs of passing revisions and the server's data directory at head are cached in "
-            "$XDG_CACHE_HOME/schema-warden/proofs (--no-cache ignores them). SCHEMA_WARDEN_JOBS=1 "
+            "Proofs of passing revisions, the server's data directory at head and the models' "
+            "schema (by the SQL they compile to) are cached in $XDG_CACHE_HOME/schema-warden/proofs "
+            "(--no-cache ignores them; deleting them is safe). SCHEMA_WARDEN_JOBS=1 "
             "runs in one process; by default a second process proves part of a long stairway "
             "when a CPU is idle."
         ),
