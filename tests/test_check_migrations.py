@@ -232,24 +232,44 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def _children(parent: int) -> dict[int, list[bytes]]:
+    """The processes whose parent is ``parent``: pid -> argv."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                    found[int(entry.name)] = (entry / "cmdline").read_bytes().split(b"\0")
+    return found
+
+
 def _server_dirs(parent: int) -> list[Path]:
     """Work dirs of the postgres servers that process ``parent`` started (from their ``-D``)."""
-    dirs = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == parent and b"-D" in argv:
-            dirs.append(Path(argv[argv.index(b"-D") + 1].decode()).parent)
-    return dirs
+    return [
+        Path(argv[argv.index(b"-D") + 1].decode()).parent
+        for argv in _children(parent).values()
+        if b"-D" in argv
+    ]
 
 
 def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _start_check(ini: Path, env: dict[str, str], *, own_group: bool = False) -> subprocess.Popen[str]:
+    """``schema-warden check`` as a child process, SIGINT at its default (``own_group``: in a
+    process group of its own, as a terminal's foreground job)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "hooks", "check", "--config", str(ini)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        # a shell without job control (CI) starts background jobs with SIGINT ignored, and an
+        # ignored SIGINT stays ignored across exec: give the guard a terminal's default
+        preexec_fn=_default_sigint,
+        start_new_session=own_group,
+    )
 
 
 def test_sigint_mid_stairway_exits_130_and_leaves_nothing(tmp_path: Path, short_tmpdir: Path) -> None:
@@ -260,17 +280,7 @@ def test_sigint_mid_stairway_exits_130_and_leaves_nothing(tmp_path: Path, short_
         downgrade="pass",
     )
     ini = make_project(tmp_path, models=READINGS_MODELS, revisions=[READINGS_REVISIONS[0], sleepy])
-    env = {**os.environ, "TMPDIR": str(short_tmpdir)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hooks", "check", "--config", str(ini)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        # a shell without job control (CI) starts background jobs with SIGINT ignored, and an
-        # ignored SIGINT stays ignored across exec: give the guard a terminal's default
-        preexec_fn=_default_sigint,
-    )
+    proc = _start_check(ini, {**os.environ, "TMPDIR": str(short_tmpdir)})
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -301,20 +311,10 @@ def test_ctrl_c_while_initdb_runs_in_its_thread_leaves_nothing(tmp_path: Path, s
     ini = readings_project(tmp_path / "project")
     xdg = tmp_path / "xdg"
     env = {**os.environ, "TMPDIR": str(short_tmpdir), "XDG_CACHE_HOME": str(xdg)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hooks", "check", "--config", str(ini)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        preexec_fn=_default_sigint,
-        start_new_session=True,  # its own group, as a terminal's foreground job
-    )
+    proc = _start_check(ini, env, own_group=True)
     try:
         deadline = time.monotonic() + 30
-        while not any(
-            b"initdb" in (Path("/proc") / str(pid) / "cmdline").read_bytes() for pid in _children(proc.pid)
-        ):
+        while not any(Path(argv[0].decode()).name == "initdb" for argv in _children(proc.pid).values()):
             assert proc.poll() is None and time.monotonic() < deadline, "initdb never started"
             time.sleep(0.005)
         os.killpg(proc.pid, signal.SIGINT)
@@ -328,16 +328,6 @@ def test_ctrl_c_while_initdb_runs_in_its_thread_leaves_nothing(tmp_path: Path, s
     assert _processes_mentioning(str(short_tmpdir)) == []
     assert list(short_tmpdir.iterdir()) == []
     assert not [p for p in (xdg / "schema-warden").glob("*") if ".tmp" in p.name]  # no half cluster
-
-
-def _children(parent: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
-                    found.append(int(entry.name))
-    return found
 
 
 # --- safety: the guard never touches DATABASE_URL --------------------------------------------
