@@ -10,7 +10,7 @@ a warm run. That snapshot is a pure function of
 - the Postgres build, the extensions and schemas the empty database is given first, and the
   settings the snapshot honours (schemas, excluded tables);
 - the guard's code and versions (hooks.cache.guard_fingerprint, which covers the snapshot's
-  catalog query).
+  catalog query) and the code that builds the side (hooks/drift.py, this module).
 
 So it is kept under the SHA-256 of all of these, in ``proofs_dir() / "models"``: one sealed
 JSON file per key (checksum checked on each read: a damaged file is deleted and the side is
@@ -22,6 +22,7 @@ database's build is skipped. ``--no-cache`` bypasses it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -50,6 +51,7 @@ def key(
     parts = {
         "format": FORMAT,
         "guard": guard_fingerprint(),
+        "builder": _builder_fingerprint(),
         "build": build,
         "extensions": list(extensions),
         "schemas": list(schemas),
@@ -57,6 +59,18 @@ def key(
         "statements": list(statements),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _builder_fingerprint() -> str:
+    """A hash of the code that builds the models' side (hooks/drift.py, this module): a
+    changed builder never trusts a snapshot an older one made."""
+    package = Path(__file__).parent
+    h = hashlib.sha256()
+    for name in ("drift.py", "models_cache.py"):
+        with contextlib.suppress(OSError):
+            h.update(name.encode() + b"\0" + (package / name).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _root() -> Path:
