@@ -256,6 +256,22 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@contextlib.contextmanager
+def _reaped(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """The guard process, killed and reaped on the way out if a test step failed first."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _nothing_left_in(tmpdir: Path) -> None:
+    assert _processes_mentioning(str(tmpdir)) == []
+    assert list(tmpdir.iterdir()) == []
+
+
 def _start_check(ini: Path, env: dict[str, str], *, own_group: bool = False) -> subprocess.Popen[str]:
     """``schema-warden check`` as a child process, SIGINT at its default (``own_group``: in a
     process group of its own, as a terminal's foreground job)."""
@@ -280,8 +296,7 @@ def test_sigint_mid_stairway_exits_130_and_leaves_nothing(tmp_path: Path, short_
         downgrade="pass",
     )
     ini = make_project(tmp_path, models=READINGS_MODELS, revisions=[READINGS_REVISIONS[0], sleepy])
-    proc = _start_check(ini, {**os.environ, "TMPDIR": str(short_tmpdir)})
-    try:
+    with _reaped(_start_check(ini, {**os.environ, "TMPDIR": str(short_tmpdir)})) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             if "STAIRWAY-MARKER" in line:
@@ -292,14 +307,9 @@ def test_sigint_mid_stairway_exits_130_and_leaves_nothing(tmp_path: Path, short_
         assert servers, "the guard's server should be running now"
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
-    assert _processes_mentioning(str(short_tmpdir)) == []
-    assert list(short_tmpdir.iterdir()) == []
+    _nothing_left_in(short_tmpdir)
     for workdir in servers:
         assert _processes_mentioning(str(workdir)) == []
         assert not workdir.exists()
@@ -311,22 +321,16 @@ def test_ctrl_c_while_initdb_runs_in_its_thread_leaves_nothing(tmp_path: Path, s
     ini = readings_project(tmp_path / "project")
     xdg = tmp_path / "xdg"
     env = {**os.environ, "TMPDIR": str(short_tmpdir), "XDG_CACHE_HOME": str(xdg)}
-    proc = _start_check(ini, env, own_group=True)
-    try:
+    with _reaped(_start_check(ini, env, own_group=True)) as proc:
         deadline = time.monotonic() + 30
         while not any(Path(argv[0].decode()).name == "initdb" for argv in _children(proc.pid).values()):
             assert proc.poll() is None and time.monotonic() < deadline, "initdb never started"
             time.sleep(0.005)
         os.killpg(proc.pid, signal.SIGINT)
         _out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 130, err
     assert "Traceback" not in err
-    assert _processes_mentioning(str(short_tmpdir)) == []
-    assert list(short_tmpdir.iterdir()) == []
+    _nothing_left_in(short_tmpdir)
     assert not [p for p in (xdg / "schema-warden").glob("*") if ".tmp" in p.name]  # no half cluster
 
 
