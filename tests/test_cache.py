@@ -27,7 +27,7 @@ from fixture_project import (
     write_revision,
 )
 
-from hooks import cache, check_migrations, postgres
+from hooks import cache, check_migrations, models_cache, postgres
 from hooks.cache import ProofCache, RevisionInput, chain_keys, context_key, seal, unseal
 from hooks.postgres import throwaway_server
 from hooks.project import loaded_project
@@ -384,6 +384,9 @@ def test_two_checks_at_once_share_the_cache_safely(ini: Path, tmp_path: Path) ->
     [saved] = _clusters(tmp_path)  # both saved head 0002: one entry, whole
     assert cache.file_digest(saved / cache.CLUSTER_ARCHIVE) == _entry(saved)["files"]
     assert [p.name for p in saved.parent.iterdir() if p.name.startswith(".")] == []
+    models = tmp_path / "proofs" / models_cache.SUBDIR  # the same models: one entry, whole
+    [remembered] = list(models.iterdir())
+    assert remembered.suffix == ".json" and unseal(remembered.read_bytes()) is not None
 
 
 # --- saved data directories: warm runs start at the last proven head ---------------------------
