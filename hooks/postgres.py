@@ -509,8 +509,13 @@ def archive_data_dir(source: Path, dest: Path) -> str:
     return digest.hexdigest()
 
 
-def extract_data_dir(archive: Path, target: Path) -> None:
-    """Unpack an archive of :func:`archive_data_dir` into ``target`` (created here)."""
+def extract_data_dir(archive: Path, target: Path, account: pwd.struct_passwd | None = None) -> bool:
+    """Unpack an archive of :func:`archive_data_dir` into ``target`` (created here).
+
+    ``account`` (running as root): ``tar`` unpacks as that user, from the archive opened here
+    (the account cannot read the cache), so the files are the account's without a chown of
+    each (1,000 files: 0.06 s). Returns whether they are; False leaves them to the caller.
+    """
     target.mkdir(mode=0o700)
     tar = shutil.which("tar")
     if tar is None:
@@ -521,15 +526,20 @@ def extract_data_dir(archive: Path, target: Path) -> None:
                 members.extractall(target, filter="data")
             else:  # pragma: no cover - Python < 3.11.4
                 members.extractall(target)
-        return
-    result = subprocess.run(
-        [tar, "-C", str(target), "--no-same-owner", "-xf", str(archive)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-    )
+        return False
+    if account is not None:
+        os.chown(target, account.pw_uid, account.pw_gid)
+    with open(archive, "rb") as source:
+        result = subprocess.run(
+            [tar, "-C", str(target), "--no-same-owner", "-xf", "-"],
+            stdin=source,
+            capture_output=True,
+            text=True,
+            **_run_kwargs(account),
+        )
     if result.returncode != 0:
         raise OSError(f"tar cannot unpack {archive}: {result.stderr.strip() or result.returncode}")
+    return account is not None
 
 
 STALE_AFTER_S = 120.0
@@ -701,14 +711,17 @@ def throwaway_server(
                 workdir = _private_tempdir("schema-warden-", parent)
             data = workdir / "data"
             try:
+                owned = False  # the files are the server account's already
+                if account is not None:
+                    os.chown(workdir, account.pw_uid, account.pw_gid)
                 if cluster.is_file():  # a saved archive
-                    extract_data_dir(cluster, data)
+                    owned = extract_data_dir(cluster, data, account)
                 else:  # contents only: per-file metadata copies (copy2) cost a third of the time
                     shutil.copytree(cluster, data, symlinks=True, copy_function=shutil.copyfile)
                 os.chmod(data, 0o700)
-                if hba is not None:
+                if hba is not None:  # rewritten in place: its owner stays
                     (data / "pg_hba.conf").write_text(hba.rstrip() + "\n")
-                if account is not None:
+                if account is not None and not owned:
                     _chown_tree(workdir, account)
             except OSError as err:  # a full disk, most likely
                 raise EnvironmentProblem(

@@ -275,8 +275,10 @@ def test_a_saved_data_directory_starts_again_with_its_databases(
         assert query_one(again, "SELECT id FROM kept") == (7,)
         assert again.databases() == ["other", "postgres"]
         account = postgres._server_account()
-        if account is not None:  # root: the copy is given to the server's account, like the initdb'd one
-            assert (again.socket_dir / "data").stat().st_uid == account.pw_uid
+        if account is not None:  # root: the copy is the server's account's, like the initdb'd one
+            data = again.socket_dir / "data"
+            owners = {path.lstat().st_uid for path in [data, *data.rglob("*")]}
+            assert owners == {account.pw_uid}  # tar unpacked as the account: every file
     assert digest == hashlib.sha256(saved.read_bytes()).hexdigest()  # started from a copy
 
 
