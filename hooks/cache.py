@@ -50,6 +50,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import threading
 import time
 import uuid
@@ -278,13 +279,38 @@ def guard_fingerprint() -> str:
 def _version(distribution: str) -> str:
     """An installed distribution's version, read from its metadata: importing Alembic to ask
     costs 0.3 s, which the early plan (before Alembic is imported) must not pay."""
-    from importlib import metadata
+    found = _dist_info_version(distribution)
+    if found is not None:
+        return found
+    from importlib import metadata  # 0.015 s to import: only when the names do not say
 
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:  # vendored or run from a source tree
         module = __import__(distribution)
         return str(module.__version__)
+
+
+def _dist_info_version(distribution: str) -> str | None:
+    """The version in the name of ``distribution``'s ``NAME-VERSION.dist-info`` directory in
+    the first ``sys.path`` entry that has one, as importlib.metadata would find it; None when
+    that entry has several (stale ones), none is found, or the name does not parse."""
+    wanted = distribution.lower().replace("-", "_").replace(".", "_")
+    for entry in sys.path:
+        try:
+            names = [e.name for e in os.scandir(entry or ".") if e.name.endswith((".dist-info", ".egg-info"))]
+        except OSError:
+            continue
+        found = [
+            name
+            for name in names
+            if name.rsplit(".", 1)[0].partition("-")[0].lower().replace(".", "_") == wanted
+        ]
+        if found:
+            [name, *others] = found
+            version = name.removesuffix(".dist-info").partition("-")[2]
+            return version if not others and name.endswith(".dist-info") and version else None
+    return None
 
 
 # --- the cache ----------------------------------------------------------------------------

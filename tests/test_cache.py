@@ -141,6 +141,29 @@ def test_sealed_entries_detect_any_damage() -> None:
     assert unseal("") is None
 
 
+def test_versions_in_the_fingerprint_are_read_as_importlib_metadata_reads_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from importlib import metadata
+
+    for name in ("alembic", "SQLAlchemy", "psycopg2-binary", "python-dotenv"):
+        assert cache._dist_info_version(name) == metadata.version(name)
+    assert cache._dist_info_version("no-such-distribution") is None
+    site = tmp_path / "site"
+    (site / "alembic-9.9.1.dist-info").mkdir(parents=True)
+    (site / "alembic-9.9.1.dist-info" / "METADATA").write_text("Name: alembic\nVersion: 9.9.1\n")
+    monkeypatch.setattr(sys, "path", [str(site), *sys.path])
+    # the first entry that has one wins
+    assert cache._dist_info_version("alembic") == metadata.version("alembic") == "9.9.1"
+    (site / "alembic-1.0.dist-info").mkdir()  # a stale second one: the name cannot say which
+    assert cache._dist_info_version("alembic") is None
+    assert cache._version("alembic") == metadata.version("alembic")
+    shutil.rmtree(site)
+    site.mkdir()
+    (site / "alembic.egg-info").mkdir()  # no version in the name
+    assert cache._dist_info_version("alembic") is None
+
+
 def test_imported_modules_finds_absolute_imports() -> None:
     source = "import sqlalchemy as sa\nfrom alembic import op\n    from app.models import X\nimport a.b, c\n"
     assert cache.imported_modules(source) == ["sqlalchemy", "alembic", "app.models", "a.b", "c"]
