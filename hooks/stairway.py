@@ -133,6 +133,7 @@ def _run(project: Project, connection: Any, action: Callable[[], None]) -> StepE
         connection.commit()
     except MigrationFailed as err:
         connection.rollback()
+        project.rolled_back(connection)
         return describe_error(project, err)
     except Exception as err:
         from sqlalchemy import exc
@@ -140,6 +141,7 @@ def _run(project: Project, connection: Any, action: Callable[[], None]) -> StepE
         if not isinstance(err, exc.SQLAlchemyError):
             raise
         connection.rollback()
+        project.rolled_back(connection)
         return describe_error(project, err)
     return None
 

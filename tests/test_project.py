@@ -286,6 +286,86 @@ def test_env_py_ignoring_the_injected_connection_runs_for_every_step(
     assert seen == ["0001", None, "0001", "0002", "0001", "0002"]
 
 
+def test_the_version_table_is_read_once_then_followed_and_read_again_after_a_rollback(
+    tmp_path: Path, fresh_db: str, pg_server: Server
+) -> None:
+    from sqlalchemy import event
+
+    from hooks.stairway import apply
+
+    ini = make_project(
+        tmp_path,
+        revisions=[
+            Rev(
+                "0001",
+                None,
+                upgrade='op.create_table("readings", sa.Column("id", sa.Integer, primary_key=True))',
+                downgrade='op.drop_table("readings")',
+            ),
+            Rev(
+                "0002",
+                "0001",
+                upgrade='op.add_column("readings", sa.Column("c2", sa.Integer))\nop.execute("SELECT 1/0")',
+                downgrade='op.drop_column("readings", "c2")',
+            ),
+            Rev(  # on a branch of its own: its commit fails (a deferred foreign key)
+                "0003",
+                "0001",
+                upgrade=(
+                    'op.execute("CREATE TABLE notes (reading_id integer REFERENCES readings '
+                    'DEFERRABLE INITIALLY DEFERRED)")\nop.execute("INSERT INTO notes VALUES (7)")'
+                ),
+                downgrade='op.drop_table("notes")',
+            ),
+        ],
+    )
+    engine = create_engine(pg_server.url(fresh_db), poolclass=pool.NullPool)
+    reads: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "version_num" in statement:
+            reads.append(statement)
+
+    def version(conn: object) -> str | None:
+        value = conn.exec_driver_sql("SELECT string_agg(version_num, ',') FROM alembic_version").scalar()  # type: ignore[attr-defined]
+        conn.rollback()  # type: ignore[attr-defined]
+        return value
+
+    try:
+        with loaded_project(ini) as project, engine.connect() as conn:
+            by_id = {revision.revision: revision for revision in project.revisions()}
+            first, second, third = by_id["0001"], by_id["0002"], by_id["0003"]
+            for downgrade in (False, True, False, True, False):  # env.py's run reads, then followed
+                assert apply(project, conn, first, downgrade=downgrade) is None
+            assert version(conn) == "0001"
+            # the first step (env.py's run) finds no version table; the next reads it once
+            assert len(reads) == 1 + 1  # and version()
+            error = apply(project, conn, second)  # fails and is rolled back: read again
+            assert error is not None and "division by zero" in error.message
+            assert version(conn) == "0001"
+            conn.exec_driver_sql("SELECT 1")  # in the caller's transaction, which it rolls back:
+            project.step(conn, first, downgrade=True)
+            conn.rollback()  # read again
+            assert version(conn) == "0001"
+            assert apply(project, conn, first, downgrade=True) is None
+            assert apply(project, conn, first) is None
+            assert version(conn) == "0001"
+            assert len(reads) == 2 + 1 + 1 + 1 + 1 + 1  # one read after each rollback
+            # its steps ran, its commit failed: in Alembic's own transaction, then in the caller's
+            with pytest.raises(ProjectError, match="foreign key"):
+                apply(project, conn, third)
+            assert version(conn) == "0001"
+            conn.exec_driver_sql("SELECT 1")
+            error = apply(project, conn, third)
+            assert error is not None and "foreign key" in error.message
+            assert version(conn) == "0001"
+            assert apply(project, conn, first, downgrade=True) is None
+            assert version(conn) is None
+    finally:
+        engine.dispose()
+
+
 # --- lazily imported revision modules (open_project(lazy=True)) ------------------------------
 
 
