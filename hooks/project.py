@@ -314,7 +314,14 @@ class Project:
         """Run env.py online on ``connection`` with ``fn`` choosing the steps; returns its context."""
         return self._run_env(connection, fn, remember=False)
 
-    def _run_env(self, connection: Any, fn: Callable[[Any, Any], list[Any]], *, remember: bool) -> Any:
+    def _run_env(
+        self,
+        connection: Any,
+        fn: Callable[[Any, Any], list[Any]],
+        *,
+        remember: bool,
+        ran: list[Any] | None = None,
+    ) -> Any:
         from alembic.runtime.environment import EnvironmentContext
 
         self.config.attributes["connection"] = connection
@@ -323,7 +330,7 @@ class Project:
             env = EnvironmentContext(self.config, self.script, fn=fn)
             calls = _watch_env(env) if remember else None
             with env:
-                self._exec_env(self.script.run_env)
+                self._exec_env(self.script.run_env, ran)
                 try:
                     context = env.get_context()
                 except Exception:  # env.py never called context.configure()
@@ -332,7 +339,7 @@ class Project:
             self._session = _EnvSession.capture(env, context, connection, fn, calls)
         return context
 
-    def _run_again(self, session: _EnvSession, fn: Callable[[Any, Any], list[Any]]) -> None:
+    def _run_again(self, session: _EnvSession, fn: Callable[[Any, Any], list[Any]], ran: list[Any]) -> None:
         """The steps of ``fn`` through the MigrationContext an earlier env.py run configured.
 
         What env.py does is configure a context on the injected connection and run its
@@ -364,12 +371,13 @@ class Project:
         self.config.attributes["connection"] = connection
         try:
             with throwaway_environment(connection, self.config), quiet_logging(), session.env:
-                self._exec_env(migrate)
+                self._exec_env(migrate, ran)
         except BaseException:
             session.forget_heads()  # rolled back: the version table is what it was, or unknown
             raise
 
-    def _exec_env(self, run: Callable[[], None]) -> None:
+    def _exec_env(self, run: Callable[[], None], ran: list[Any] | None = None) -> None:
+        """Run env.py (or the steps it configured); ``ran``: the steps that returned so far."""
         try:
             run()
         except (MigrationFailed, ProjectError):  # a revision file imported on first use failed
@@ -386,6 +394,8 @@ class Project:
         except (Exception, SystemExit) as err:  # sys.exit() in env.py too
             if _raised_in_migration(err, self):
                 raise
+            if ran and _is_database_error(err):  # the commit after the steps (deferred checks)
+                raise MigrationFailed(ran[-1].revision, ran[-1].is_upgrade, err, at_commit=True) from err
             raise ProjectError(
                 f"{relative(self.env_py, self.root)} raised {type(err).__name__}: {one_line(str(err))}",
                 detail=user_traceback(err, self.root),
@@ -432,15 +442,17 @@ class Project:
             session.forget_heads()
 
     def _run_steps(self, connection: Any, fn: Callable[[Any, Any], list[Any]]) -> None:
+        ran: list[Any] = []
+
         def wrapped(rev: Any, ctx: Any) -> list[Any]:
-            return [_Guarded(step) for step in fn(rev, ctx)]
+            return [_Guarded(step, ran) for step in fn(rev, ctx)]
 
         session = self._session
         if session is not None and session.connection is connection:
-            self._run_again(session, wrapped)
+            self._run_again(session, wrapped, ran)
         else:
             self._session = None
-            self._run_env(connection, wrapped, remember=True)
+            self._run_env(connection, wrapped, remember=True, ran=ran)
 
 
 @dataclass(frozen=True)
@@ -534,18 +546,22 @@ def _watch_env(env: Any) -> dict[str, list[Any]]:
 class MigrationFailed(Exception):
     """A revision's upgrade() or downgrade() raised: carries the revision and the cause."""
 
-    def __init__(self, revision: Any, upgrade: bool, cause: BaseException) -> None:
+    def __init__(
+        self, revision: Any, upgrade: bool, cause: BaseException, *, at_commit: bool = False
+    ) -> None:
         super().__init__(str(cause))
         self.revision = revision
         self.upgrade = upgrade
         self.cause = cause
+        self.at_commit = at_commit  # its function returned; the commit after it failed
 
 
 class _Guarded:
     """A MigrationStep whose migration function reports which revision failed."""
 
-    def __init__(self, step: Any) -> None:
+    def __init__(self, step: Any, ran: list[Any]) -> None:
         self._step = step
+        self._ran = ran  # the steps whose migration function returned, in order
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._step, name)
@@ -578,11 +594,19 @@ class _Guarded:
 
         def run(**kw: Any) -> Any:
             try:
-                return fn(**kw)
+                result = fn(**kw)
             except (Exception, SystemExit) as err:
                 raise MigrationFailed(step.revision, step.is_upgrade, err) from err
+            self._ran.append(step)
+            return result
 
         return run
+
+
+def _is_database_error(err: BaseException) -> bool:
+    from sqlalchemy import exc
+
+    return isinstance(err, exc.DBAPIError)
 
 
 def _raised_in_migration(err: BaseException, project: Project) -> bool:

@@ -102,11 +102,11 @@ def describe_error(project: Project, err: BaseException) -> StepError:
             details.append(f"SQL: {shown}")
     else:
         message = f"{type(cause).__name__}: {one_line(str(cause))}"
-    frames = [
-        line
-        for line in _migration_frames(project, cause).splitlines()[:-1]  # last line repeats the message
-    ]
-    details.extend(frames)
+    if isinstance(err, MigrationFailed) and err.at_commit:
+        details.append("(raised when its transaction was committed: a deferred constraint or trigger)")
+    else:
+        frames = _migration_frames(project, cause).splitlines()[:-1]  # last line repeats the message
+        details.extend(frames)
     return StepError(message, tuple(details), sqlstate)
 
 

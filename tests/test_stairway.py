@@ -58,6 +58,27 @@ def test_upgrade_failing_in_sql_names_revision_file_and_sql_error(tmp_path: Path
     assert {c.status for c in _by_name(checks)["round-trip"]} == {NOTE}
 
 
+def test_upgrade_failing_at_its_commit_names_the_revision(tmp_path: Path, pg_server: Server) -> None:
+    deferred = Rev(
+        "0002",
+        "0001",
+        upgrade=(
+            'op.execute("CREATE TABLE notes (reading_id integer REFERENCES readings '
+            'DEFERRABLE INITIALLY DEFERRED)")\nop.execute("INSERT INTO notes VALUES (7)")'
+        ),
+        downgrade='op.drop_table("notes")',
+        message="notes",
+    )
+    checks = check_on(pg_server, make_project(tmp_path, revisions=[FIRST, deferred]))
+    [failure] = _failures(checks)
+    assert failure.revision == "0002"
+    assert failure.message.startswith(
+        'revision 0002 (migrations/versions/0002_notes.py, "notes"): upgrade failed: insert or update '
+        'on table "notes" violates foreign key constraint'
+    )
+    assert "(raised when its transaction was committed: a deferred constraint or trigger)" in failure.details
+
+
 def test_downgrade_that_raises_is_reported_with_its_frame(tmp_path: Path, pg_server: Server) -> None:
     bad = Rev("0002", "0001", upgrade="pass", downgrade='raise RuntimeError("cannot undo")', message="raises")
     exits = Rev("0003", "0002", upgrade="import sys\nsys.exit(3)", message="exits")
