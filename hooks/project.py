@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hooks import routing
 from hooks.errors import ProjectError
 
 DEFAULT_EXCLUDE_TABLES = ("_prisma_migrations",)
@@ -636,6 +637,15 @@ def quiet_logging() -> Iterator[None]:
         logging.disable(disabled)
 
 
+def _who(config: Any) -> str:
+    """How messages name the code being fenced in: the env.py that Alembic runs."""
+    location = config.get_main_option("script_location") or "."
+    if ":" in location and not Path(location).exists():
+        return f"env.py of {location}"  # package-resource form
+    root = Path(config.config_file_name or ".").resolve().parent
+    return relative(root / location / "env.py", root)
+
+
 @contextlib.contextmanager
 def throwaway_environment(connection: Any, config: Any) -> Iterator[None]:
     """DATABASE_URL, sqlalchemy.url and PG* point at the connection's database while env.py runs."""
@@ -657,7 +667,8 @@ def throwaway_environment(connection: Any, config: Any) -> Iterator[None]:
         os.environ.pop(k, None)
     config.set_main_option("sqlalchemy.url", sa_url.replace("%", "%%"))
     try:
-        yield
+        with routing.routed(connection, _who(config)):
+            yield
     finally:
         for key, value in saved.items():
             if value is None:
@@ -684,7 +695,8 @@ def offline_environment(config: Any) -> Iterator[None]:
     os.environ["DATABASE_URL"] = OFFLINE_URL
     config.set_main_option("sqlalchemy.url", OFFLINE_URL)
     try:
-        yield
+        with routing.refused(_who(config)):
+            yield
     finally:
         if saved_env is None:
             os.environ.pop("DATABASE_URL", None)
@@ -781,9 +793,18 @@ def open_project(
         raise ProjectError(f"{ini.name}: script_location {script.dir} is not a directory: fix alembic.ini")
     project = Project(settings, cfg, script)
     if lazy:
-        project.lazy = lazy_revision_map(script, project.root, cfg.get_prepend_sys_paths_list())
+        project.lazy = lazy_revision_map(script, project.root, prepend_sys_paths(cfg))
     _load_revisions(project)
     return project
+
+
+def prepend_sys_paths(cfg: Any) -> list[str]:
+    """The ``prepend_sys_path`` entries as Alembic splits them; none when the ini has none."""
+    split = getattr(cfg, "get_prepend_sys_paths_list", None)
+    if split is not None:  # Alembic >= 1.16 (path_separator, pyproject.toml)
+        return list(split() or ())
+    text = cfg.get_main_option("prepend_sys_path") or ""
+    return [entry for entry in re.split(r", *|(?: +)|:", text) if entry]
 
 
 def _load_revisions(project: Project) -> None:
