@@ -133,7 +133,7 @@ def _guard_argv() -> list[str]:
     if script.is_file():
         return [str(script)]
     found = shutil.which("schema-warden")
-    return [found] if found else [sys.executable, "-m", "hooks"]
+    return [found] if found else [sys.executable, "-m", "schema_warden"]
 
 
 def ensure_pytest_alembic_venv(venv: Path = VENV) -> Path:
@@ -169,7 +169,7 @@ def machine() -> dict[str, str]:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal"):
                 memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-    from hooks.postgres import find_binaries
+    from schema_warden.server.postgres import find_binaries
 
     binaries = find_binaries()
     load = "?"
@@ -194,7 +194,7 @@ def machine() -> dict[str, str]:
 
 @contextlib.contextmanager
 def _server() -> Iterator[object]:
-    from hooks.postgres import throwaway_server
+    from schema_warden.server.postgres import throwaway_server
 
     with throwaway_server() as server:
         yield server
@@ -233,7 +233,7 @@ def measure_guard(
     project: Path, size: int, runs: int, cache_root: Path, *, new_revision: bool
 ) -> dict[str, Timing]:
     """c, c', d, e, f: the guard as a user runs it, its cache in ``cache_root``."""
-    from hooks import cache as proof_cache
+    from schema_warden.cache import proofs as proof_cache
 
     results: dict[str, Timing] = {}
     guard = _guard_argv()

@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from schema_warden.errors import EnvironmentProblem, WardenError
+
 from database import dumpfiles, restore
 from database.pgclient import (
     ClientTools,
@@ -34,7 +36,6 @@ from database.pgclient import (
     run_with_progress,
     sigterm_as_interrupt,
 )
-from hooks.errors import EnvironmentProblem, WardenError
 
 VERIFY_DATABASE = "verify_restore"
 
@@ -135,7 +136,7 @@ def _export_snapshot(conn: Any, cur: Any) -> str | None:
 
 def _verify_binaries(tools: ClientTools, inventory: Inventory) -> Any:
     """The server to restore into: pg_dump's own installation if it has one, else the default."""
-    from hooks.postgres import find_binaries
+    from schema_warden.server.postgres import find_binaries
 
     try:
         binaries = find_binaries(tools.bindir)
@@ -257,7 +258,7 @@ def _verify(
     source: Target,
 ) -> float:
     """Restore into a throwaway server and compare with what the source held; returns seconds."""
-    from hooks.postgres import throwaway_server
+    from schema_warden.server.postgres import throwaway_server
 
     start = time.monotonic()
     with throwaway_server(binaries=binaries) as server:

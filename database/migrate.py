@@ -229,10 +229,10 @@ def check(args: argparse.Namespace) -> int:
     """
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
+    from schema_warden.proof.drift import describe_operations
+    from schema_warden.schema.snapshot import take
 
     from database.alembic_support import drift_context_options
-    from hooks.drift import describe_operations
-    from hooks.snapshot import take
 
     excluded = excluded_tables()
     schemas = model_schemas()
@@ -275,10 +275,9 @@ def models_snapshot(
     exclude_tables: Iterable[str] = (),
 ) -> Any:
     """Build the models with ``metadata.create_all`` in a throwaway server; its snapshot."""
+    from schema_warden.schema.snapshot import take
+    from schema_warden.server.postgres import throwaway_server
     from sqlalchemy import create_engine, pool
-
-    from hooks.postgres import throwaway_server
-    from hooks.snapshot import take
 
     with throwaway_server(binaries=binaries, memory=True) as server:
         server.create_database(MODELS_DB)
@@ -318,10 +317,10 @@ def compare_with_models(
     ``changes`` is None when it could not run (no server binaries, the server or create_all
     failed); ``note`` then says why, what Alembic alone cannot see and what to do.
     """
-    from hooks.diff import compare
-    from hooks.drift import model_blind_spots
-    from hooks.errors import EnvironmentProblem
-    from hooks.postgres import INSTALL_HINT, find_binaries
+    from schema_warden.errors import EnvironmentProblem
+    from schema_warden.proof.drift import model_blind_spots
+    from schema_warden.schema.diff import compare
+    from schema_warden.server.postgres import INSTALL_HINT, find_binaries
 
     excluded = tuple(sorted(exclude_tables))
     try:
@@ -348,7 +347,7 @@ def _alembic_only(reason: str, fix: str) -> str:
 
 def report_drift(changes: Sequence[Any] | None, proposals: Sequence[str], note: str = "") -> int:
     """Print db-check's verdict: Postgres's changes, Alembic's operations, the fix. Exit code."""
-    from hooks.drift import suggest_message
+    from schema_warden.proof.drift import suggest_message
 
     if note:
         print(note, file=sys.stderr)

@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
+from schema_warden.errors import EnvironmentProblem, ProjectError
+from schema_warden.server.postgres import Binaries
+
 from database.config import Settings, mask_url
-from hooks.errors import EnvironmentProblem, ProjectError
-from hooks.postgres import Binaries
 
 CLIENT_PROGRAMS = ("pg_dump", "pg_restore", "psql")
 CONNECT_TIMEOUT_S = 30

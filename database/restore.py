@@ -17,6 +17,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
+from schema_warden.errors import EnvironmentProblem, ProjectError, WardenError
+
 from database import dumpfiles
 from database.pgclient import (
     ChildResult,
@@ -35,7 +37,6 @@ from database.pgclient import (
     sigterm_as_interrupt,
     user_relations,
 )
-from hooks.errors import EnvironmentProblem, ProjectError, WardenError
 
 _CHUNK = 1 << 20
 # Settings newer pg_dumps write into every script, and the first major that knows them:

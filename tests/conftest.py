@@ -10,15 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from hooks.postgres import Server, throwaway_server
+from schema_warden.server.postgres import Server, throwaway_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[Server]:
-    """The session's server (started through hooks/postgres.py, like the guard's).
+    """The session's server (started through server/postgres.py, like the guard's).
 
     In /dev/shm when it has room: a fresh database per test costs 15 ms there, 110 ms on disk.
     """
@@ -47,7 +46,7 @@ def database_url(pg_server: Server, fresh_db: str, monkeypatch: pytest.MonkeyPat
 
 @pytest.fixture(autouse=True)
 def _own_proof_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test starts with no proofs cached (hooks/cache.py); the initdb'd cluster stays shared."""
+    """Each test starts with no proofs cached (cache/proofs.py); the initdb'd cluster stays shared."""
     monkeypatch.setenv("SCHEMA_WARDEN_PROOF_CACHE", str(tmp_path / "proofs"))
 
 

@@ -25,7 +25,7 @@ A project is ``alembic.ini`` + ``pyproject.toml`` + a models package + ``migrati
 ``metadata = sa.MetaData()``; env.py uses that ``metadata`` as target_metadata. Revision
 bodies are code (dedented and indented for you); ``sa`` and ``op`` are imported. All
 projects use the package name ``fixture_app`` by default: the guard must keep them apart
-(``hooks.project.isolated_imports``).
+(``schema_warden.project.loader.isolated_imports``).
 """
 
 from __future__ import annotations
@@ -276,13 +276,13 @@ def check_on(server: object, ini: Path, *, fail_fast: bool = False, data_check: 
     """Run the check's stairway, round trip and drift on ``server`` (e.g. the session's
     ``pg_server``) in databases of their own, dropped after; returns the CheckResults.
 
-    Faster than ``hooks.check_migrations.main`` (no server of its own); use main for tests
+    Faster than ``schema_warden.commands.check.main`` (no server of its own); use main for tests
     of the command line itself.
     """
     import uuid
 
-    from hooks.check_migrations import run_checks
-    from hooks.project import find_config, isolated_imports, open_project
+    from schema_warden.commands.check import run_checks
+    from schema_warden.project.loader import find_config, isolated_imports, open_project
 
     database = f"w_{uuid.uuid4().hex[:10]}"
     settings = find_config(ini)

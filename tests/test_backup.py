@@ -17,11 +17,11 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from schema_warden.server.postgres import Server, throwaway_server
 
 from database import dumpfiles
 from database.manage import main
 from database.pgclient import ProgressMeter, Target, find_client_tools, split_password
-from hooks.postgres import Server, throwaway_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "Pw:s3cr@t-42"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hooks.postgres import Server
+from schema_warden.server.postgres import Server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # bench/ is not installed: it lives beside the tests
@@ -22,9 +22,8 @@ def _alembic(project: Path, server: Server, database: str, *steps: tuple[str, st
     from alembic.autogenerate import compare_metadata
     from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
+    from schema_warden.project.loader import isolated_imports
     from sqlalchemy import create_engine, pool
-
-    from hooks.project import isolated_imports
 
     engine = create_engine(server.url(database), poolclass=pool.NullPool)
     try:

@@ -26,11 +26,13 @@ from fixture_project import (
     write_models,
     write_revision,
 )
-
-from hooks import cache, check_migrations, models_cache, postgres
-from hooks.cache import ProofCache, RevisionInput, chain_keys, context_key, seal, unseal
-from hooks.postgres import throwaway_server
-from hooks.project import loaded_project
+from schema_warden.cache import models as models_cache
+from schema_warden.cache import proofs as cache
+from schema_warden.cache.proofs import ProofCache, RevisionInput, chain_keys, context_key, seal, unseal
+from schema_warden.commands import check as check_migrations
+from schema_warden.project.loader import loaded_project
+from schema_warden.server import postgres
+from schema_warden.server.postgres import throwaway_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -397,7 +399,7 @@ def test_a_check_constraint_keeps_its_text_when_resuming(
 
 def test_two_checks_at_once_share_the_cache_safely(ini: Path, tmp_path: Path) -> None:
     env = {**os.environ, "SCHEMA_WARDEN_PROOF_CACHE": str(tmp_path / "proofs")}
-    argv = [sys.executable, "-m", "hooks", "check", "--config", str(ini)]
+    argv = [sys.executable, "-m", "schema_warden", "check", "--config", str(ini)]
     procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=120)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
@@ -848,8 +850,8 @@ def test_the_server_started_early_from_the_static_reading_is_the_one_the_plan_wa
 
 
 def test_the_static_reading_plans_what_alembic_plans(tmp_path: Path) -> None:
-    from hooks.check_heads import parse_revision_file, revision_paths, version_dirs
-    from hooks.project import find_config
+    from schema_warden.commands.heads import parse_revision_file, revision_paths, version_dirs
+    from schema_warden.project.loader import find_config
 
     for ini in (REPO_ROOT / "alembic.ini", readings_project(tmp_path)):
         settings = find_config(ini)
@@ -868,7 +870,7 @@ def test_the_static_reading_plans_what_alembic_plans(tmp_path: Path) -> None:
 
 
 def test_only_a_line_of_revisions_is_ordered_statically() -> None:
-    from hooks.check_heads import RevisionFile
+    from schema_warden.commands.heads import RevisionFile
 
     def rev(rid: str, *down: str) -> RevisionFile:
         return RevisionFile(Path(f"{rid}.py"), rid, tuple(down), (), ())

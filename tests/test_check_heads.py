@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 from fixture_project import READINGS_REVISIONS, Rev, make_project, readings_project, write_revision
-
-from hooks.check_heads import main, parse_revision_file
+from schema_warden.commands.heads import main, parse_revision_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,7 +127,7 @@ def test_no_alembic_ini_is_a_project_error(tmp_path: Path, capsys: pytest.Captur
 def test_command_line_is_fast_and_never_imports_sqlalchemy(tmp_path: Path) -> None:
     ini = readings_project(tmp_path)
     code = (
-        "import sys, time; t = time.perf_counter(); from hooks.check_heads import main; "
+        "import sys, time; t = time.perf_counter(); from schema_warden.commands.heads import main; "
         f"rc = main(['--config', {str(ini)!r}]); "
         "print('ELAPSED', time.perf_counter() - t, 'SA', 'sqlalchemy' in sys.modules, file=sys.stderr); "
         "sys.exit(rc)"

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from hooks import check_history
-from hooks.check_history import SUM_FILE, Entry, compare, digest, parse_sum, render_sum
+from schema_warden.commands import history as check_history
+from schema_warden.commands.history import SUM_FILE, Entry, compare, digest, parse_sum, render_sum
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -211,7 +210,11 @@ def test_parse_and_compare_are_pure() -> None:
 def test_bundled_project_integrity_file_is_committed_and_matches() -> None:
     assert (REPO_ROOT / "database" / "alembic" / "versions" / SUM_FILE).is_file()
     done = subprocess.run(
-        [sys.executable, "-m", "hooks", "history"], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "schema_warden", "history"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "migration(s) match database/alembic/versions/schema-warden.sum" in done.stdout

@@ -26,9 +26,9 @@ from fixture_project import (
     write_models,
     write_revision,
 )
-
-from hooks import check_heads, check_migrations
-from hooks.postgres import Server
+from schema_warden.commands import check as check_migrations
+from schema_warden.commands import heads as check_heads
+from schema_warden.server.postgres import Server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -182,7 +182,7 @@ def test_first_run_on_a_machine_makes_the_cluster_meanwhile_and_passes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """No initdb'd cluster cached: initdb runs in a thread while the project is read."""
-    from hooks.postgres import cluster_ready, find_binaries
+    from schema_warden.server.postgres import cluster_ready, find_binaries
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     binaries = find_binaries()
@@ -196,7 +196,7 @@ def test_first_run_on_a_machine_makes_the_cluster_meanwhile_and_passes(
 def test_initdb_failing_in_its_thread_is_exit_3_and_leaves_nothing(
     tmp_path: Path, short_tmpdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from hooks.postgres import find_binaries
+    from schema_warden.server.postgres import find_binaries
 
     real = find_binaries().bindir
     bindir = short_tmpdir / "bin"
@@ -276,7 +276,7 @@ def _start_check(ini: Path, env: dict[str, str], *, own_group: bool = False) -> 
     """``schema-warden check`` as a child process, SIGINT at its default (``own_group``: in a
     process group of its own, as a terminal's foreground job)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "hooks", "check", "--config", str(ini)],
+        [sys.executable, "-m", "schema_warden", "check", "--config", str(ini)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

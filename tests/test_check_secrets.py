@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from hooks import check_secrets
-from hooks.check_secrets import is_env_file, is_placeholder
+from schema_warden.commands import secrets as check_secrets
+from schema_warden.commands.secrets import is_env_file, is_placeholder
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REAL = "npg_" + "8xK2mQz7LpRt"  # the shape of a Neon-generated password
@@ -190,7 +189,7 @@ def test_without_files_the_git_tracked_files_are_checked(tmp_path: Path) -> None
     git("add", "tracked.py", ".env", ".env.example")
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     done = subprocess.run(
-        [sys.executable, "-m", "hooks", "secrets"],
+        [sys.executable, "-m", "schema_warden", "secrets"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -11,7 +11,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 def _cli(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "hooks", *args],
+        [sys.executable, "-m", "schema_warden", *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -33,7 +33,11 @@ def test_output_is_complete_although_the_interpreter_skips_its_teardown(tmp_path
     out = tmp_path / "out.txt"
     with out.open("w") as stream:
         result = subprocess.run(
-            [sys.executable, "-m", "hooks", "heads"], cwd=REPO_ROOT, stdout=stream, timeout=60, check=False
+            [sys.executable, "-m", "schema_warden", "heads"],
+            cwd=REPO_ROOT,
+            stdout=stream,
+            timeout=60,
+            check=False,
         )
     assert result.returncode == 0
     text = out.read_text()
@@ -42,7 +46,7 @@ def test_output_is_complete_although_the_interpreter_skips_its_teardown(tmp_path
 
 def test_a_closed_pipe_is_no_traceback() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hooks", "--help"],
+        [sys.executable, "-m", "schema_warden", "--help"],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -6,12 +6,11 @@ import textwrap
 from pathlib import Path
 
 from fixture_project import READINGS_MODELS, READINGS_REVISIONS, Rev, check_on, make_project
+from schema_warden.proof.data_check import Filler, check_literals, fill_order, losses, value_for
+from schema_warden.render.report import FAIL, NOTE, PASS, CheckResult
+from schema_warden.schema.snapshot import Constraint, EnumType, Snapshot, Table, take
+from schema_warden.server.postgres import Server
 from sqlalchemy import create_engine, pool
-
-from hooks.data_check import Filler, check_literals, fill_order, losses, value_for
-from hooks.postgres import Server
-from hooks.report import FAIL, NOTE, PASS, CheckResult
-from hooks.snapshot import Constraint, EnumType, Snapshot, Table, take
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIRST = READINGS_REVISIONS[0]

@@ -5,9 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
-from hooks.diff import Change, compare, index_shape, is_widening, normalise_default
-from hooks.snapshot import Column, Constraint, EnumType, Index, Sequence, Snapshot, Table, View
+from schema_warden.schema.diff import Change, compare, index_shape, is_widening, normalise_default
+from schema_warden.schema.snapshot import Column, Constraint, EnumType, Index, Sequence, Snapshot, Table, View
 
 
 def col(

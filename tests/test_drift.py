@@ -6,12 +6,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from fixture_project import READINGS_MODELS, Rev, check_on, make_project, readings_project
-
-from hooks.diff import Change
-from hooks.drift import MESSAGE, describe_operation, fix_command, suggest_message
-from hooks.postgres import Server
-from hooks.project import loaded_project
-from hooks.report import FAIL, PASS, CheckResult
+from schema_warden.project.loader import loaded_project
+from schema_warden.proof.drift import MESSAGE, describe_operation, fix_command, suggest_message
+from schema_warden.render.report import FAIL, PASS, CheckResult
+from schema_warden.schema.diff import Change
+from schema_warden.server.postgres import Server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -241,10 +240,9 @@ def test_models_side_built_ahead_is_used_only_for_the_same_extensions(
     tmp_path: Path, pg_server: Server
 ) -> None:
     import sqlalchemy as sa_
-
-    from hooks.drift import check_drift, extensions_of, models_side
-    from hooks.project import isolated_imports, open_project
-    from hooks.snapshot import Snapshot
+    from schema_warden.project.loader import isolated_imports, open_project
+    from schema_warden.proof.drift import check_drift, extensions_of, models_side
+    from schema_warden.schema.snapshot import Snapshot
 
     ini = readings_project(tmp_path)
     database = "drift_ahead"

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 from fixture_project import Rev, make_project
-
-from hooks import erd
+from schema_warden.commands import erd
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCS_SCHEMA = REPO_ROOT / "docs" / "schema.md"
@@ -231,7 +230,7 @@ def test_update_without_markers_changes_no_file(
 def test_command_line_prints_mermaid_for_the_bundled_project() -> None:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     done = subprocess.run(
-        [sys.executable, "-m", "hooks", "erd", "--tables", "temperature_*"],
+        [sys.executable, "-m", "schema_warden", "erd", "--tables", "temperature_*"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

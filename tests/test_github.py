@@ -8,11 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
-from hooks import mermaid
-from hooks.diff import Change
-from hooks.errors import ProjectError
-from hooks.github import (
+from schema_warden.commands.github import (
     COMMENT_MAX_BYTES,
     COMMENT_MAX_CHARS,
     MARKER,
@@ -27,7 +23,10 @@ from hooks.github import (
     truncate,
     write_step_summary,
 )
-from hooks.render_diff import DiffReport, Side
+from schema_warden.errors import ProjectError
+from schema_warden.render import mermaid
+from schema_warden.render.diff import DiffReport, Side
+from schema_warden.schema.diff import Change
 
 ADD = Change("column", "added", "readings.humidity", "readings", "double precision, nullable", False)
 DROP = Change("table", "removed", "legacy", "legacy", "2 columns", True)

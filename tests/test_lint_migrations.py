@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from hooks import lint_migrations
-from hooks.lint_rules import RULES
-from hooks.project import loaded_project
+from schema_warden.commands import lint as lint_migrations
+from schema_warden.lint.rules import RULES
+from schema_warden.project.loader import loaded_project
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -452,7 +451,7 @@ def test_command_line_lint_and_exit_code(tmp_path: Path) -> None:
     ini = make_project(tmp_path, [("0001", BASE_BODY), ("0002", 'op.drop_table("devices")')])
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     done = subprocess.run(
-        [sys.executable, "-m", "hooks", "lint", "--all", "--config", str(ini)],
+        [sys.executable, "-m", "schema_warden", "lint", "--all", "--config", str(ini)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

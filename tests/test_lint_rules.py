@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from hooks import lint_rules
-from hooks.lint_rules import ERROR, RULES, RULES_BY_ID, WARNING, lint, parse_allows, parse_statements
+from schema_warden.lint import rules as lint_rules
+from schema_warden.lint.rules import ERROR, RULES, RULES_BY_ID, WARNING, lint, parse_allows, parse_statements
 
 # The table "readings" exists before the revision; each case is one revision's SQL.
 CREATE_READINGS = (

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from schema_warden.server.postgres import Server, throwaway_server
 
 from database import manage
 from database.alembic_support import drift_context_options
-from hooks.postgres import Server, throwaway_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VERSIONS = REPO_ROOT / "database" / "alembic" / "versions"
@@ -186,7 +186,7 @@ def test_check_on_the_committed_history_finds_no_drift(
 def test_check_never_writes_to_the_database(
     pg_server: Server, fresh_db: str, database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from hooks.snapshot import take
+    from schema_warden.schema.snapshot import take
 
     def state() -> tuple[object, list[str], list[tuple]]:
         conn = psycopg2.connect(**pg_server.connect_kwargs(fresh_db))
@@ -219,10 +219,10 @@ def test_check_reads_in_a_transaction_that_refuses_writes(database_url: str) -> 
 
 
 def test_check_falls_back_to_alembic_when_create_all_fails(pg_server: Server, fresh_db: str) -> None:
+    from schema_warden.schema.snapshot import take
     from sqlalchemy import Column, Integer, MetaData, Table, text
 
     from database.migrate import compare_with_models
-    from hooks.snapshot import take
 
     broken = MetaData()
     Table("readings", broken, Column("id", Integer, server_default=text("no_such_function()")))

@@ -1,4 +1,4 @@
-"""hooks/mermaid.py: snapshots drawn as Mermaid erDiagrams (pure; no server).
+"""render/mermaid.py: snapshots drawn as Mermaid erDiagrams (pure; no server).
 
 The last tests run the diagrams through Mermaid's own parser (tests/mermaid_check, npm
 packages installed there on first use) and compare what Mermaid understood with what we
@@ -14,10 +14,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from hooks import mermaid
-from hooks.diff import Change, compare
-from hooks.snapshot import Column, Constraint, Index, Snapshot, Table, View
+from schema_warden.render import mermaid
+from schema_warden.schema.diff import Change, compare
+from schema_warden.schema.snapshot import Column, Constraint, Index, Snapshot, Table, View
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHECK_DIR = Path(__file__).resolve().parent / "mermaid_check"

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from schema_warden.cache import models as models_cache
+from schema_warden.proof import drift
+from schema_warden.schema.diff import compare
+from schema_warden.server.postgres import Server
 from sqlalchemy.dialects import postgresql
-
-from hooks import drift, models_cache
-from hooks.diff import compare
-from hooks.postgres import Server
 
 SCHEMAS = ("public", "audit")
 
@@ -101,7 +101,7 @@ def test_the_same_models_always_give_the_same_script(dialect: Any) -> None:
         "import sys; sys.path[:0] = [sys.argv[1]]\n"
         "from sqlalchemy.dialects import postgresql\n"
         "from test_models_cache import rich_metadata\n"
-        "from hooks.drift import models_ddl\n"
+        "from schema_warden.proof.drift import models_ddl\n"
         "print(repr(models_ddl(rich_metadata(), postgresql.psycopg2.dialect())))\n"
     )
     outputs = set()
@@ -197,7 +197,7 @@ def test_a_damaged_entry_is_deleted_and_the_side_built_again(
 
 
 def test_at_most_max_entries_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    from hooks.snapshot import Snapshot
+    from schema_warden.schema.snapshot import Snapshot
 
     monkeypatch.setattr(models_cache, "MAX_ENTRIES", 3)
     keys = [
@@ -227,8 +227,7 @@ def test_check_remembers_the_models_and_still_sees_a_model_changed_since(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from fixture_project import READINGS_MODELS, readings_project, write_models
-
-    from hooks import check_migrations
+    from schema_warden.commands import check as check_migrations
 
     ini = readings_project(tmp_path / "project")
     assert check_migrations.main(["--config", str(ini)]) == 0

@@ -1,4 +1,4 @@
-"""Packaging of the database project: dependencies in one place, no secrets in committed files."""
+"""Packaging: one import package in the wheel, dependencies in one place, no secrets committed."""
 
 from __future__ import annotations
 
@@ -47,18 +47,35 @@ def test_alembic_ini_holds_no_database_url() -> None:
     assert ini.get("alembic", "script_location") == "%(here)s/database/alembic"
 
 
-def test_alembic_files_ship_with_the_package() -> None:
-    """Every file Alembic needs at run time is package data (a wheel without env.py cannot migrate)."""
-    patterns = PYPROJECT["tool"]["setuptools"]["package-data"]["database"]
-    base = REPO_ROOT / "database"
-    shipped = {p.relative_to(base).as_posix() for pattern in patterns for p in base.glob(pattern)}
-    needed = {
-        p.relative_to(base).as_posix()
-        for p in (base / "alembic").rglob("*")
-        if p.suffix in (".py", ".mako") and "__pycache__" not in p.parts
-    }
-    assert {"alembic/env.py", "alembic/script.py.mako"} <= needed
-    assert needed - shipped == set()
+def test_the_wheel_ships_schema_warden_alone(tmp_path: Path) -> None:
+    """Installed beside a project that has its own ``hooks`` or ``database`` package, the
+    guard must not shadow them: its wheel's only top-level package is ``schema_warden``."""
+    import zipfile
+
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            ".",
+        ],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("schema_warden-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert tops == {"schema_warden"}
+    assert "schema_warden/commands/check.py" in names and "schema_warden/server/postgres.py" in names
+    assert not any("__pycache__" in name for name in names)
 
 
 git = shutil.which("git")

@@ -17,12 +17,11 @@ from typing import Any
 import psycopg2
 import pytest
 from fixture_project import Rev, make_project
-
-from hooks import parallel
-from hooks.check_migrations import main
-from hooks.diff import compare
-from hooks.errors import ProjectError
-from hooks.parallel import (
+from schema_warden.commands.check import main
+from schema_warden.errors import ProjectError
+from schema_warden.project.loader import Project, find_config, isolated_imports, open_project
+from schema_warden.proof import parallel
+from schema_warden.proof.parallel import (
     idle_cpus,
     is_linear,
     parallel_plan,
@@ -31,10 +30,10 @@ from hooks.parallel import (
     wanted_jobs,
     weight,
 )
-from hooks.postgres import Server
-from hooks.project import Project, find_config, isolated_imports, open_project
-from hooks.report import FAIL, NOTE, PASS
-from hooks.stairway import StairwayResult, migrate, round_trip, run_stairway
+from schema_warden.proof.stairway import StairwayResult, migrate, round_trip, run_stairway
+from schema_warden.render.report import FAIL, NOTE, PASS
+from schema_warden.schema.diff import compare
+from schema_warden.server.postgres import Server
 
 
 def chain(
@@ -303,7 +302,7 @@ def test_interrupted_while_the_child_proves_leaves_nothing(
     env = {**os.environ, "TMPDIR": str(short_tmpdir), parallel.JOBS_ENV: "2", parallel.MIN_ENV: "4"}
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hooks", "check", "--config", str(ini), "--no-cache"],
+        [sys.executable, "-m", "schema_warden", "check", "--config", str(ini), "--no-cache"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -316,7 +315,7 @@ def test_interrupted_while_the_child_proves_leaves_nothing(
         children = [
             int(entry.name)
             for entry in Path("/proc").iterdir()
-            if entry.name.isdigit() and _ppid(entry) == proc.pid and b"hooks" in _cmdline(entry)
+            if entry.name.isdigit() and _ppid(entry) == proc.pid and b"schema_warden" in _cmdline(entry)
         ]
         # the stairway's child, and maybe drift's (the models side, built meanwhile)
         assert 1 <= len(children) <= 2

@@ -1,4 +1,4 @@
-"""hooks/postgres.py: the throwaway server is private, unprivileged, fast to reuse, and leaves nothing."""
+"""server/postgres.py: the throwaway server is private, unprivileged, fast to reuse, and leaves nothing."""
 
 from __future__ import annotations
 
@@ -21,10 +21,9 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-
-from hooks import postgres
-from hooks.errors import EnvironmentProblem
-from hooks.postgres import Binaries, Server, find_binaries, throwaway_server
+from schema_warden.errors import EnvironmentProblem
+from schema_warden.server import postgres
+from schema_warden.server.postgres import Binaries, Server, find_binaries, throwaway_server
 
 IS_ROOT = os.geteuid() == 0
 LINUX = sys.platform.startswith("linux")
@@ -335,7 +334,7 @@ def test_cleans_up_when_the_server_fails_to_start(tmp_path: Path, monkeypatch: p
 
 CHILD = """
 import json, signal, sys
-from hooks.postgres import throwaway_server
+from schema_warden.server.postgres import throwaway_server
 # a shell without job control starts background jobs with SIGINT ignored: behave like a terminal
 signal.signal(signal.SIGINT, signal.default_int_handler)
 try:
@@ -482,7 +481,7 @@ def test_cache_falls_back_to_a_private_temp_dir_when_home_is_unusable(
 
 
 CACHE_CHILD = """
-from hooks.postgres import throwaway_server
+from schema_warden.server.postgres import throwaway_server
 import psycopg2, sys
 with throwaway_server(pg_bin=sys.argv[1]) as server:
     conn = psycopg2.connect(**server.connect_kwargs())

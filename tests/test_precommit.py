@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from hooks.postgres import Server
+from schema_warden.server.postgres import Server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOOK_IDS = ["schema-warden-heads", "schema-warden-check"]
@@ -43,7 +42,7 @@ def test_manifest_defines_both_hooks_without_filenames() -> None:
         "migrations/versions/abc.py",
     ):
         assert files.search(path), path
-    for path in ("README.md", "hooks/cli.py", "database/backup.py", "tests/test_x.py"):
+    for path in ("README.md", "hooks/schema_warden/cli.py", "database/backup.py", "tests/test_x.py"):
         assert not files.search(path), path
 
 

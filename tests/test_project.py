@@ -10,11 +10,8 @@ from pathlib import Path
 
 import pytest
 from fixture_project import READINGS_MODELS, Rev, make_project, readings_project, write_models
-from sqlalchemy import create_engine, make_url, pool
-
-from hooks.errors import ProjectError
-from hooks.postgres import Server
-from hooks.project import (
+from schema_warden.errors import ProjectError
+from schema_warden.project.loader import (
     downgrade_is_empty,
     find_config,
     isolated_imports,
@@ -23,6 +20,8 @@ from hooks.project import (
     open_project,
     static_revision,
 )
+from schema_warden.server.postgres import Server
+from sqlalchemy import create_engine, make_url, pool
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -282,7 +281,7 @@ def test_env_py_with_its_own_engine_gets_the_guards_connection_and_runs_once(
     ini = readings_project(tmp_path, env_uses_injected_connection=False)
     _count_env_runs(ini)
     seen = _stairway_steps(ini, pg_server.url(fresh_db))
-    # its engine lends the guard's connection (hooks/routing.py): driven again like the plain env.py
+    # its engine lends the guard's connection (project/routing.py): driven again like the plain env.py
     assert os.environ["ENV_RUNS"] == "1"
     assert seen == ["0001", None, "0001", "0002", "0001", "0002"]
 
@@ -290,9 +289,8 @@ def test_env_py_with_its_own_engine_gets_the_guards_connection_and_runs_once(
 def test_the_version_table_is_read_once_then_followed_and_read_again_after_a_rollback(
     tmp_path: Path, fresh_db: str, pg_server: Server
 ) -> None:
+    from schema_warden.proof.stairway import apply
     from sqlalchemy import event
-
-    from hooks.stairway import apply
 
     ini = make_project(
         tmp_path,
@@ -578,7 +576,7 @@ def test_broken_revision_gives_the_eager_project_error_when_loaded(
 
 
 def _results(project: object, server: Server, database: str) -> list[tuple[object, ...]]:
-    from hooks.check_migrations import run_checks
+    from schema_warden.commands.check import run_checks
 
     try:
         checks = run_checks(project, server, database=database, use_cache=False)  # type: ignore[arg-type]
@@ -631,7 +629,7 @@ def test_import_alembic_skips_pygments_but_leaves_it_importable() -> None:
     installed, imports normally afterwards."""
     code = (
         "import sys\n"
-        "from hooks.project import import_alembic\n"
+        "from schema_warden.project.loader import import_alembic\n"
         "import_alembic()\n"
         "assert 'alembic.runtime.migration' in sys.modules and 'mako.exceptions' in sys.modules\n"
         "assert not any(n == 'pygments' or n.startswith('pygments.') for n in sys.modules)\n"

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from hooks import __version__, mermaid
-from hooks.diff import Change
-from hooks.lint_migrations import LintReport, RevisionResult, report_dict
-from hooks.lint_rules import AllowProblem, Finding
-from hooks.render_diff import (
+from schema_warden import __version__
+from schema_warden.commands.lint import LintReport, RevisionResult, report_dict
+from schema_warden.lint.rules import AllowProblem, Finding
+from schema_warden.render import mermaid
+from schema_warden.render.diff import (
     DiffReport,
     GuardProblem,
     GuardResult,
@@ -26,6 +25,7 @@ from hooks.render_diff import (
     render_text,
     to_dict,
 )
+from schema_warden.schema.diff import Change
 
 DROP = Change("table", "removed", "legacy_readings", "legacy_readings", "3 columns, PK id", True)
 ADD_COLUMN = Change(
@@ -274,7 +274,7 @@ def _finding(rule: str, severity: str, target: str, allowed: str | None = None) 
 
 
 def _lint_report() -> LintReport:
-    """What hooks.lint_migrations builds: findings in revision order, allowed ones mixed in."""
+    """What schema_warden.commands.lint builds: findings in revision order, allowed ones mixed in."""
     return LintReport(
         "revisions new or changed since origin/main",
         (

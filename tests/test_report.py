@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from hooks.report import FAIL, NOTE, PASS, CheckResult, Report, render
+from schema_warden.render.report import FAIL, NOTE, PASS, CheckResult, Report, render
 
 PASSING = Report(
     "schema-warden check: alembic.ini (2 revisions)",

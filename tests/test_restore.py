@@ -10,11 +10,11 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from schema_warden.server.postgres import Server
 
 from database import dumpfiles
 from database.manage import main
 from database.restore import compatible_script
-from hooks.postgres import Server
 
 SOURCE_SQL = """
 CREATE TABLE devices (id text PRIMARY KEY, name text);

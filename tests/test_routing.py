@@ -17,9 +17,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 from fixture_project import READINGS_MODELS, READINGS_REVISIONS, make_project
-
-from hooks import check_migrations, routing
-from hooks.postgres import Server
+from schema_warden.commands import check as check_migrations
+from schema_warden.project import routing
+from schema_warden.server.postgres import Server
 
 HEAD = READINGS_REVISIONS[-1].id
 

@@ -20,10 +20,10 @@ import fixture_project
 import pytest
 import yaml
 from fixture_project import Rev, make_project, write_models, write_revision
-
-from hooks import lint_migrations, schema_diff
-from hooks.github import MARKER
-from hooks.postgres import Server
+from schema_warden.commands import diff as schema_diff
+from schema_warden.commands import lint as lint_migrations
+from schema_warden.commands.github import MARKER
+from schema_warden.server.postgres import Server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -170,7 +170,7 @@ def report_of(repo: Path, server: Server, base: str = "HEAD~1", **kwargs: object
 
 def test_text_reports_exactly_the_three_changes_through_the_real_command_line(two_commits: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "hooks", "diff", "--base", "HEAD~1"],
+        [sys.executable, "-m", "schema_warden", "diff", "--base", "HEAD~1"],
         cwd=two_commits,
         capture_output=True,
         text=True,
@@ -213,7 +213,7 @@ def test_json_reports_exactly_the_three_changes(
 
 
 def test_markdown_reports_exactly_the_three_changes(two_commits: Path, pg_server: Server) -> None:
-    from hooks.render_diff import render_markdown
+    from schema_warden.render.diff import render_markdown
 
     markdown = render_markdown(report_of(two_commits, pg_server))
     rows = [line for line in markdown.splitlines() if line.startswith("| ") and "object" not in line]

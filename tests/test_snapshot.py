@@ -11,10 +11,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 import sqlalchemy as sa
-
-from hooks import diff, snapshot
-from hooks.errors import EnvironmentProblem
-from hooks.postgres import Server
+from schema_warden.errors import EnvironmentProblem
+from schema_warden.schema import diff, snapshot
+from schema_warden.server.postgres import Server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 from fixture_project import READINGS_MODELS, READINGS_REVISIONS, Rev, check_on, make_project, readings_project
-
-from hooks.postgres import Server
-from hooks.report import FAIL, NOTE, PASS, CheckResult
+from schema_warden.render.report import FAIL, NOTE, PASS, CheckResult
+from schema_warden.server.postgres import Server
 
 FIRST = READINGS_REVISIONS[0]
 
@@ -208,11 +207,10 @@ def test_rehearsal_leaves_the_data_a_proof_leaves(tmp_path: Path, pg_server: Ser
     data-check state, so a later revision is proven on the very same data."""
     import uuid
 
+    from schema_warden.project.loader import find_config, isolated_imports, open_project
+    from schema_warden.proof.data_check import Filler
+    from schema_warden.proof.stairway import prove, rehearse, snapshot
     from sqlalchemy import create_engine, pool
-
-    from hooks.data_check import Filler
-    from hooks.project import find_config, isolated_imports, open_project
-    from hooks.stairway import prove, rehearse, snapshot
 
     seed = Rev(
         "0003",

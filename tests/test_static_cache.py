@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from hooks import check_heads, project, static_cache
-from hooks.check_heads import parse_revision_file
+from schema_warden.cache import static as static_cache
+from schema_warden.commands import heads as check_heads
+from schema_warden.commands.heads import parse_revision_file
+from schema_warden.project import loader as project
 
 REVISION = '''"""add humidity
 

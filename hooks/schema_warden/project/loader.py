@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hooks import routing
-from hooks.errors import ProjectError
+from schema_warden.errors import ProjectError
+from schema_warden.project import routing
 
 DEFAULT_EXCLUDE_TABLES = ("_prisma_migrations",)
 _GUARD_PACKAGE = __name__.split(".")[0]
@@ -926,9 +926,9 @@ def static_revision(path: str | os.PathLike[str]) -> StaticRevision | None:
     depends_on bound at most once and only by a plain top-level assignment of a literal
     (revision a str, the others None, a str or a tuple / list of str; revision and
     down_revision present), and nothing that sets module attributes another way. What a file
-    gives is remembered by its content while a :mod:`hooks.static_cache` is active.
+    gives is remembered by its content while a :mod:`schema_warden.cache.static` is active.
     """
-    from hooks import static_cache
+    from schema_warden.cache import static as static_cache
 
     try:
         with open(path, "rb") as fh:

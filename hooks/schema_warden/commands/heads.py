@@ -18,10 +18,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hooks import static_cache
-from hooks.errors import EXIT_OK, EXIT_PROBLEMS, ProjectError, guarded
-from hooks.project import find_config, parse_source, relative
-from hooks.report import FAIL, FORMATS, PASS, CheckResult, Report, render
+from schema_warden.cache import static as static_cache
+from schema_warden.errors import EXIT_OK, EXIT_PROBLEMS, ProjectError, guarded
+from schema_warden.project.loader import find_config, parse_source, relative
+from schema_warden.render.report import FAIL, FORMATS, PASS, CheckResult, Report, render
 
 
 @dataclass(frozen=True)

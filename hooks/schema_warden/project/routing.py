@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from hooks.errors import ProjectError
+from schema_warden.errors import ProjectError
 
 # driver connect arguments that choose where and as whom to connect; all dropped
 _WHERE = frozenset(

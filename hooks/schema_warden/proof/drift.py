@@ -12,7 +12,7 @@ server default written differently but stored the same).
 
 The models' database is built from the SQL ``create_all`` would send, compiled without a
 database and sent as one script (:func:`models_ddl`); ``check`` keeps the resulting snapshot
-under a hash of that script (hooks/models_cache.py), so unchanged models cost no database at
+under a hash of that script (cache/models.py), so unchanged models cost no database at
 all on the next run, and a changed model changes the script.
 """
 
@@ -24,11 +24,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hooks.diff import Change
-from hooks.project import EnvInfo, Project, one_line
-from hooks.report import FAIL, PASS, CheckResult
-from hooks.snapshot import Snapshot
-from hooks.stairway import diff, snapshot
+from schema_warden.project.loader import EnvInfo, Project, one_line
+from schema_warden.proof.stairway import diff, snapshot
+from schema_warden.render.report import FAIL, PASS, CheckResult
+from schema_warden.schema.diff import Change
+from schema_warden.schema.snapshot import Snapshot
 
 NAME = "drift"
 MODELS_DB = "warden_models"
@@ -206,7 +206,7 @@ def models_ddl(metadata: Any, dialect: Any) -> list[str] | None:
 def _indexes_sorted(statements: list[str]) -> list[str]:
     """create_all emits a table's indexes in the order of a set (it changes from run to run):
     each run of consecutive CREATE INDEX statements sorted, so that the same models always
-    give the same script (the script is what hooks/models_cache.py keys on)."""
+    give the same script (the script is what cache/models.py keys on)."""
     ordered: list[str] = []
     run: list[str] = []
     for statement in statements:
@@ -357,10 +357,10 @@ def models_side(
 
     ``dialect``: the (connected) dialect of the migrated database's connection: the models'
     SQL is then compiled first and sent as one script, and with ``use_cache`` the snapshot is
-    looked up by that SQL (hooks/models_cache.py) before anything is built.
+    looked up by that SQL (cache/models.py) before anything is built.
     """
-    from hooks import models_cache
-    from hooks.postgres import build_id
+    from schema_warden.cache import models as models_cache
+    from schema_warden.server.postgres import build_id
 
     statements = models_ddl(metadata, dialect)
     entry = None
@@ -413,7 +413,7 @@ def check_drift(
 
     ``models``: the models' side computed ahead (e.g. while the stairway ran); built here
     when absent or made with other extensions than the migrated database has (``use_cache``:
-    looked up by its SQL first, hooks/models_cache.py).
+    looked up by its SQL first, cache/models.py).
     """
     if env.metadata is None:
         return CheckResult(

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
-from hooks.errors import EXIT_OK, EXIT_PROBLEMS, EnvironmentProblem, ProjectError, guarded
+from schema_warden.errors import EXIT_OK, EXIT_PROBLEMS, EnvironmentProblem, ProjectError, guarded
 
 ENV_EXAMPLES = frozenset({".env.example", ".env.sample", ".env.template", ".env.dist"})
 

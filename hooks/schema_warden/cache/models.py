@@ -6,11 +6,11 @@ is the snapshot of an empty database after ``metadata.create_all``: 0.15-0.25 s 
 a warm run. That snapshot is a pure function of
 
 - the SQL ``create_all`` sends, compiled from the models *of this run* without a database
-  (hooks.drift.models_ddl): a changed model changes the text;
+  (schema_warden.proof.drift.models_ddl): a changed model changes the text;
 - the Postgres build, the extensions and schemas the empty database is given first, and the
   settings the snapshot honours (schemas, excluded tables);
-- the guard's code and versions (hooks.cache.guard_fingerprint, which covers the snapshot's
-  catalog query) and the code that builds the side (hooks/drift.py, this module).
+- the guard's code and versions (schema_warden.cache.proofs.guard_fingerprint, which covers the snapshot's
+  catalog query) and the code that builds the side (proof/drift.py, this module).
 
 So it is kept under the SHA-256 of all of these, in ``proofs_dir() / "models"``: one sealed
 JSON file per key (checksum checked on each read: a damaged file is deleted and the side is
@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from hooks.snapshot import Snapshot
+from schema_warden.schema.snapshot import Snapshot
 
 SUBDIR = "models"
 MAX_ENTRIES = 8  # a few branches' models; each file is the JSON of one snapshot (~60 kB at 57 tables)
@@ -46,7 +46,7 @@ def key(
     exclude_tables: Sequence[str],
 ) -> str:
     """The key of the models side that ``statements`` build (pure)."""
-    from hooks.cache import guard_fingerprint
+    from schema_warden.cache.proofs import guard_fingerprint
 
     parts = {
         "format": FORMAT,
@@ -63,7 +63,7 @@ def key(
 
 @functools.lru_cache(maxsize=1)
 def _builder_fingerprint() -> str:
-    """A hash of the code that builds the models' side (hooks/drift.py, this module): a
+    """A hash of the code that builds the models' side (proof/drift.py, this module): a
     changed builder never trusts a snapshot an older one made."""
     package = Path(__file__).parent
     h = hashlib.sha256()
@@ -74,14 +74,14 @@ def _builder_fingerprint() -> str:
 
 
 def _root() -> Path:
-    from hooks.cache import proofs_dir
+    from schema_warden.cache.proofs import proofs_dir
 
     return proofs_dir() / SUBDIR
 
 
 def lookup(entry_key: str) -> Snapshot | None:
     """The snapshot remembered under ``entry_key``; None when absent or damaged (then deleted)."""
-    from hooks.cache import unseal
+    from schema_warden.cache.proofs import unseal
 
     path = _root() / f"{entry_key}.json"
     try:
@@ -104,8 +104,8 @@ def lookup(entry_key: str) -> Snapshot | None:
 
 def remember(entry_key: str, snapshot: Snapshot) -> None:
     """Keep ``snapshot`` under ``entry_key``; a full disk only loses the speed-up."""
-    from hooks.cache import FORMAT as SEAL_FORMAT
-    from hooks.cache import seal
+    from schema_warden.cache.proofs import FORMAT as SEAL_FORMAT
+    from schema_warden.cache.proofs import seal
 
     root = _root()
     temp = root / f".{entry_key}.{uuid.uuid4().hex}"

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from hooks.snapshot import (
+from schema_warden.schema.snapshot import (
     Column,
     Constraint,
     EnumType,

@@ -18,10 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from hooks import __version__, mermaid
+from schema_warden import __version__
+from schema_warden.render import mermaid
 
 if TYPE_CHECKING:
-    from hooks.diff import Change
+    from schema_warden.schema.diff import Change
 
 JSON_FORMAT_VERSION = 1
 
@@ -98,7 +99,7 @@ class Side:
 class DiffReport:
     base: Side
     head: Side
-    changes: tuple[Change, ...]  # as hooks.diff.compare sorts them: destructive first
+    changes: tuple[Change, ...]  # as schema_warden.schema.diff.compare sorts them: destructive first
     revisions: tuple[Revision, ...] = ()  # new in head, in upgrade order
     removed_revisions: tuple[Revision, ...] = ()  # in base, missing from head (renamed or deleted)
     sql: str | None = None  # offline SQL of the new revisions
@@ -445,7 +446,7 @@ def render_markdown(
     while too_long(text):
         smaller = _shrink(limits, report)
         if smaller is None:
-            break  # still too long: the caller cuts hard (hooks.github.truncate)
+            break  # still too long: the caller cuts hard (schema_warden.commands.github.truncate)
         limits = smaller
         text = _assemble(report, limits)
     return text
@@ -551,7 +552,7 @@ def render(report: DiffReport, fmt: str) -> str:
 
 
 def guard_from_check_json(data: Any) -> GuardResult:
-    """Read the JSON of ``schema-warden check --format json`` (see hooks/report.py)."""
+    """Read the JSON of ``schema-warden check --format json`` (see render/report.py)."""
     if not isinstance(data, dict) or not isinstance(data.get("checks"), list) or "ok" not in data:
         raise ValueError("not the JSON of `schema-warden check --format json` (no 'ok' and 'checks')")
     checks = [c for c in data["checks"] if isinstance(c, dict)]
@@ -589,7 +590,7 @@ _LINT_ORDER = {"error": 0, "warning": 1}
 
 
 def lint_from_json(data: Any) -> LintResult:
-    """Read the JSON of ``schema-warden lint --format json`` (hooks.lint_migrations.report_dict)."""
+    """Read the JSON of ``schema-warden lint --format json`` (schema_warden.commands.lint.report_dict)."""
     if (
         not isinstance(data, dict)
         or data.get("command") != "lint"

@@ -45,9 +45,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hooks.errors import ProjectError
-from hooks.postgres import signals_blocked
-from hooks.project import Project, one_line
+from schema_warden.errors import ProjectError
+from schema_warden.project.loader import Project, one_line
+from schema_warden.server.postgres import signals_blocked
 
 JOBS_ENV = "SCHEMA_WARDEN_JOBS"
 MIN_ENV = "SCHEMA_WARDEN_PARALLEL_MIN"  # tests: the fewest revisions worth a child
@@ -193,8 +193,8 @@ def run_parallel(
 
     ``split_at`` (tests): the first revision the parent proves, instead of the balance point.
     """
-    from hooks.data_check import Filler
-    from hooks.stairway import Stretch, assemble, prove, rehearse, snapshot
+    from schema_warden.proof.data_check import Filler
+    from schema_warden.proof.stairway import Stretch, assemble, prove, rehearse, snapshot
 
     revisions = project.revisions()
     end = len(revisions)
@@ -302,8 +302,8 @@ def prove_range(
     database is dropped after. Run by the child, or in-process when the child crashed."""
     from sqlalchemy import create_engine, pool
 
-    from hooks.data_check import Filler
-    from hooks.stairway import migrate, prove, snapshot
+    from schema_warden.proof.data_check import Filler
+    from schema_warden.proof.stairway import migrate, prove, snapshot
 
     revisions = project.revisions()
     stop_at = len(revisions) if end is None else end

@@ -25,8 +25,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from hooks.errors import EXIT_OK, EXIT_PROBLEMS, ProjectError, guarded
-from hooks.project import Project, loaded_project
+from schema_warden.errors import EXIT_OK, EXIT_PROBLEMS, ProjectError, guarded
+from schema_warden.project.loader import Project, loaded_project
 
 SUM_FILE = "schema-warden.sum"
 PREFIX = "h1:"

@@ -2,7 +2,7 @@
 
 Each revision's upgrade is rendered on its own (``alembic upgrade <down>:<rev> --sql``, no
 database), parsed with PostgreSQL's parser (pglast) and checked by the rules of
-:mod:`hooks.lint_rules`. Which revisions: ``--all``; ``--base REF`` = revision files that are
+:mod:`schema_warden.lint.rules`. Which revisions: ``--all``; ``--base REF`` = revision files that are
 new or changed since the git ref; by default the ones new or changed since ``HEAD`` (what a
 pre-commit hook is about to commit), or all of them outside a git work tree.
 """
@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hooks import lint_rules
-from hooks.errors import EXIT_OK, EXIT_PROBLEMS, EnvironmentProblem, ProjectError, guarded
-from hooks.lint_rules import ERROR, UNRENDERABLE, WARNING, AllowProblem, Finding
-from hooks.project import Project, loaded_project, offline_environment, one_line
+from schema_warden.errors import EXIT_OK, EXIT_PROBLEMS, EnvironmentProblem, ProjectError, guarded
+from schema_warden.lint import rules as lint_rules
+from schema_warden.lint.rules import ERROR, UNRENDERABLE, WARNING, AllowProblem, Finding
+from schema_warden.project.loader import Project, loaded_project, offline_environment, one_line
 
 
 @dataclass(frozen=True)

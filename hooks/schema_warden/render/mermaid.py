@@ -40,8 +40,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from hooks.diff import Change, normalise_default
-from hooks.snapshot import Column, Constraint, Snapshot, Table, table_matches
+from schema_warden.schema.diff import Change, normalise_default
+from schema_warden.schema.snapshot import Column, Constraint, Snapshot, Table, table_matches
 
 DEFAULT_MAX_TABLES = 40  # beyond that a Mermaid ER diagram stops being readable
 MERMAID_MAX_TEXT = 50_000  # Mermaid's default maxTextSize: larger diagrams are not rendered

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hooks.errors import ProjectError
-from hooks.render_diff import DiffReport, render_markdown
+from schema_warden.errors import ProjectError
+from schema_warden.render.diff import DiffReport, render_markdown
 
 MARKER = "<!-- schema-warden:pr-comment -->"
 COMMENT_MAX_CHARS = 65_536

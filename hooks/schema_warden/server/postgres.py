@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hooks.errors import EnvironmentProblem
+from schema_warden.errors import EnvironmentProblem
 
 _T = TypeVar("_T")
 

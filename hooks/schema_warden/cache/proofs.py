@@ -11,7 +11,7 @@ the same schema). What made that proof true is hashed into the revision's key:
 
 The models are deliberately not part of a key: a proof is about the migrations, and drift
 (migrations vs models) is compared on every run (only the build of the models' side is
-remembered, by the SQL the models compile to: hooks/models_cache.py). A migration that
+remembered, by the SQL the models compile to: cache/models.py). A migration that
 imports the models does bring them into its key (through its imports).
 
 A run resumes after the last proven revision: it upgrades plainly to it (one env.py run,
@@ -30,7 +30,7 @@ revisions) while its digest is checked, then checks its version table and its sc
 snapshot digest, and replays only the revisions after it (none when it is at the last
 proven revision). A damaged entry is deleted and the run replays from an empty database.
 
-Layout under ``hooks.postgres.cache_dir() / "proofs"`` (or ``$SCHEMA_WARDEN_PROOF_CACHE``):
+Layout under ``schema_warden.server.postgres.cache_dir() / "proofs"`` (or ``$SCHEMA_WARDEN_PROOF_CACHE``):
 ``entries/<key>.json`` (one proof), ``lock``, ``clusters/<name>/{data.tar,entry.json}``
 (a saved data directory and its sealed description) and ``clusters/lock``. Every file is
 written to a temporary name and renamed (a reader never sees half a file); every entry
@@ -248,32 +248,18 @@ def code_digest(
     return h.hexdigest()
 
 
-# the guard's modules whose code decides whether a revision passes its stairway
-PROOF_MODULES = (
-    "cache",
-    "check_migrations",
-    "data_check",
-    "diff",
-    "postgres",
-    "project",
-    "snapshot",
-    "stairway",
-)
-
-
 @functools.lru_cache(maxsize=1)
 def guard_fingerprint() -> str:
-    """The guard's version plus a hash of the modules that prove: a changed check never trusts old proofs."""
-    import hooks
+    """The guard's version plus a hash of every module of the package: a changed guard never
+    trusts old proofs (about 40 files, read once per run)."""
+    import schema_warden
 
-    h = hashlib.sha256(hooks.__version__.encode())
-    package = Path(hooks.__file__).parent
-    for name in PROOF_MODULES:
-        path = package / f"{name}.py"
-        with contextlib.suppress(OSError):
-            h.update(name.encode() + b"\0" + path.read_bytes())
+    h = hashlib.sha256(schema_warden.__version__.encode())
+    package = Path(schema_warden.__file__).parent
+    for path in sorted(package.rglob("*.py")):
+        h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
     h.update(f"alembic={_version('alembic')};sqlalchemy={_version('sqlalchemy')}".encode())
-    return f"{hooks.__version__}+{h.hexdigest()[:16]}"
+    return f"{schema_warden.__version__}+{h.hexdigest()[:16]}"
 
 
 def _version(distribution: str) -> str:
@@ -332,7 +318,7 @@ def proofs_dir() -> Path:
     explicit = os.environ.get(PROOF_CACHE_ENV)
     if explicit:
         return Path(explicit).expanduser()
-    from hooks.postgres import cache_dir
+    from schema_warden.server.postgres import cache_dir
 
     return cache_dir() / CACHE_SUBDIR
 
@@ -468,7 +454,7 @@ def _parents(script: Any) -> tuple[str, ...]:
 
 
 def project_inputs(project: Any, known: Plan | None = None) -> tuple[list[RevisionInput], dict[str, bytes]]:
-    """(revisions, context files) of a :class:`hooks.project.Project`. ``known``: a plan of
+    """(revisions, context files) of a :class:`schema_warden.project.loader.Project`. ``known``: a plan of
     :func:`early_plan` in this run, whose code digests serve when its search roots are these."""
     roots = [str(r) for r in _search_roots(project)]
     digests = known.digests if known is not None and known.roots == tuple(roots) else {}
@@ -535,7 +521,7 @@ def _context(
 
 
 def linear_order(files: Sequence[Any]) -> list[Any] | None:
-    """Statically read revision files (hooks.check_heads.RevisionFile) from base to head,
+    """Statically read revision files (schema_warden.commands.heads.RevisionFile) from base to head,
     or None unless they form one line (one root, each revision at most one parent and child)."""
     by_id = {f.revision: f for f in files}
     if len(by_id) != len(files) or any(f.error or f.revision is None for f in files):
@@ -566,7 +552,7 @@ def early_plan(
     """The plan :func:`plan_project` will make, from the statically read revision files,
     before Alembic is imported (a guess to start the server early: the caller compares the
     keys with the real plan's). None for histories that are not one line."""
-    from hooks.check_heads import version_dirs
+    from schema_warden.commands.heads import version_dirs
 
     ordered = linear_order(files)
     if ordered is None:
@@ -596,13 +582,15 @@ def early_plan(
 
 CLUSTERS_SUBDIR = "clusters"
 CLUSTER_FILE = "entry.json"
-CLUSTER_ARCHIVE = "data.tar"  # hooks.postgres.archive_data_dir: one file writes 10x faster than 1,300
+CLUSTER_ARCHIVE = (
+    "data.tar"  # schema_warden.server.postgres.archive_data_dir: one file writes 10x faster than 1,300
+)
 MAX_CLUSTERS = 2  # e.g. the last head and the one before it (a new revision on top)
 STALE_STAGING_S = 600.0
 
 
 def snapshot_digest(snapshot: Any) -> str:
-    """SHA-256 of a :class:`hooks.snapshot.Snapshot` (its JSON form)."""
+    """SHA-256 of a :class:`schema_warden.schema.snapshot.Snapshot` (its JSON form)."""
     return hashlib.sha256(snapshot.to_json().encode()).hexdigest()
 
 

@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from hooks.cli import entry
+from schema_warden.cli import entry
 
 entry()

@@ -3,7 +3,7 @@
 The migration tree of ``--base REF`` is taken from git (``git archive`` into a temp dir,
 removed after), the head is the working tree (or ``--head REF``). Both are upgraded to
 their heads in two databases of one throwaway server, both schemas are read from
-pg_catalog (hooks.snapshot) and compared (hooks.diff). The report: the changes
+pg_catalog (schema_warden.schema.snapshot) and compared (schema_warden.schema.diff). The report: the changes
 (destructive first), the new revisions, the offline SQL they run
 (``alembic upgrade <base-head>:heads --sql``) and, with ``--check-result``, the verdict of
 ``schema-warden check --format json`` run in an earlier step, and with ``--lint-result``
@@ -13,7 +13,7 @@ runs the guard and the lint first, then this command.
 
 ``--github`` (in GitHub Actions): the base defaults to ``origin/$GITHUB_BASE_REF``, the
 Markdown report is appended to ``$GITHUB_STEP_SUMMARY`` and the sticky PR comment body is
-handed to the comment job as the step output ``comment`` (hooks.github).
+handed to the comment job as the step output ``comment`` (schema_warden.commands.github).
 
 Exit codes: 0 report written, 1 the guard or lint result says it failed, 2 bad input (unknown
 ref, shallow clone, no alembic.ini, the head's migrations fail), 3 environment.
@@ -37,9 +37,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from hooks import github
-from hooks.errors import EXIT_OK, EXIT_PROBLEMS, EnvironmentProblem, ProjectError, WardenError, guarded
-from hooks.render_diff import (
+from schema_warden.commands import github
+from schema_warden.errors import (
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    EnvironmentProblem,
+    ProjectError,
+    WardenError,
+    guarded,
+)
+from schema_warden.render.diff import (
     DiffReport,
     GuardProblem,
     GuardResult,
@@ -172,7 +179,7 @@ def _revisions(project: Any) -> tuple[Revision, ...]:
 
 
 def _migration_problem(err: BaseException, project: Any) -> str:
-    from hooks.project import MigrationFailed, one_line
+    from schema_warden.project.loader import MigrationFailed, one_line
 
     if isinstance(err, MigrationFailed):
         script = err.revision
@@ -186,7 +193,7 @@ def _migration_problem(err: BaseException, project: Any) -> str:
 
 
 def _empty_snapshot() -> Any:
-    from hooks.snapshot import Snapshot
+    from schema_warden.schema.snapshot import Snapshot
 
     return Snapshot(tables={}, indexes={}, constraints={}, enums={}, sequences={}, views={})
 
@@ -195,7 +202,7 @@ def _upgrade_and_snapshot(project: Any, server: Any, dbname: str) -> Any:
     """``upgrade heads`` in a fresh database, then its snapshot. Raises what the project raised."""
     from sqlalchemy import create_engine, pool
 
-    from hooks import snapshot
+    from schema_warden.schema import snapshot
 
     server.create_database(dbname)
     engine = create_engine(server.url(dbname), poolclass=pool.NullPool)
@@ -221,7 +228,7 @@ def offline_sql(project: Any, start: str | None, destination: str = "heads") -> 
     """``alembic upgrade <start>:<destination> --sql`` of the project (no connection is made)."""
     from alembic.runtime.environment import EnvironmentContext
 
-    from hooks.project import offline_environment
+    from schema_warden.project.loader import offline_environment
 
     config, script = project.config, project.script
     buffer = io.StringIO()
@@ -248,7 +255,7 @@ def offline_sql(project: Any, start: str | None, destination: str = "heads") -> 
 
 def load_base(tree: Tree, settings: Any, server: Any, dbname: str = BASE_DB) -> Loaded:
     """The base side; never fails the diff: a base that cannot be read or upgraded is reported."""
-    from hooks.project import MigrationFailed, isolated_imports, open_project
+    from schema_warden.project.loader import MigrationFailed, isolated_imports, open_project
 
     label = tree.side.ref
     if not tree.ini.is_file():
@@ -300,7 +307,7 @@ def load_head(
     tree: Tree, settings: Any, server: Any, base: Loaded, dbname: str = HEAD_DB, *, with_sql: bool
 ) -> HeadResult:
     """The head side: its migrations must upgrade (ProjectError otherwise), plus the offline SQL."""
-    from hooks.project import MigrationFailed, isolated_imports, one_line, open_project
+    from schema_warden.project.loader import MigrationFailed, isolated_imports, one_line, open_project
 
     if not tree.ini.is_file():
         raise ProjectError(f"no {tree.ini.name} at {tree.ini} in {tree.side.ref}: pass --config PATH")
@@ -396,12 +403,13 @@ def build_report(
 ) -> DiffReport:
     """Compare ``base_ref`` with ``head_ref`` (None: the working tree).
 
-    ``server``: a running hooks.postgres Server to use (tests share one); by default a
+    ``server``: a running schema_warden.server.postgres Server to use (tests share one); by default a
     throwaway server is started and removed.
     """
-    from hooks import diff, mermaid
-    from hooks.postgres import throwaway_server
-    from hooks.project import find_config
+    from schema_warden.project.loader import find_config
+    from schema_warden.render import mermaid
+    from schema_warden.schema import diff
+    from schema_warden.server.postgres import throwaway_server
 
     started = time.perf_counter()
     settings = find_config(config) if head_ref is None else _settings_without_file(config)
@@ -449,7 +457,7 @@ def build_report(
 
 def _settings_without_file(config: str | None) -> Any:
     """Settings when the head is a git ref: the working tree's alembic.ini may differ or be absent."""
-    from hooks.project import load_settings
+    from schema_warden.project.loader import load_settings
 
     return load_settings(config)
 

@@ -1,7 +1,7 @@
 """``schema-warden erd``: entity relationship diagram (Mermaid) of the schema at head.
 
 Upgrades the project to its head revision(s) in a throwaway PostgreSQL server, reads the
-schema back from pg_catalog (hooks/snapshot.py) and draws it (hooks/mermaid.py). The
+schema back from pg_catalog (schema/snapshot.py) and draws it (render/mermaid.py). The
 drawing shows what the migrations build, not what the models say. Tables excluded by
 ``[tool.schema-warden] exclude-tables`` and Alembic's version table stay out.
 
@@ -25,9 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hooks import mermaid
-from hooks.errors import EXIT_OK, ProjectError, guarded
-from hooks.snapshot import Snapshot
+from schema_warden.errors import EXIT_OK, ProjectError, guarded
+from schema_warden.render import mermaid
+from schema_warden.schema.snapshot import Snapshot
 
 DEFAULT_TITLE = "Database schema"
 VERSION_TABLE = "alembic_version"
@@ -48,9 +48,9 @@ def schema_at_head(config: str | None = None, *, pg_bin: str | None = None) -> S
     """Upgrade the project at ``config`` to head in a throwaway server and snapshot the result."""
     from sqlalchemy import create_engine, pool
 
-    from hooks.postgres import throwaway_server
-    from hooks.project import MigrationFailed, loaded_project, one_line
-    from hooks.snapshot import take
+    from schema_warden.project.loader import MigrationFailed, loaded_project, one_line
+    from schema_warden.schema.snapshot import take
+    from schema_warden.server.postgres import throwaway_server
 
     with loaded_project(config) as project:
         settings = project.settings

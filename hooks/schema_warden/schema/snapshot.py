@@ -5,7 +5,7 @@ prepared once per session, so it is planned once) and returns a :class:`Snapshot
 Postgres's own normalised forms (``format_type``, ``pg_get_expr``, ``pg_get_indexdef``,
 ``pg_get_constraintdef``, ``pg_get_viewdef``): two databases built from the same schema by
 different routes (migrations or ``metadata.create_all``) give the same texts, which is what
-makes the snapshots comparable (see hooks/diff.py for what is still normalised there).
+makes the snapshots comparable (see schema/diff.py for what is still normalised there).
 
 Keys: ``name`` for objects in schema ``public``, ``schema.name`` otherwise; constraints are
 keyed ``table.name`` (table key as above). Objects that belong to an extension (for example
@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
-from hooks.errors import EnvironmentProblem
+from schema_warden.errors import EnvironmentProblem
 
 DEFAULT_SCHEMA = "public"
 

@@ -5,7 +5,7 @@ snapshot; downgrade it alone and compare with the snapshot before it (the downgr
 no trace); upgrade again and compare (consistency). Then the round trip head -> base ->
 head. One connection, one snapshot per step; each step is a small function so that callers
 (benchmark, incremental cache) can drive them one by one. ``run_stairway(jobs=None)`` lets a
-forked child prove the first part of a long stairway at the same time (hooks/parallel.py),
+forked child prove the first part of a long stairway at the same time (proof/parallel.py),
 with the same results.
 """
 
@@ -15,12 +15,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from hooks import parallel  # first look at the idle CPUs: when the check starts
-from hooks.data_check import Filler, allowed_reason, count_rows, losses
-from hooks.diff import Change, compare
-from hooks.project import MigrationFailed, Project, downgrade_is_empty, one_line, user_traceback
-from hooks.report import FAIL, NOTE, PASS, CheckResult
-from hooks.snapshot import Snapshot, take
+from schema_warden.project.loader import (
+    MigrationFailed,
+    Project,
+    downgrade_is_empty,
+    one_line,
+    user_traceback,
+)
+from schema_warden.proof import parallel  # first look at the idle CPUs: when the check starts
+from schema_warden.proof.data_check import Filler, allowed_reason, count_rows, losses
+from schema_warden.render.report import FAIL, NOTE, PASS, CheckResult
+from schema_warden.schema.diff import Change, compare
+from schema_warden.schema.snapshot import Snapshot, take
 
 NAME = "stairway"
 ROUND_TRIP = "round-trip"
@@ -353,7 +359,7 @@ def run_stairway(
 ) -> StairwayResult:
     """``start``: the revisions before it are applied already (proven by an earlier run).
 
-    ``jobs``: processes that prove parts of the stairway at the same time (hooks/parallel.py);
+    ``jobs``: processes that prove parts of the stairway at the same time (proof/parallel.py);
     None: as many as ``SCHEMA_WARDEN_JOBS`` or the CPUs allow, when the stairway is long
     enough to gain. The results are the same as one process's.
     """

@@ -8,23 +8,26 @@ import os
 import sys
 from collections.abc import Sequence
 
-from hooks import __version__
+from schema_warden import __version__
 
 # command -> (module, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
     "check": (
-        "hooks.check_migrations",
+        "schema_warden.commands.check",
         "prove the migrations in a throwaway Postgres: stairway, round trip, drift",
     ),
-    "heads": ("hooks.check_heads", "no database: one head, no broken down_revision links (milliseconds)"),
+    "heads": (
+        "schema_warden.commands.heads",
+        "no database: one head, no broken down_revision links (milliseconds)",
+    ),
     "diff": (
-        "hooks.schema_diff",
+        "schema_warden.commands.diff",
         "schema diff of a git ref vs the working tree (what a pull request changes)",
     ),
-    "lint": ("hooks.lint_migrations", "risky operations in new migrations (parsed SQL, named rules)"),
-    "history": ("hooks.check_history", "integrity file: applied migrations must not be edited"),
-    "secrets": ("hooks.check_secrets", ".env files and URLs with passwords never committed"),
-    "erd": ("hooks.erd", "entity relationship diagram (Mermaid) of the schema at head"),
+    "lint": ("schema_warden.commands.lint", "risky operations in new migrations (parsed SQL, named rules)"),
+    "history": ("schema_warden.commands.history", "integrity file: applied migrations must not be edited"),
+    "secrets": ("schema_warden.commands.secrets", ".env files and URLs with passwords never committed"),
+    "erd": ("schema_warden.commands.erd", "entity relationship diagram (Mermaid) of the schema at head"),
 }
 
 USAGE = f"""\

@@ -19,9 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hooks.errors import EXIT_ENVIRONMENT, EXIT_OK, EXIT_PROBLEMS, ProjectError, WardenError, guarded
-from hooks.project import Project, find_config, import_alembic, isolated_imports, open_project, relative
-from hooks.report import FAIL, FORMATS, NOTE, PASS, CheckResult, Report, render
+from schema_warden.errors import EXIT_ENVIRONMENT, EXIT_OK, EXIT_PROBLEMS, ProjectError, WardenError, guarded
+from schema_warden.project.loader import (
+    Project,
+    find_config,
+    import_alembic,
+    isolated_imports,
+    open_project,
+    relative,
+)
+from schema_warden.render.report import FAIL, FORMATS, NOTE, PASS, CheckResult, Report, render
 
 DATABASE = "postgres"  # the throwaway server's own empty database: no CREATE DATABASE to wait for
 
@@ -103,8 +110,8 @@ def interruptible_queries() -> Iterator[None]:
 
 def _history_problems(ini: Path) -> list[Any]:
     """A broken history (two heads, dangling links, cycles, unparsable files) stops the check:
-    exit 2. Returns the statically read revision files (hooks.check_heads.RevisionFile)."""
-    from hooks.check_heads import analyse, parse_revision_file, revision_paths, version_dirs
+    exit 2. Returns the statically read revision files (schema_warden.commands.heads.RevisionFile)."""
+    from schema_warden.commands.heads import analyse, parse_revision_file, revision_paths, version_dirs
 
     root = ini.parent
     _script, dirs, paths, recursive = version_dirs(ini)
@@ -118,7 +125,7 @@ def _history_problems(ini: Path) -> list[Any]:
 
 def _guess_plan(settings: Any, files: list[Any], major: int, options: dict[str, object]) -> Any:
     """The proof plan from the statically read files, or None: only a guess to start early."""
-    from hooks import cache
+    from schema_warden.cache import proofs as cache
 
     try:
         return cache.early_plan(settings, files, major, options=options)
@@ -144,7 +151,7 @@ class _Initdb:
     the project, for a run that finds no initdb'd cluster cached: the first run on a machine."""
 
     def __init__(self, binaries: Any) -> None:
-        from hooks.postgres import prepare_cluster
+        from schema_warden.server.postgres import prepare_cluster
 
         self.cluster: Path | None = None
         self.error: BaseException | None = None
@@ -184,7 +191,7 @@ class Pristine:
     key: str  # the proof key of ``revision``
     database: str
     version_table: str  # quoted SQL name of Alembic's version table
-    snapshot: str  # hooks.cache.snapshot_digest of the database
+    snapshot: str  # schema_warden.cache.proofs.snapshot_digest of the database
 
 
 @dataclass(frozen=True)
@@ -205,7 +212,7 @@ def _replay(project: Project, server: Any, database: str, target: str) -> None:
     """Upgrade database ``database`` plainly to ``target`` (own connection, env.py runs)."""
     from sqlalchemy import create_engine, pool
 
-    from hooks.stairway import migrate
+    from schema_warden.proof.stairway import migrate
 
     engine = create_engine(server.url(database), poolclass=pool.NullPool)
     try:
@@ -233,8 +240,8 @@ def _pristine_head(
     """Database ``database`` brought to head plainly (``connection``: it is there already)."""
     from sqlalchemy import create_engine, pool
 
-    from hooks import cache
-    from hooks.stairway import migrate, snapshot
+    from schema_warden.cache import proofs as cache
+    from schema_warden.proof.stairway import migrate, snapshot
 
     heads = project.script.get_heads()
     if len(heads) != 1:
@@ -264,7 +271,7 @@ def run_checks(
     use_cache: bool = True,
 ) -> list[CheckResult]:
     """Stairway, round trip and drift on database ``database`` (created here) of ``server``."""
-    from hooks import cache
+    from schema_warden.cache import proofs as cache
 
     store, plan = cache.plan_project(
         project, server.binaries.major, enabled=use_cache, options={"data_check": data_check}
@@ -307,8 +314,8 @@ def _run_checks(
     from a saved data directory)."""
     from sqlalchemy import create_engine, pool
 
-    from hooks.drift import check_drift
-    from hooks.stairway import migrate, round_trip, run_stairway
+    from schema_warden.proof.drift import check_drift
+    from schema_warden.proof.stairway import migrate, round_trip, run_stairway
 
     if database != DATABASE:
         server.create_database(database)
@@ -340,7 +347,7 @@ def _run_checks(
                 checks.append(
                     CheckResult("stairway", PASS, f"{proven} (cache; --no-cache proves them again)")
                 )
-            stairway = run_stairway(  # jobs=None: a forked child shares the work (hooks/parallel.py)
+            stairway = run_stairway(  # jobs=None: a forked child shares the work (proof/parallel.py)
                 project, connection, fail_fast=fail_fast, data_check=data_check, start=start, jobs=None
             )
             checks.extend(stairway.checks)
@@ -398,8 +405,8 @@ def _models_ahead(
     """Drift's models side (create_all in database ``name``, snapshot, drop), built by a forked
     child while the stairway runs: work every run does, on the other CPU. Yields ``get()``,
     which waits for it; None (the child failed, or no fork here) lets check_drift build it."""
-    from hooks import parallel
-    from hooks.drift import extensions_of, models_side
+    from schema_warden.proof import parallel
+    from schema_warden.proof.drift import extensions_of, models_side
 
     if env.metadata is None or not parallel.can_fork():
         yield lambda: None
@@ -424,8 +431,8 @@ def _holds(project: Project, server: Any, entry: Any) -> bool:
     from sqlalchemy import create_engine, pool
     from sqlalchemy.exc import SQLAlchemyError
 
-    from hooks import cache
-    from hooks.stairway import snapshot
+    from schema_warden.cache import proofs as cache
+    from schema_warden.proof.stairway import snapshot
 
     if entry.database != DATABASE:
         return False
@@ -456,8 +463,8 @@ class _Launched:
 
 def _launch(binaries: Any, clusters: Any, entry: Any) -> _Launched | None:
     """Start the server from ``entry``'s archive; None (entry deleted) when it will not start."""
-    from hooks.errors import EnvironmentProblem
-    from hooks.postgres import throwaway_server
+    from schema_warden.errors import EnvironmentProblem
+    from schema_warden.server.postgres import throwaway_server
 
     attempt = contextlib.ExitStack()
     try:
@@ -475,8 +482,8 @@ def _launch(binaries: Any, clusters: Any, entry: Any) -> _Launched | None:
 def _launch_plain(binaries: Any) -> _Launched | None:
     """Start a server from the initdb'd cluster; None when it will not (the real start then
     reports why)."""
-    from hooks.errors import EnvironmentProblem
-    from hooks.postgres import throwaway_server
+    from schema_warden.errors import EnvironmentProblem
+    from schema_warden.server.postgres import throwaway_server
 
     attempt = contextlib.ExitStack()
     try:
@@ -501,7 +508,7 @@ def _start_server(
     it says (else the entry is deleted); returns (server, revision its database is at).
     ``launched``: a server started early (from a guessed plan): used when it is ``entry``'s.
     ``initdb``: the initdb'd cluster being made meanwhile, else the server makes it."""
-    from hooks.postgres import throwaway_server
+    from schema_warden.server.postgres import throwaway_server
 
     if launched is not None and launched.entry is None:  # started from the initdb'd cluster
         if entry is None:
@@ -559,8 +566,9 @@ def run(
 ) -> Report:
     """The check's report. ``on_report`` gets it as soon as it is complete, before the run
     saves its data directory for the next run (the one step left then)."""
-    from hooks import cache, static_cache
-    from hooks.postgres import build_id, cluster_ready, find_binaries
+    from schema_warden.cache import proofs as cache
+    from schema_warden.cache import static as static_cache
+    from schema_warden.server.postgres import build_id, cluster_ready, find_binaries
 
     started = time.perf_counter()
     settings = find_config(config, cwd=cwd)

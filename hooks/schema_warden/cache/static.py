@@ -8,7 +8,7 @@ so they are kept across runs under the SHA-256 of the text, in one sealed JSON f
 the proofs (``proofs_dir() / "static.json"``).
 
 Nothing is remembered unless a run activates a cache (:func:`active`); the file records the
-Python version and a hash of the readers' source (hooks/check_heads.py, hooks/project.py),
+Python version and a hash of the readers' source (commands/heads.py, project/loader.py),
 and any difference, damage or unknown format starts an empty cache. Writes go to a temporary
 name and are renamed, so concurrent runs see a whole file or none (the last writer wins).
 """
@@ -116,7 +116,7 @@ def active(enabled: bool = True) -> Iterator[StaticCache | None]:
     if not enabled:
         yield None
         return
-    from hooks.cache import proofs_dir
+    from schema_warden.cache.proofs import proofs_dir
 
     cache = StaticCache(proofs_dir() / FILE)
     previous, _active = _active, cache

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hooks.snapshot import Column, Snapshot, Table
+from schema_warden.schema.snapshot import Column, Snapshot, Table
 
 ROWS_PER_TABLE = 3
 ALLOW_NAMES = ("data-loss", "ban-truncate", "delete-without-where")
@@ -328,7 +328,7 @@ def allowed_reason(path: str) -> str | None:
     """The reason of a ``# schema-warden: allow data-loss -- reason`` comment in the revision file."""
     from pathlib import Path
 
-    from hooks.lint_rules import parse_allows
+    from schema_warden.lint.rules import parse_allows
 
     try:
         allows, _problems = parse_allows(Path(path).read_text(encoding="utf-8"))

@@ -1,0 +1,1 @@
+"""Lint rules over one revision's SQL: pure, one rule a function, no I/O."""

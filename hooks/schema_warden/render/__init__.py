@@ -1,0 +1,1 @@
+"""Text, Markdown, JSON and Mermaid from plain data: pure, no I/O."""
