@@ -3,7 +3,7 @@
 env.py and manage.py share these: which objects autogenerate sees (``include_object``), the
 comparison options, and :func:`progress`, which shows Alembic's "Running upgrade ..." lines
 without the logging format and remembers which revision is running when one fails. Readable
-lines for autogenerate's diffs come from :func:`schema_warden.proof.drift.describe_operations`.
+lines for autogenerate's diffs come from :func:`schema_warden.api.describe_operations`.
 """
 
 from __future__ import annotations

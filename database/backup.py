@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from schema_warden.errors import EnvironmentProblem, WardenError
+from schema_warden.api import EnvironmentProblem, WardenError
 
 from database import dumpfiles, restore
 from database.pgclient import (
@@ -136,7 +136,7 @@ def _export_snapshot(conn: Any, cur: Any) -> str | None:
 
 def _verify_binaries(tools: ClientTools, inventory: Inventory) -> Any:
     """The server to restore into: pg_dump's own installation if it has one, else the default."""
-    from schema_warden.server.postgres import find_binaries
+    from schema_warden.api import find_binaries
 
     try:
         binaries = find_binaries(tools.bindir)
@@ -258,7 +258,7 @@ def _verify(
     source: Target,
 ) -> float:
     """Restore into a throwaway server and compare with what the source held; returns seconds."""
-    from schema_warden.server.postgres import throwaway_server
+    from schema_warden.api import throwaway_server
 
     start = time.monotonic()
     with throwaway_server(binaries=binaries) as server:

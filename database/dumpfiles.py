@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from schema_warden.errors import EnvironmentProblem, ProjectError, WardenError
+from schema_warden.api import EnvironmentProblem, ProjectError, WardenError
 
 EXTENSIONS = {"plain": ".sql", "custom": ".dump"}
 BACKUP_RE = re.compile(r"^backup_(\d{8}T\d{6}Z)\.(sql|dump)$")

@@ -229,8 +229,7 @@ def check(args: argparse.Namespace) -> int:
     """
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
-    from schema_warden.proof.drift import describe_operations
-    from schema_warden.schema.snapshot import take
+    from schema_warden.api import describe_operations, take
 
     from database.alembic_support import drift_context_options
 
@@ -275,8 +274,7 @@ def models_snapshot(
     exclude_tables: Iterable[str] = (),
 ) -> Any:
     """Build the models with ``metadata.create_all`` in a throwaway server; its snapshot."""
-    from schema_warden.schema.snapshot import take
-    from schema_warden.server.postgres import throwaway_server
+    from schema_warden.api import take, throwaway_server
     from sqlalchemy import create_engine, pool
 
     with throwaway_server(binaries=binaries, memory=True) as server:
@@ -317,10 +315,7 @@ def compare_with_models(
     ``changes`` is None when it could not run (no server binaries, the server or create_all
     failed); ``note`` then says why, what Alembic alone cannot see and what to do.
     """
-    from schema_warden.errors import EnvironmentProblem
-    from schema_warden.proof.drift import model_blind_spots
-    from schema_warden.schema.diff import compare
-    from schema_warden.server.postgres import INSTALL_HINT, find_binaries
+    from schema_warden.api import INSTALL_HINT, EnvironmentProblem, compare, find_binaries, model_blind_spots
 
     excluded = tuple(sorted(exclude_tables))
     try:
@@ -347,7 +342,7 @@ def _alembic_only(reason: str, fix: str) -> str:
 
 def report_drift(changes: Sequence[Any] | None, proposals: Sequence[str], note: str = "") -> int:
     """Print db-check's verdict: Postgres's changes, Alembic's operations, the fix. Exit code."""
-    from schema_warden.proof.drift import suggest_message
+    from schema_warden.api import suggest_message
 
     if note:
         print(note, file=sys.stderr)

@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
-from schema_warden.errors import EnvironmentProblem, ProjectError
-from schema_warden.server.postgres import Binaries
+from schema_warden.api import Binaries, EnvironmentProblem, ProjectError
 
 from database.config import Settings, mask_url
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
-from schema_warden.errors import EnvironmentProblem, ProjectError, WardenError
+from schema_warden.api import EnvironmentProblem, ProjectError, WardenError
 
 from database import dumpfiles
 from database.pgclient import (

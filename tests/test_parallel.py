@@ -26,11 +26,12 @@ from schema_warden.proof.parallel import (
     is_linear,
     parallel_plan,
     run_parallel,
+    run_stairway,
     should_switch,
     wanted_jobs,
     weight,
 )
-from schema_warden.proof.stairway import StairwayResult, migrate, round_trip, run_stairway
+from schema_warden.proof.stairway import StairwayResult, migrate, round_trip
 from schema_warden.render.report import FAIL, NOTE, PASS
 from schema_warden.schema.diff import compare
 from schema_warden.server.postgres import Server

@@ -59,8 +59,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-CACHE_SUBDIR = "proofs"
-PROOF_CACHE_ENV = "SCHEMA_WARDEN_PROOF_CACHE"  # tests give each test its own
+from schema_warden.cache.location import proofs_dir
+
 FORMAT = 1
 _IMPORT = re.compile(r"^\s*(?:from\s+([A-Za-z_][\w.]*)\s+import\b|import\s+([A-Za-z_][\w., ]*))", re.M)
 
@@ -313,16 +313,6 @@ def file_lock(path: Path, exclusive: bool) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def proofs_dir() -> Path:
-    """``$SCHEMA_WARDEN_PROOF_CACHE``, else ``cache_dir()/proofs`` (beside the initdb'd clusters)."""
-    explicit = os.environ.get(PROOF_CACHE_ENV)
-    if explicit:
-        return Path(explicit).expanduser()
-    from schema_warden.server.postgres import cache_dir
-
-    return cache_dir() / CACHE_SUBDIR
-
-
 @dataclass(frozen=True)
 class Plan:
     """What the cache knows before a run."""
@@ -552,7 +542,7 @@ def early_plan(
     """The plan :func:`plan_project` will make, from the statically read revision files,
     before Alembic is imported (a guess to start the server early: the caller compares the
     keys with the real plan's). None for histories that are not one line."""
-    from schema_warden.commands.heads import version_dirs
+    from schema_warden.project.history import version_dirs
 
     ordered = linear_order(files)
     if ordered is None:

@@ -116,7 +116,7 @@ def active(enabled: bool = True) -> Iterator[StaticCache | None]:
     if not enabled:
         yield None
         return
-    from schema_warden.cache.proofs import proofs_dir
+    from schema_warden.cache.location import proofs_dir
 
     cache = StaticCache(proofs_dir() / FILE)
     previous, _active = _active, cache

@@ -315,7 +315,8 @@ def _run_checks(
     from sqlalchemy import create_engine, pool
 
     from schema_warden.proof.drift import check_drift
-    from schema_warden.proof.stairway import migrate, round_trip, run_stairway
+    from schema_warden.proof.parallel import run_stairway
+    from schema_warden.proof.stairway import migrate, round_trip
 
     if database != DATABASE:
         server.create_database(database)

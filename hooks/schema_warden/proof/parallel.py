@@ -41,12 +41,23 @@ import pickle
 import select
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from schema_warden.errors import ProjectError
 from schema_warden.project.loader import Project, one_line
+from schema_warden.proof.data_check import Filler
+from schema_warden.proof.stairway import (
+    StairwayResult,
+    Stretch,
+    assemble,
+    migrate,
+    prove,
+    rehearse,
+    snapshot,
+)
+from schema_warden.render.report import CheckResult
 from schema_warden.server.postgres import signals_blocked
 
 JOBS_ENV = "SCHEMA_WARDEN_JOBS"
@@ -180,6 +191,37 @@ def parallel_plan(revisions: Sequence[Any], start: int, jobs: int | None) -> boo
 # --- running ------------------------------------------------------------------------------------
 
 
+def run_stairway(
+    project: Project,
+    connection: Any,
+    *,
+    fail_fast: bool = False,
+    data_check: bool = True,
+    on_result: Callable[[CheckResult], None] | None = None,
+    start: int = 0,
+    jobs: int | None = 1,
+) -> StairwayResult:
+    """``start``: the revisions before it are applied already (proven by an earlier run).
+
+    ``jobs``: processes that prove parts of the stairway at the same time;
+    None: as many as ``SCHEMA_WARDEN_JOBS`` or the CPUs allow, when the stairway is long
+    enough to gain. The results are the same as one process's.
+    """
+    if jobs != 1 and not fail_fast:
+        result = run_parallel(project, connection, data_check=data_check, start=start, jobs=jobs)
+        if result is not None:
+            if on_result is not None:
+                for check in result.checks:
+                    if check.revision is not None:
+                        on_result(check)
+            return result
+    filler = Filler() if data_check else None
+    base = snapshot(project, connection)
+    revisions = project.revisions()[start:]
+    stretch = prove(project, connection, revisions, base, filler, fail_fast=fail_fast, on_result=on_result)
+    return assemble(base, revisions, stretch, filler.unfilled if filler is not None else {})
+
+
 def run_parallel(
     project: Project,
     connection: Any,
@@ -193,9 +235,6 @@ def run_parallel(
 
     ``split_at`` (tests): the first revision the parent proves, instead of the balance point.
     """
-    from schema_warden.proof.data_check import Filler
-    from schema_warden.proof.stairway import Stretch, assemble, prove, rehearse, snapshot
-
     revisions = project.revisions()
     end = len(revisions)
     if not parallel_plan(revisions, start, jobs):
@@ -301,9 +340,6 @@ def prove_range(
     check did) and prove revisions from there to ``end`` (or to where ``limit`` says); the
     database is dropped after. Run by the child, or in-process when the child crashed."""
     from sqlalchemy import create_engine, pool
-
-    from schema_warden.proof.data_check import Filler
-    from schema_warden.proof.stairway import migrate, prove, snapshot
 
     revisions = project.revisions()
     stop_at = len(revisions) if end is None else end

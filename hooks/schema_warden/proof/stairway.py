@@ -4,9 +4,9 @@ For each revision in order (branches and merge points included): upgrade it alon
 snapshot; downgrade it alone and compare with the snapshot before it (the downgrade leaves
 no trace); upgrade again and compare (consistency). Then the round trip head -> base ->
 head. One connection, one snapshot per step; each step is a small function so that callers
-(benchmark, incremental cache) can drive them one by one. ``run_stairway(jobs=None)`` lets a
-forked child prove the first part of a long stairway at the same time (proof/parallel.py),
-with the same results.
+(benchmark, incremental cache) can drive them one by one. ``parallel.run_stairway(jobs=None)`` lets a
+forked child prove the first part of a long stairway at the same time
+(proof/parallel.py), with the same results.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from schema_warden.project.loader import (
     one_line,
     user_traceback,
 )
-from schema_warden.proof import parallel  # first look at the idle CPUs: when the check starts
 from schema_warden.proof.data_check import Filler, allowed_reason, count_rows, losses
 from schema_warden.render.report import FAIL, NOTE, PASS, CheckResult
 from schema_warden.schema.diff import Change, compare
@@ -345,37 +344,6 @@ def rehearse(
         if apply(project, connection, revision) is not None:
             return index
     return None
-
-
-def run_stairway(
-    project: Project,
-    connection: Any,
-    *,
-    fail_fast: bool = False,
-    data_check: bool = True,
-    on_result: Callable[[CheckResult], None] | None = None,
-    start: int = 0,
-    jobs: int | None = 1,
-) -> StairwayResult:
-    """``start``: the revisions before it are applied already (proven by an earlier run).
-
-    ``jobs``: processes that prove parts of the stairway at the same time (proof/parallel.py);
-    None: as many as ``SCHEMA_WARDEN_JOBS`` or the CPUs allow, when the stairway is long
-    enough to gain. The results are the same as one process's.
-    """
-    if jobs != 1 and not fail_fast:
-        result = parallel.run_parallel(project, connection, data_check=data_check, start=start, jobs=jobs)
-        if result is not None:
-            if on_result is not None:
-                for check in result.checks:
-                    if check.revision is not None:
-                        on_result(check)
-            return result
-    filler = Filler() if data_check else None
-    base = snapshot(project, connection)
-    revisions = project.revisions()[start:]
-    stretch = prove(project, connection, revisions, base, filler, fail_fast=fail_fast, on_result=on_result)
-    return assemble(base, revisions, stretch, filler.unfilled if filler is not None else {})
 
 
 def assemble(
