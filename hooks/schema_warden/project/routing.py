@@ -237,8 +237,10 @@ def _engine_class() -> Any:
 
 @contextlib.contextmanager
 def _lent(connection: Any) -> Iterator[None]:
-    """The guard's connection as env.py's engines see it: closing it does nothing, and
-    ``begin()`` inside an open transaction joins that transaction."""
+    """The guard's connection as env.py's engines see it: closing it does nothing,
+    ``begin()`` inside an open transaction joins that transaction, and ``connect()`` gives
+    itself (env.py written for pytest-alembic expects an Engine in
+    ``config.attributes["connection"]`` and calls ``connectable.connect()``)."""
     real_begin = connection.begin
 
     def begin() -> Any:
@@ -246,15 +248,15 @@ def _lent(connection: Any) -> Iterator[None]:
             return _Joined()
         return real_begin()
 
-    had_close = "close" in vars(connection)
+    added = [name for name in ("close", "begin", "connect") if name not in vars(connection)]
     connection.close = lambda: None
     connection.begin = begin
+    connection.connect = lambda: connection
     try:
         yield
     finally:
-        del connection.begin
-        if not had_close:
-            del connection.close
+        for name in added:
+            vars(connection).pop(name, None)
 
 
 # --- drivers called directly ---------------------------------------------------------------

@@ -46,6 +46,7 @@ class RevisionOutcome:
     result: CheckResult
     after: Snapshot | None  # schema with the revision applied; None when its upgrade failed
     stop: bool  # later revisions cannot run on this state
+    irreversible: bool = False  # its downgrade does nothing although its upgrade changed the schema
 
 
 def snapshot(project: Project, connection: Any) -> Snapshot:
@@ -227,17 +228,25 @@ def check_revision(
 
     if empty is None:
         empty = downgrade_is_empty(revision.path)
+    if empty and not problems and not diff(project, before, after):
+        # a merge point or a data-only revision: its empty downgrade undoes all there is
+        doc = one_line(revision.doc or "")
+        title = f"{revision.revision} ({doc})" if doc else revision.revision
+        msg = f"{title}: upgrade changes no schema, so its empty downgrade is complete"
+        return RevisionOutcome(CheckResult(NAME, PASS, msg, revision.revision), after, stop=False)
     if empty and problems:
-        return RevisionOutcome(_fail(project, revision, problems[0], problems[1:]), after, stop=False)
+        result = _fail(project, revision, problems[0], problems[1:])
+        return RevisionOutcome(result, after, stop=False, irreversible=True)
     if empty:
         if revision.revision in project.settings.irreversible:
             msg = f"{label(project, revision)}: downgrade not implemented (listed as irreversible)"
-            return RevisionOutcome(CheckResult(NAME, NOTE, msg, revision.revision), after, stop=False)
+            result = CheckResult(NAME, NOTE, msg, revision.revision)
+            return RevisionOutcome(result, after, stop=False, irreversible=True)
         what = (
             "downgrade is not implemented (its body is pass): write it, or list the revision in "
             f'[tool.schema-warden] irreversible = ["{revision.revision}"]'
         )
-        return RevisionOutcome(_fail(project, revision, what), after, stop=False)
+        return RevisionOutcome(_fail(project, revision, what), after, stop=False, irreversible=True)
 
     error = apply(project, connection, revision, downgrade=True)
     if error is not None:
@@ -312,7 +321,7 @@ def prove(
         checks.append(outcome.result)
         if on_result is not None:
             on_result(outcome.result)
-        if empty:
+        if outcome.irreversible:
             reversible = False
         if outcome.stop or outcome.after is None:
             return Stretch(tuple(checks), None, stopped=True, reversible=reversible)

@@ -1,0 +1,180 @@
+"""Alembic projects in the shapes public projects have, each checked as a new user would.
+
+Each test writes a small project in the shape of a kind of public project (the docstring
+says which) and asserts the verdict of ``schema-warden check``: its exit code and the
+finding it names, or none.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fixture_project import READINGS_MODELS, READINGS_REVISIONS, Rev, make_project
+from schema_warden.commands import check
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _check(ini: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = check.main(["--config", str(ini), "--no-cache", *args])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+ENGINE_STYLE_ENV = """\
+from alembic import context
+from sqlalchemy import engine_from_config, pool
+
+from fixture_app.models import metadata
+
+config = context.config
+
+
+def run_migrations_online():
+    connectable = context.config.attributes.get("connection", None)
+    if connectable is None:
+        connectable = engine_from_config(
+            config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.", poolclass=pool.NullPool
+        )
+    with connectable.connect() as connection:
+        context.configure(connection=connection, target_metadata=metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+run_migrations_online()
+"""
+
+
+def test_engine_style_env_py(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """pytest-alembic's documented env.py: ``config.attributes["connection"]`` is taken for an
+    Engine and ``connectable.connect()`` is called on it."""
+    ini = make_project(
+        tmp_path, models=READINGS_MODELS, revisions=READINGS_REVISIONS, env_py=ENGINE_STYLE_ENV
+    )
+    code, out = _check(ini, capsys)
+    assert code == 0, out
+    assert "ok   stairway: 0002" in out and "ok   round-trip" in out
+
+
+def test_merge_and_data_only_revisions_need_no_downgrade(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A branched history joined by ``alembic merge`` (empty upgrade and downgrade) and a
+    data-only revision whose downgrade is ``pass``, as long-lived web apps have."""
+    revisions = [
+        READINGS_REVISIONS[0],
+        Rev(
+            "0002a",
+            "0001",
+            'op.add_column("readings", sa.Column("device", sa.String(32)))',
+            'op.drop_column("readings", "device")',
+            "add device",
+        ),
+        Rev("0002b", "0001", 'op.execute("UPDATE readings SET value = 0 WHERE value < 0")', "pass", "clamp"),
+        Rev("0003", ("0002a", "0002b"), "pass", "pass", "merge heads"),
+    ]
+    ini = make_project(tmp_path, models=READINGS_MODELS, revisions=revisions)
+    code, out = _check(ini, capsys)
+    assert code == 0, out
+    assert "ok   stairway: 0003 (merge heads): upgrade changes no schema, so its empty downgrade is complete" in out
+    assert "ok   stairway: 0002b (clamp): upgrade changes no schema" in out
+    assert "downgrade not implemented" not in out and "downgrade is not implemented" not in out
+    assert "ok   round-trip" in out
+
+
+def test_empty_downgrade_of_a_schema_change_still_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The counterpart: a revision that adds a column and forgets its downgrade."""
+    revisions = [
+        READINGS_REVISIONS[0],
+        Rev(
+            "0002",
+            "0001",
+            'op.add_column("readings", sa.Column("device", sa.String(32)))',
+            "pass",
+            "add device",
+        ),
+    ]
+    ini = make_project(tmp_path, models=READINGS_MODELS, revisions=revisions)
+    code, out = _check(ini, capsys)
+    assert code == 1
+    assert "revision 0002" in out and "downgrade is not implemented (its body is pass)" in out
+
+
+def test_project_with_its_own_hooks_and_database_packages(tmp_path: Path) -> None:
+    """A web app whose top-level packages are named ``hooks`` (its webhooks) and ``database``
+    (its models), the names the guard's wheel once installed: with schema-warden installed
+    beside it, its env.py imports its own packages and the check passes."""
+    root = tmp_path / "webapp"
+    ini = make_project(root, models=READINGS_MODELS, revisions=READINGS_REVISIONS)
+    (root / "database").mkdir()
+    (root / "database" / "__init__.py").write_text("")
+    (root / "database" / "models.py").write_text("from fixture_app.models import metadata  # noqa: F401\n")
+    (root / "hooks").mkdir()
+    (root / "hooks" / "__init__.py").write_text("")
+    (root / "hooks" / "webhooks.py").write_text("TOPIC = 'readings'\n")
+    env = root / "migrations" / "env.py"
+    text = env.read_text().replace(
+        "from fixture_app.models import metadata",
+        "from database.models import metadata\nfrom hooks.webhooks import TOPIC\nassert TOPIC == 'readings'",
+    )
+    env.write_text(text)
+    environ = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-m", "schema_warden", "check", "--config", str(ini), "--no-cache"],
+        cwd=root,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ok   drift" in done.stdout
+    # the guard itself is importable only as schema_warden
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import hooks.webhooks, database.models; print(hooks.__file__, database.__file__)",
+        ],
+        cwd=root,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert str(root) in probe.stdout and str(REPO_ROOT) not in probe.stdout
+
+
+def test_script_location_in_package_form_with_several_colons(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A server package that ships its migrations inside itself (``pkg:server:database:_migrations``,
+    as notebook and workflow servers do): every colon after the first is a path part."""
+    root = tmp_path / "srv"
+    ini = make_project(root, models=READINGS_MODELS, revisions=READINGS_REVISIONS)
+    inner = root / "srvpkg" / "server" / "database"
+    inner.mkdir(parents=True)
+    for directory in (root / "srvpkg", root / "srvpkg" / "server", inner):
+        (directory / "__init__.py").write_text("")
+    (root / "migrations").rename(inner / "_migrations")
+    text = ini.read_text().replace(
+        "script_location = %(here)s/migrations", "script_location = srvpkg:server:database:_migrations"
+    )
+    ini.write_text(text)
+    sys.path.insert(0, str(root))
+    try:
+        code, out = _check(ini, capsys)
+    finally:
+        sys.path.remove(str(root))
+        for name in [m for m in sys.modules if m == "srvpkg" or m.startswith("srvpkg.")]:
+            del sys.modules[name]
+    assert code == 0, out
+    assert "ok   stairway: 0002" in out
