@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from dotenv import load_dotenv
 
@@ -61,7 +61,12 @@ class Settings:
 
 
 def mask_url(url: str) -> str:
-    """``postgresql://app:secret@host/db`` -> ``postgresql://app:***@host/db`` (query kept)."""
+    """``postgresql://app:secret@host/db`` -> ``postgresql://app:***@host/db`` (query kept).
+
+    The password *field* of the parsed URL is replaced, never its text wherever it occurs: a
+    password ``p`` leaves ``postgresql`` and ``ep-cool-pooler`` as they are, and a password
+    equal to the user name leaves the user name.
+    """
     if "://" not in url:
         return "<not a URL, not shown>"  # no telling which part is the password
     try:
@@ -74,8 +79,10 @@ def mask_url(url: str) -> str:
         user = userinfo.split(":", 1)[0]
         netloc = f"{user}:***@{hostinfo}" if ":" in userinfo else f"{user}@{hostinfo}"
     query = "&".join(
-        f"{k}=***" if k.lower() == "password" else f"{k}={v}"
-        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        f"{key}=***" if unquote(key).lower() == "password" else item
+        for item in parts.query.split("&")
+        if item
+        for key in [item.partition("=")[0]]
     )
     masked = f"{parts.scheme}://{netloc}{parts.path}"
     return masked + (f"?{query}" if query else "")

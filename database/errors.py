@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -70,12 +71,42 @@ def secrets_of(url: str | None) -> set[str]:
 
 
 def scrub(text: str, url: str | None = None) -> str:
-    """Replace the password of ``url`` (default: DATABASE_URL) with ``***`` wherever it occurs."""
-    for secret in sorted(secrets_of(url if url is not None else os.environ.get("DATABASE_URL")), key=len)[
-        ::-1
-    ]:
-        text = text.replace(secret, "***")
-    return text
+    """Replace the password of ``url`` (default: DATABASE_URL) with ``***`` (see :func:`mask_secrets`)."""
+    return mask_secrets(text, secrets_of(url if url is not None else os.environ.get("DATABASE_URL")))
+
+
+# a URL in a message; trailing punctuation belongs to the sentence, not to the URL
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*[^\s'\"<>).,;:]")
+
+
+def mask_secrets(text: str, secrets: Iterable[str]) -> str:
+    """``***`` for each secret: in a URL its password field only, elsewhere where it is a whole word.
+
+    A short password also occurs inside other words: ``p`` in ``postgresql`` and in
+    ``ep-cool-pooler``. So the password is masked where it is a field (``user:***@``,
+    ``password=***``), and in the rest of the text only where no letter or digit touches it;
+    the other parts of a URL are left as they are.
+    """
+    forms = sorted({s for s in secrets if s}, key=len, reverse=True)
+    if not forms:
+        return text
+    for secret in forms:
+        text = text.replace(f":{secret}@", ":***@")
+        text = re.sub(rf"(?i)([?&]password=){re.escape(secret)}(?=[&#\s'\"]|$)", r"\g<1>***", text)
+    words = re.compile("|".join(_whole_word(secret) for secret in forms))
+    pieces: list[str] = []
+    last = 0
+    for url in _URL_IN_TEXT.finditer(text):
+        pieces += [words.sub("***", text[last : url.start()]), url.group()]
+        last = url.end()
+    pieces.append(words.sub("***", text[last:]))
+    return "".join(pieces)
+
+
+def _whole_word(secret: str) -> str:
+    left = r"(?<!\w)" if re.match(r"\w", secret[0]) else ""
+    right = r"(?!\w)" if re.match(r"\w", secret[-1]) else ""
+    return left + re.escape(secret) + right
 
 
 def one_line(text: str) -> str:

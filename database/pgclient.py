@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 from schema_warden.api import Binaries, EnvironmentProblem, ProjectError
 
 from database.config import Settings, mask_url
+from database.errors import mask_secrets
 
 CLIENT_PROGRAMS = ("pg_dump", "pg_restore", "psql")
 CONNECT_TIMEOUT_S = 30
@@ -116,10 +117,7 @@ class Target:
             key, _, value = item.partition("=")
             if unquote(key).lower() == "password":
                 forms.add(value)
-        for form in sorted(forms, key=len, reverse=True):
-            if form:
-                text = text.replace(form, "***")
-        return text
+        return mask_secrets(text, forms)
 
 
 def one_line(text: str) -> str:

@@ -10,6 +10,7 @@ import pytest
 
 from database import config, manage
 from database.config import ConfigError, get_settings, mask_url, normalize_url
+from database.errors import scrub
 
 NEON = "ep-cool-darkness-123456.eu-central-1.aws.neon.tech"
 
@@ -100,6 +101,15 @@ def test_libpq_url_drops_the_driver() -> None:
         ("postgresql://localhost/db", "postgresql://localhost/db"),
         ("postgresql://app:p%40ss@host/db", "postgresql://app:***@host/db"),
         ("postgresql://host/db?user=app&password=s3cret", "postgresql://host/db?user=app&password=***"),
+        # the password field, not the password's text: "p" also occurs in the scheme and host
+        ("postgresql://u:p@ep-cool-pooler.neon.tech/db", "postgresql://u:***@ep-cool-pooler.neon.tech/db"),
+        ("postgresql://app:app@app.example.com/app", "postgresql://app:***@app.example.com/app"),
+        ("postgresql://app:p%40ss%3Aw%2Frd@host/db", "postgresql://app:***@host/db"),
+        ("postgresql://app:p@ss@host/db", "postgresql://app:***@host/db"),
+        (
+            "postgresql://host/db?options=-c%20search_path%3Dp&PassWord=p%26q",
+            "postgresql://host/db?options=-c%20search_path%3Dp&PassWord=***",
+        ),
     ],
 )
 def test_mask_hides_the_password_only(url: str, masked: str) -> None:
@@ -171,3 +181,34 @@ def test_excluded_tables_default_and_setting(tmp_path: Path) -> None:
     )
     assert config.excluded_tables(tmp_path) == frozenset({"legacy", "spatial_ref_sys"})
     assert "_prisma_migrations" in config.excluded_tables()  # this repository's setting
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:p@ep-cool-pooler.neon.tech", "postgresql://u:***@ep-cool-pooler.neon.tech"),
+        ("postgresql://app:app@app.example.com", "postgresql://app:***@app.example.com"),
+        ("postgresql://app:s%40cret@db.example.com", "postgresql://app:***@db.example.com"),
+    ],
+)
+def test_error_lines_mask_the_password_field_not_its_text(
+    url: str, shown: str, env_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """manage.py scrubs every line it prints: a short password must not eat the rest of the line."""
+    os.environ["DATABASE_URL"] = url  # no database name: a one-line usage error that shows the URL
+    assert manage.main(["db-current"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: DATABASE_URL names no database ({shown}): add /dbname after the host\n"
+
+
+def test_scrub_masks_urls_by_field_and_free_text_by_whole_word() -> None:
+    url = "postgresql://u:p@ep-cool-pooler.neon.tech/db"
+    text = f"could not connect to {url}: the password p was rejected (pg_dump -p 5432)"
+    assert scrub(text, url) == (
+        "could not connect to postgresql://u:***@ep-cool-pooler.neon.tech/db: "
+        "the password *** was rejected (pg_dump -*** 5432)"
+    )
+    assert scrub("x?password=s3cr%40t&sslmode=require s3cr@t", "postgresql://h/db?password=s3cr%40t") == (
+        "x?password=***&sslmode=require ***"
+    )
+    assert scrub("no password here", "postgresql://u@h/db") == "no password here"
