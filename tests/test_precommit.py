@@ -46,6 +46,56 @@ def test_manifest_defines_both_hooks_without_filenames() -> None:
         assert not files.search(path), path
 
 
+# where projects keep their models and migrations: each must wake heads and check
+SCHEMA_LAYOUTS = [
+    "alembic.ini",
+    "pyproject.toml",
+    "env.py",
+    "alembic/env.py",
+    "models.py",
+    "app/models.py",
+    "models/user.py",
+    "app/models/user.py",
+    "tables.py",
+    "app/tables.py",
+    "schema.py",
+    "database.py",
+    "app/database.py",
+    "db/schema.py",
+    "app/db/base.py",
+    "src/app/db/tables/user.py",
+    "migrations/env.py",
+    "migrations/versions/0001_init.py",
+    "alembic/versions/0001_init.py",
+    "versions/0001_init.py",
+    "database/alembic/versions/20261125_0003_x.py",
+]
+NOT_SCHEMA = [
+    "README.md",
+    "src/app/views.py",
+    "app/api/routes.py",
+    "database/backup.py",
+    "docs/schema.md",
+    "tests/test_models_cache.py",
+    "my_models.py",
+    "dbx/x.py",
+]
+
+
+@pytest.mark.parametrize("hook_id", HOOK_IDS)
+@pytest.mark.parametrize("path", SCHEMA_LAYOUTS)
+def test_default_files_cover_the_common_layouts(hook_id: str, path: str) -> None:
+    files = re.compile(next(h for h in _manifest() if h["id"] == hook_id)["files"])
+    assert files.search(path), f"{hook_id}: {path} changes the schema, the hook must run"
+
+
+@pytest.mark.parametrize("hook_id", HOOK_IDS)
+@pytest.mark.parametrize("path", NOT_SCHEMA)
+def test_default_files_leave_other_files_alone(hook_id: str, path: str) -> None:
+    files = re.compile(next(h for h in _manifest() if h["id"] == hook_id)["files"])
+    assert not files.search(path), f"{hook_id}: {path} is not schema, the hook must not run"
+
+
 def test_this_repository_runs_the_hooks_on_itself() -> None:
     config = yaml.safe_load((REPO_ROOT / ".pre-commit-config.yaml").read_text())
     local = [h for repo in config["repos"] if repo["repo"] == "local" for h in repo["hooks"]]
