@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -174,6 +175,7 @@ def make_backup(target: Target, pg_bin: str | None, out_dir: Path, *, fmt: str, 
                 flush=True,
             )
             binaries = _verify_binaries(tools, inventory) if verify else None
+            _create_private(partial)
             argv = [
                 tools.path("pg_dump"),
                 f"--format={fmt}",
@@ -232,6 +234,23 @@ def make_backup(target: Target, pg_bin: str | None, out_dir: Path, *, fmt: str, 
                     path.unlink()
 
 
+def _create_private(path: Path) -> None:
+    """Create ``path`` empty and 0600 before pg_dump writes into it (pg_dump truncates a file and
+    keeps its mode): a dump holds every row, so no other local account may read it, even
+    while it is being written. The final backup is a hard link or a rename of it: also 0600."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as err:
+        raise DumpFailed(
+            f"cannot write {path.name} in {path.parent}: {err.strerror}; no backup was kept"
+        ) from None
+    try:
+        os.fchmod(fd, 0o600)  # a leftover of a killed run keeps its old mode otherwise
+    finally:
+        os.close(fd)
+
+
 def _check_dump(dump: Any, partial: Path, target: Target) -> None:
     size = partial.stat().st_size if partial.exists() else 0
     if dump.signal_name:
@@ -244,7 +263,7 @@ def _check_dump(dump: Any, partial: Path, target: Target) -> None:
             f"pg_dump failed (exit {dump.returncode}) on {target.masked}: "
             f"{target.scrub(first_error(dump.stderr))}; no backup was kept"
         )
-    if not partial.is_file():
+    if not partial.is_file() or size == 0:  # the file was made empty before pg_dump ran
         raise DumpFailed(f"pg_dump exited 0 but wrote no file for {target.masked}: no backup was kept")
 
 

@@ -8,11 +8,12 @@ import io
 import json
 import os
 import resource
+import stat
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg2
@@ -507,3 +508,43 @@ def test_partial_name_never_looks_like_a_backup() -> None:
     assert name == "backup_20261125T030000Z.dump"
     assert dumpfiles.BACKUP_RE.match(name)
     assert not dumpfiles.BACKUP_RE.match(dumpfiles.partial_name(name))
+
+
+# ---------------------------------------------------------------- who may read a backup
+
+
+@pytest.mark.parametrize("fmt", ["plain", "custom"])
+def test_backup_is_0600_while_written_and_when_kept(
+    fmt: str, populated: str, tmp_path: Path, real_bindir: Path
+) -> None:
+    """A dump holds every row: other local accounts read neither the temp file nor the backup,
+    whatever the umask (022 here, the usual default that made them 0644)."""
+    seen = tmp_path / "partial-mode"
+    # the real pg_dump, after noting the mode of the file it is about to write into
+    body = f'stat -c %a "$out" > {seen} 2>/dev/null || echo missing > {seen}\n'
+    body += f'exec {real_bindir / "pg_dump"} "$@"\n'
+    bindir = fake_bindir(tmp_path, real_bindir, body)
+    out = tmp_path / "backups"
+    old = os.umask(0o022)
+    try:
+        assert main(["db-backup", "--format", fmt, "--output-dir", str(out), "--pg-bin", str(bindir)]) == 0
+    finally:
+        os.umask(old)
+    assert seen.read_text().strip() == "600"
+    (backup,) = [p for p in out.iterdir() if dumpfiles.BACKUP_RE.match(p.name)]
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o600
+
+
+def test_backup_replaces_the_mode_of_a_leftover_partial_file(populated: str, tmp_path: Path) -> None:
+    """A run killed earlier can leave a readable .partial behind; the next run's file is 0600 anyway."""
+    out = tmp_path / "backups"
+    out.mkdir()
+    now = datetime.now(timezone.utc)
+    for second in range(3):  # the name of this run's temp file, whichever second it starts in
+        name = dumpfiles.backup_name(now + timedelta(seconds=second), "plain")
+        leftover = out / dumpfiles.partial_name(name)
+        leftover.write_text("old")
+        leftover.chmod(0o644)
+    assert main(["db-backup", "--output-dir", str(out)]) == 0
+    (backup,) = [p for p in out.iterdir() if dumpfiles.BACKUP_RE.match(p.name)]
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o600
