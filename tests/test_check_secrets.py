@@ -213,6 +213,30 @@ def test_without_files_outside_git_is_a_usage_error(
     assert "is not in a git work tree: pass the FILES to check" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("kind", ["missing", "directory"])
+def test_a_file_that_is_not_there_is_a_usage_error_naming_it(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Checking nothing must not pass: a FILE that is missing (or a directory) exits 2, named."""
+    (tmp_path / "clean.py").write_text("x = 1\n")
+    target = tmp_path / "nonexistent"
+    if kind == "directory":
+        target.mkdir()
+        (target / "leak.py").write_text(f'URL = "{url(REAL)}"\n')
+    assert check_secrets.main([str(tmp_path / "clean.py"), str(target)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    says = "no such file" if kind == "missing" else "is a directory, not a file"
+    assert err == f"error: {target}: {says}: pass files, or no FILES to check the git-tracked ones\n"
+
+
+def test_a_dangling_symlink_is_a_file_as_git_sees_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    assert check_secrets.main([str(tmp_path / "link")]) == 0
+
+
 def test_pre_commit_hook_secrets_is_defined_for_other_repos_and_this_one() -> None:
     hooks = {h["id"]: h for h in yaml.safe_load((REPO_ROOT / ".pre-commit-hooks.yaml").read_text())}
     assert hooks["schema-warden-secrets"]["entry"] == "schema-warden secrets"

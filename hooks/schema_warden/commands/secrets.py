@@ -268,9 +268,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _require_files(files: Sequence[str]) -> None:
+    """A FILE that is not there is a usage error: checking nothing must not pass.
+
+    A symlink is a file to git (pre-commit passes it, dangling or not): it is not an error.
+    """
+    hint = "pass files, or no FILES to check the git-tracked ones"
+    for file in files:
+        path = Path(file)
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            raise ProjectError(f"{file}: is a directory, not a file: {hint}")
+        if not path.exists():
+            raise ProjectError(f"{file}: no such file: {hint}")
+
+
 @guarded
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _require_files(args.files)
     files = args.files or tracked_files(Path.cwd())
     problems = check_files(files)
     if args.format == "json":
