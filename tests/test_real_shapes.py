@@ -179,3 +179,111 @@ def test_script_location_in_package_form_with_several_colons(
             del sys.modules[name]
     assert code == 0, out
     assert "ok   stairway: 0002" in out
+
+
+TWO_HEADS = [
+    READINGS_REVISIONS[0],
+    Rev(
+        "0002",
+        "0001",
+        'op.add_column("readings", sa.Column("device", sa.String(32)))',
+        'op.drop_column("readings", "device")',
+        "add device",
+    ),
+    Rev(
+        "1001",
+        None,
+        'op.create_table("audit", sa.Column("id", sa.Integer, primary_key=True))',
+        'op.drop_table("audit")',
+        "audit branch",
+        filename="1001_audit.py",
+    ),
+]
+AUDIT_MODELS = (
+    READINGS_MODELS + 'audit = sa.Table("audit", metadata, sa.Column("id", sa.Integer, primary_key=True))\n'
+)
+
+
+def test_two_heads_by_design(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A workflow engine's history with an independent branch (two heads on purpose)."""
+    ini = make_project(tmp_path, models=AUDIT_MODELS, revisions=TWO_HEADS)
+    code, out = _check(ini, capsys)
+    assert code == 2 and "2 heads" in out
+    (tmp_path / "pyproject.toml").write_text("[tool.schema-warden]\nmultiple-heads = true\n")
+    code, out = _check(ini, capsys)
+    assert code == 0, out
+    assert "ok   stairway: 1001" in out and "ok   stairway: 0002" in out and "ok   round-trip" in out
+
+
+def test_minimum_downgrade_revision(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An ML tracking server's history whose oldest revision cannot be downgraded (its
+    downgrade raises): downgrades are proven down to the minimum revision only."""
+    first = Rev(
+        "0001",
+        None,
+        READINGS_REVISIONS[0].upgrade,
+        'raise NotImplementedError("the initial schema cannot be downgraded")',
+        "create readings",
+    )
+    ini = make_project(tmp_path, models=READINGS_MODELS, revisions=[first, READINGS_REVISIONS[1]])
+    code, out = _check(ini, capsys)
+    assert code == 1 and "revision 0001" in out and "NotImplementedError" in out
+    (tmp_path / "pyproject.toml").write_text('[tool.schema-warden]\nminimum-downgrade-revision = "0001"\n')
+    code, out = _check(ini, capsys)
+    assert code == 0, out
+    assert (
+        "note stairway: 0001 (create readings): upgrade; downgrade not proven (minimum-downgrade-revision"
+        in out
+    )
+    assert "ok   stairway: 0002" in out
+    assert "ok   round-trip: upgrade head, downgrade to 0001 (nothing left), upgrade head" in out
+
+
+def test_version_table_in_its_own_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A multi-tenant app that keeps Alembic's version table in a schema of its own
+    (``version_table_schema="meta"`` in env.py); the schema is not made by any revision."""
+    ini = make_project(tmp_path, models=READINGS_MODELS, revisions=READINGS_REVISIONS)
+    env = tmp_path / "migrations" / "env.py"
+    env.write_text(
+        env.read_text().replace(
+            "context.configure(connection=connectable, target_metadata=target_metadata)",
+            "context.configure(connection=connectable, target_metadata=target_metadata, "
+            'version_table_schema="meta")',
+        )
+    )
+    code, out = _check(ini, capsys)
+    assert code == 0, out
+    assert "ok   round-trip" in out and "ok   drift" in out
+
+
+def test_models_env_py_does_not_import(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A notebook server whose env.py imports only its Base; the model modules register their
+    tables when the app imports them, which a migration run never does."""
+    root = tmp_path / "nb"
+    ini = make_project(root, models="", revisions=READINGS_REVISIONS)
+    (root / "fixture_app" / "tables.py").write_text(
+        "import sqlalchemy as sa\nfrom fixture_app.models import metadata\n\n" + READINGS_MODELS
+    )
+    code, out = _check(ini, capsys)
+    assert code == 1 and "readings" in out
+    (root / "pyproject.toml").write_text('[tool.schema-warden]\nmodels = ["fixture_app.tables"]\n')
+    code, out = _check(ini, capsys)
+    assert code == 0, out
+    assert "ok   drift" in out
+
+
+def test_versions_directory_chosen_at_run_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An app with a versions directory per dialect, chosen in env.py at run time
+    (``versions/postgresql/``); alembic.ini names none of them."""
+    ini = make_project(tmp_path, models=READINGS_MODELS, revisions=READINGS_REVISIONS)
+    versions = tmp_path / "migrations" / "versions"
+    dialect_dir = versions / "postgresql"
+    dialect_dir.mkdir()
+    for path in versions.glob("*.py"):
+        path.rename(dialect_dir / path.name)
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.schema-warden]\nversion-locations = ["migrations/versions/postgresql"]\n'
+    )
+    code, out = _check(ini, capsys)
+    assert code == 0, out
+    assert "ok   stairway: 0002" in out

@@ -108,15 +108,16 @@ def interruptible_queries() -> Iterator[None]:
         extensions.set_wait_callback(previous)
 
 
-def _history_problems(ini: Path) -> list[Any]:
+def _history_problems(settings: Any) -> list[Any]:
     """A broken history (two heads, dangling links, cycles, unparsable files) stops the check:
     exit 2. Returns the statically read revision files (schema_warden.commands.heads.RevisionFile)."""
     from schema_warden.commands.heads import analyse, parse_revision_file, revision_paths, version_dirs
 
+    ini = settings.alembic_config
     root = ini.parent
-    _script, dirs, paths, recursive = version_dirs(ini)
+    _script, dirs, paths, recursive = version_dirs(ini, settings.version_locations)
     files = [parse_revision_file(p, root) for p in revision_paths(dirs, recursive)]
-    for check in analyse(files, root, [str(p) for p in paths]):
+    for check in analyse(files, root, [str(p) for p in paths], multiple_heads=settings.multiple_heads):
         if check.status == FAIL:
             prefix = "" if check.name == "imports" else "broken migration history: "
             raise ProjectError(f"{prefix}{check.message}", detail="\n".join(check.details))
@@ -367,8 +368,21 @@ def _run_checks(
                     CheckResult("round-trip", NOTE, "skipped: a downgrade is not implemented (irreversible)")
                 )
             else:
-                target = plan.resume if start and plan.resume else "base"
-                checks.append(round_trip(project, connection, stairway.base, stairway.head, target))
+                minimum = project.settings.minimum_downgrade_revision
+                if start and plan.resume:
+                    trip = round_trip(project, connection, stairway.base, stairway.head, plan.resume)
+                elif minimum is not None and stairway.minimum is not None:
+                    trip = round_trip(
+                        project,
+                        connection,
+                        stairway.minimum,
+                        stairway.head,
+                        minimum,
+                        why="minimum-downgrade-revision",
+                    )
+                else:
+                    trip = round_trip(project, connection, stairway.base, stairway.head)
+                checks.append(trip)
                 if checks[-1].status == FAIL and fail_fast:
                     return Outcome(checks)
                 if checks[-1].status == PASS:  # stairway and round trip clean: remember the proofs
@@ -576,7 +590,7 @@ def run(
     options = {"data_check": data_check}
     with isolated_imports(settings.alembic_config.parent), contextlib.ExitStack() as early:
         early.enter_context(static_cache.active(use_cache))  # the files' static facts, by content
-        files = _history_problems(settings.alembic_config)
+        files = _history_problems(settings)
         binaries = find_binaries(pg_bin)
         initdb = None
         if not cluster_ready(binaries):  # a first run on this machine: initdb meanwhile

@@ -65,8 +65,12 @@ def _cycles(parents: dict[str, tuple[str, ...]]) -> list[list[str]]:
 MERGE_COMMAND = 'alembic merge heads -m "merge heads"'
 
 
-def analyse(files: Sequence[RevisionFile], root: Path, search: list[str]) -> list[CheckResult]:
-    """The heads checks on statically read revision files. Pure apart from module lookups."""
+def analyse(
+    files: Sequence[RevisionFile], root: Path, search: list[str], *, multiple_heads: bool = False
+) -> list[CheckResult]:
+    """The heads checks on statically read revision files. Pure apart from module lookups.
+
+    ``multiple_heads``: several heads are by design (``multiple-heads = true``), not a problem."""
     results: list[CheckResult] = []
     broken = [f for f in files if f.error]
     # each module looked up once (300 revision files import the same two or three)
@@ -135,6 +139,9 @@ def analyse(files: Sequence[RevisionFile], root: Path, search: list[str]) -> lis
         results.append(CheckResult("single-head", PASS, f"one head: {heads[0]}"))
     elif not heads and by_id:
         results.append(CheckResult("single-head", FAIL, "no head: every revision is someone's down_revision"))
+    elif len(heads) > 1 and multiple_heads:
+        message = f"{len(heads)} heads by design (multiple-heads = true): {', '.join(heads)}"
+        results.append(CheckResult("single-head", PASS, message))
     elif len(heads) > 1:
         where = [f"{h} ({relative(by_id[h][0].path, root)})" for h in heads]
         results.append(
@@ -149,14 +156,26 @@ def analyse(files: Sequence[RevisionFile], root: Path, search: list[str]) -> lis
     return results
 
 
+def _no_revisions(dirs: Sequence[Path], root: Path) -> CheckResult:
+    where = ", ".join(relative(d, root) for d in dirs) or "(no directory)"
+    return CheckResult(
+        "single-head",
+        FAIL,
+        f"no revision files found in {where}: if env.py chooses the versions directory at run "
+        "time, set `version-locations` in [tool.schema-warden]",
+    )
+
+
 def run(config: str | None = None, *, cwd: Path | None = None) -> Report:
     started = time.perf_counter()
     settings = find_config(config, cwd=cwd)
     ini = settings.alembic_config
-    _script_dir, dirs, paths, recursive = version_dirs(ini)
+    _script_dir, dirs, paths, recursive = version_dirs(ini, settings.version_locations)
     files = [parse_revision_file(p, ini.parent) for p in revision_paths(dirs, recursive)]
     search = [str(p) for p in paths]
-    checks = analyse(files, ini.parent, search)
+    checks = analyse(files, ini.parent, search, multiple_heads=settings.multiple_heads)
+    if not files:  # nothing read is nothing proven (check itself accepts a project not begun)
+        checks = [c for c in checks if c.name != "single-head"] + [_no_revisions(dirs, ini.parent)]
     title = f"schema-warden heads: {relative(ini, Path.cwd())} ({len(files)} revision files)"
     return Report(title, tuple(checks), time.perf_counter() - started)
 

@@ -107,8 +107,11 @@ def _split_locations(value: str, separator: str) -> list[str]:
     return [v for v in value.replace(",", " ").split() if v]
 
 
-def version_dirs(ini: Path) -> tuple[Path, list[Path], list[Path], bool]:
-    """(script dir, version dirs, prepend_sys_path dirs, recursive) from alembic.ini, without Alembic."""
+def version_dirs(ini: Path, extra: Iterable[Path] = ()) -> tuple[Path, list[Path], list[Path], bool]:
+    """(script dir, version dirs, prepend_sys_path dirs, recursive) from alembic.ini, without Alembic.
+
+    ``extra``: the ``version-locations`` setting, for an env.py that picks its versions
+    directory at run time (looked in as well, after the ini's)."""
     parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read(ini)
@@ -147,6 +150,7 @@ def version_dirs(ini: Path) -> tuple[Path, list[Path], list[Path], bool]:
     prepend = option("prepend_sys_path")
     paths = [Path(p) if Path(p).is_absolute() else here / p for p in _split_locations(prepend, separator)]
     recursive = option("recursive_version_locations").lower() in ("true", "1", "yes")
+    dirs = list(dict.fromkeys([*dirs, *extra]))
     return script_dir, dirs, paths, recursive
 
 

@@ -42,6 +42,10 @@ class Settings:
     schemas: tuple[str, ...] = ("public",)
     postgres_version: int | None = None
     irreversible: frozenset[str] = frozenset()
+    models: tuple[str, ...] = ()  # modules imported before env.py runs (their tables join its metadata)
+    multiple_heads: bool = False  # several heads by design: every head is proven
+    minimum_downgrade_revision: str | None = None  # downgrades are proven down to it only
+    version_locations: tuple[Path, ...] = ()  # where the revision files are when env.py picks them
     lint: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     raw: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
@@ -101,12 +105,26 @@ def load_settings(config: str | os.PathLike[str] | None = None, *, cwd: Path | N
     if version is not None and not isinstance(version, int):
         raise ProjectError(f"{pyproject}: [tool.schema-warden] postgres-version must be a number like 16")
     lint = table.get("lint", {})
+    multiple_heads = table.get("multiple-heads", False)
+    if not isinstance(multiple_heads, bool):
+        raise ProjectError(f"{pyproject}: [tool.schema-warden] multiple-heads must be true or false")
+    minimum = table.get("minimum-downgrade-revision")
+    if minimum is not None and not isinstance(minimum, str):
+        raise ProjectError(
+            f'{pyproject}: [tool.schema-warden] minimum-downgrade-revision must be a revision id like "0003"'
+        )
+    listed = _string_list(table, "version-locations", (), pyproject)
+    locations = tuple((pyproject.parent / entry).resolve() for entry in listed)
     return Settings(
         alembic_config=ini.resolve(),
         exclude_tables=frozenset(_string_list(table, "exclude-tables", DEFAULT_EXCLUDE_TABLES, pyproject)),
         schemas=_string_list(table, "schemas", ("public",), pyproject),
         postgres_version=version,
         irreversible=frozenset(_string_list(table, "irreversible", (), pyproject)),
+        models=_string_list(table, "models", (), pyproject),
+        multiple_heads=multiple_heads,
+        minimum_downgrade_revision=minimum,
+        version_locations=locations,
         lint=dict(lint) if isinstance(lint, dict) else {},
         raw=table,
     )
@@ -264,6 +282,7 @@ class Project:
         self._revisions: list[Any] | None = None
         self._session: _EnvSession | None = None
         self.lazy = False  # revision modules imported on first use (open_project(lazy=True))
+        self._below_minimum: set[str] | None = None
 
     def revisions(self) -> list[Any]:
         """Every revision (alembic ``Script``), base -> head, branches in topological order."""
@@ -300,6 +319,20 @@ class Project:
                 todo.extend((attr,) if isinstance(attr, str) else attr or ())
         return found
 
+    def below_minimum(self) -> set[str]:
+        """``minimum-downgrade-revision`` and every revision below it: downgrades not proven."""
+        minimum = self.settings.minimum_downgrade_revision
+        if minimum is None:
+            return set()
+        if self._below_minimum is None:
+            if minimum not in {r.revision for r in self.revisions()}:
+                raise ProjectError(
+                    f"[tool.schema-warden] minimum-downgrade-revision {minimum!r} is not a revision of "
+                    "this history: set it to a revision id (schema-warden heads lists them)"
+                )
+            self._below_minimum = self._ancestry(minimum)
+        return self._below_minimum
+
     def revision_file(self, revision: Any) -> str:
         return relative(revision.path, self.root)
 
@@ -328,8 +361,10 @@ class Project:
         self.config.attributes["connection"] = connection
         self.config.attributes["configure_logger"] = False
         with throwaway_environment(connection, self.config), quiet_logging():
+            self._import_models()
             env = EnvironmentContext(self.config, self.script, fn=fn)
             calls = _watch_env(env) if remember else None
+            _create_version_schema(env, connection)
             with env:
                 self._exec_env(self.script.run_env, ran)
                 try:
@@ -339,6 +374,32 @@ class Project:
         if calls is not None:
             self._session = _EnvSession.capture(env, context, connection, fn, calls)
         return context
+
+    def _import_models(self) -> None:
+        """The ``models`` setting: modules env.py does not import itself, imported before it
+        runs so that their tables are in its metadata (declarative classes register there)."""
+        import importlib
+
+        for name in self.settings.models:
+            if name in sys.modules:
+                continue
+            root = str(self.root)
+            added = root not in sys.path
+            if added:
+                sys.path.append(root)
+            try:
+                importlib.import_module(name)
+            except Exception as err:
+                raise ProjectError(
+                    f"[tool.schema-warden] models: {name} failed to import: {type(err).__name__}: "
+                    f"{one_line(str(err))}: fix the module name (a dotted module path, importable from "
+                    f"{relative(self.root, self.root) or '.'} or prepend_sys_path)",
+                    detail=user_traceback(err, self.root),
+                ) from None
+            finally:
+                if added:
+                    with contextlib.suppress(ValueError):
+                        sys.path.remove(root)
 
     def _run_again(self, session: _EnvSession, fn: Callable[[Any, Any], list[Any]], ran: list[Any]) -> None:
         """The steps of ``fn`` through the MigrationContext an earlier env.py run configured.
@@ -528,6 +589,22 @@ def _remember_version_table(context: Any) -> None:
         return bool(known)
 
     context._has_version_table = has_version_table
+
+
+def _create_version_schema(env: Any, connection: Any) -> None:
+    """``version_table_schema`` in env.py: Alembic creates the version table there but not the
+    schema; a database made for the project would have it, so the throwaway one gets it too."""
+    configure = env.configure
+
+    def configured(*args: Any, **kw: Any) -> Any:
+        schema = kw.get("version_table_schema")
+        target = kw.get("connection") or connection
+        if schema and not kw.get("url") and hasattr(target, "exec_driver_sql"):
+            quoted = '"' + str(schema).replace('"', '""') + '"'
+            target.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+        return configure(*args, **kw)
+
+    env.configure = configured
 
 
 def _watch_env(env: Any) -> dict[str, list[Any]]:
@@ -791,6 +868,12 @@ def open_project(
         ) from None
     if not Path(script.dir).is_dir():
         raise ProjectError(f"{ini.name}: script_location {script.dir} is not a directory: fix alembic.ini")
+    if settings.version_locations:  # env.py picks its versions directory at run time
+        listed = [str(p) for p in script._version_locations]
+        wanted = list(dict.fromkeys([*listed, *(str(p) for p in settings.version_locations)]))
+        cfg.set_main_option("path_separator", "os")
+        cfg.set_main_option("version_locations", os.pathsep.join(wanted).replace("%", "%%"))
+        script = ScriptDirectory.from_config(cfg)
     project = Project(settings, cfg, script)
     if lazy:
         project.lazy = lazy_revision_map(script, project.root, prepend_sys_paths(cfg))

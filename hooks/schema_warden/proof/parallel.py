@@ -207,7 +207,8 @@ def run_stairway(
     None: as many as ``SCHEMA_WARDEN_JOBS`` or the CPUs allow, when the stairway is long
     enough to gain. The results are the same as one process's.
     """
-    if jobs != 1 and not fail_fast:
+    # the schema at minimum-downgrade-revision is kept by one process's stairway
+    if jobs != 1 and not fail_fast and project.settings.minimum_downgrade_revision is None:
         result = run_parallel(project, connection, data_check=data_check, start=start, jobs=jobs)
         if result is not None:
             if on_result is not None:

@@ -228,6 +228,15 @@ def check_revision(
 
     if empty is None:
         empty = downgrade_is_empty(revision.path)
+    if revision.revision in project.below_minimum():
+        if problems:
+            return RevisionOutcome(_fail(project, revision, problems[0], problems[1:]), after, stop=False)
+        minimum = project.settings.minimum_downgrade_revision
+        doc = one_line(revision.doc or "")
+        title = f"{revision.revision} ({doc})" if doc else revision.revision
+        kept = ", rows kept" if counts else ""
+        msg = f"{title}: upgrade{kept}; downgrade not proven (minimum-downgrade-revision = {minimum})"
+        return RevisionOutcome(CheckResult(NAME, NOTE, msg, revision.revision), after, stop=False)
     if empty and not problems and not diff(project, before, after):
         # a merge point or a data-only revision: its empty downgrade undoes all there is
         doc = one_line(revision.doc or "")
@@ -290,6 +299,7 @@ class StairwayResult:
     base: Snapshot  # the empty database
     head: Snapshot | None  # the schema at head; None when the stairway stopped early
     reversible: bool  # every downgrade is implemented
+    minimum: Snapshot | None = None  # the schema at minimum-downgrade-revision, when it ran here
 
 
 @dataclass(frozen=True)
@@ -300,6 +310,7 @@ class Stretch:
     after: Snapshot | None  # the schema after the last one; None unless every revision ran
     stopped: bool  # an upgrade failed: the revisions after the last result cannot run
     reversible: bool  # every downgrade that ran is implemented
+    minimum: Snapshot | None = None  # the schema at minimum-downgrade-revision, when it ran here
 
 
 def prove(
@@ -315,20 +326,23 @@ def prove(
     """Check ``revisions`` one after the other; ``current`` is the schema before the first."""
     checks: list[CheckResult] = []
     reversible = True
+    at_minimum: Snapshot | None = None
     for revision in revisions:
         empty = downgrade_is_empty(revision.path)
         outcome = check_revision(project, connection, revision, current, filler, empty=empty)
         checks.append(outcome.result)
+        if revision.revision == project.settings.minimum_downgrade_revision:
+            at_minimum = outcome.after
         if on_result is not None:
             on_result(outcome.result)
         if outcome.irreversible:
             reversible = False
         if outcome.stop or outcome.after is None:
-            return Stretch(tuple(checks), None, stopped=True, reversible=reversible)
+            return Stretch(tuple(checks), None, stopped=True, reversible=reversible, minimum=at_minimum)
         if fail_fast and outcome.result.status == FAIL:
-            return Stretch(tuple(checks), None, stopped=False, reversible=reversible)
+            return Stretch(tuple(checks), None, stopped=False, reversible=reversible, minimum=at_minimum)
         current = outcome.after
-    return Stretch(tuple(checks), current, stopped=False, reversible=reversible)
+    return Stretch(tuple(checks), current, stopped=False, reversible=reversible, minimum=at_minimum)
 
 
 def rehearse(
@@ -365,7 +379,8 @@ def assemble(
         skipped = ", ".join(r.revision for r in left)
         stopped_at = revisions[len(checks) - 1].revision
         checks.append(CheckResult(NAME, NOTE, f"not run for {skipped}: the stairway stopped at {stopped_at}"))
-    return StairwayResult(_with_data_note(checks, unfilled), base, stretch.after, stretch.reversible)
+    checks_noted = _with_data_note(checks, unfilled)
+    return StairwayResult(checks_noted, base, stretch.after, stretch.reversible, stretch.minimum)
 
 
 def _with_data_note(checks: list[CheckResult], unfilled: dict[str, str]) -> tuple[CheckResult, ...]:
@@ -378,14 +393,19 @@ def _with_data_note(checks: list[CheckResult], unfilled: dict[str, str]) -> tupl
 
 
 def round_trip(
-    project: Project, connection: Any, base: Snapshot, head: Snapshot, target: str = "base"
+    project: Project,
+    connection: Any,
+    base: Snapshot,
+    head: Snapshot,
+    target: str = "base",
+    why: str = "proven earlier",
 ) -> CheckResult:
     """head -> ``target`` (base: only alembic_version may remain) -> head (the same schema as before).
 
     ``target`` is where the stairway started: base, or the last revision an earlier run proved
     (``base`` is then the schema at that revision).
     """
-    where = "base" if target == "base" else f"revision {target} (proven earlier)"
+    where = "base" if target == "base" else f"revision {target} ({why})"
     error = migrate(project, connection, target, downgrade=True)
     if error is not None:
         return CheckResult(
