@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
@@ -42,13 +45,19 @@ def report_error(err: WardenError) -> int:
     return err.exit_code
 
 
-def guarded(main):
+class Command(Protocol):
+    """What ``guarded`` wraps and returns: a command's ``main(argv) -> int``."""
+
+    def __call__(self, argv: Sequence[str] | None = None) -> int: ...
+
+
+def guarded(main: Command) -> Command:
     """Decorate a command's ``main(argv) -> int``: WardenError -> one line + exit code, Ctrl-C -> 130."""
     import functools
     import sys
 
     @functools.wraps(main)
-    def wrapper(argv=None):
+    def wrapper(argv: Sequence[str] | None = None) -> int:
         try:
             return main(argv)
         except WardenError as err:

@@ -11,6 +11,7 @@ import io
 import tokenize
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from typing import TypeGuard, cast
 
 import pglast
 from pglast import ast, visitors
@@ -258,8 +259,10 @@ def parse_statements(sql: str) -> list[Statement]:
         raise SqlSyntaxError(str(err)) from None
     statements = []
     for raw in raws:
-        end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(sql)
-        statements.append(Statement(sql[raw.stmt_location : end].strip(), raw.stmt))
+        # pglast types every node field optional; the parser sets these on each raw statement
+        start, node = cast(int, raw.stmt_location), cast(ast.Node, raw.stmt)
+        end = start + raw.stmt_len if raw.stmt_len else len(sql)
+        statements.append(Statement(sql[start:end].strip(), node))
     return statements
 
 
@@ -383,15 +386,18 @@ def _one_line(sql: str, limit: int = 140) -> str:
 def _type_name(type_name: ast.TypeName | None) -> str:
     if type_name is None or not type_name.names:
         return ""
-    return type_name.names[-1].sval.lower()
+    name: str = type_name.names[-1].sval
+    return name.lower()
 
 
 def _table_key(relation: ast.RangeVar) -> tuple[str | None, str]:
-    return relation.schemaname, relation.relname
+    # pglast types every node field optional; the parser always names a relation
+    return relation.schemaname, cast(str, relation.relname)
 
 
 def _display(relation: ast.RangeVar) -> str:
-    return f"{relation.schemaname}.{relation.relname}" if relation.schemaname else relation.relname
+    schema, name = _table_key(relation)
+    return f"{schema}.{name}" if schema else name
 
 
 def _printed(node: ast.Node) -> str | None:
@@ -408,8 +414,10 @@ def _functions_called(node: ast.Node | None) -> list[str]:
         return names
 
     class _Calls(visitors.Visitor):
-        def visit_FuncCall(self, ancestors, call):
-            names.append(call.funcname[-1].sval.lower())
+        def visit_FuncCall(self, ancestors: visitors.Ancestor, call: ast.FuncCall) -> None:
+            # pglast types every node field optional; a function call always has a name
+            funcname = cast("tuple[ast.String, ...]", call.funcname)
+            names.append(cast(str, funcname[-1].sval).lower())
 
     _Calls()(node)
     return names
@@ -432,7 +440,7 @@ class _Checker:
         schema, name = _table_key(relation)
         return any(n == name and (s is None or schema is None or s == schema) for s, n in self.created)
 
-    def existing(self, relation: ast.RangeVar | None) -> bool:
+    def existing(self, relation: ast.RangeVar | None) -> TypeGuard[ast.RangeVar]:
         """A table not created earlier in this revision (the version table does not count)."""
         return (
             relation is not None and not self.created_here(relation) and not self.is_version_table(relation)
@@ -455,10 +463,11 @@ class _Checker:
             handler(node)
 
     def on_CreateStmt(self, node: ast.CreateStmt) -> None:
-        if self.is_version_table(node.relation):
+        relation = cast(ast.RangeVar, node.relation)  # pglast types it optional; CREATE TABLE has one
+        if self.is_version_table(relation):
             return
-        self.created.add(_table_key(node.relation))
-        table = _display(node.relation)
+        self.created.add(_table_key(relation))
+        table = _display(relation)
         primary: set[str] = set()
         for element in node.tableElts or ():
             if isinstance(element, ast.Constraint) and element.contype == ConstrType.CONSTR_PRIMARY:
@@ -479,16 +488,18 @@ class _Checker:
             self.created.add(_table_key(node.into.rel))
 
     def on_AlterTableStmt(self, node: ast.AlterTableStmt) -> None:
-        if node.objtype != ObjectType.OBJECT_TABLE or self.is_version_table(node.relation):
+        relation = cast(ast.RangeVar, node.relation)  # pglast types it optional; ALTER TABLE has one
+        if node.objtype != ObjectType.OBJECT_TABLE or self.is_version_table(relation):
             return
-        existing = self.existing(node.relation)
-        table = _display(node.relation)
-        for cmd in node.cmds or ():
+        existing = self.existing(relation)
+        table = _display(relation)
+        cmds = node.cmds or ()
+        for cmd in cmds:
             subtype = cmd.subtype
             # one ALTER TABLE may carry many commands: show the one a finding is about
             self.part = (
-                _printed(ast.AlterTableStmt(relation=node.relation, cmds=(cmd,), objtype=node.objtype))
-                if len(node.cmds) > 1
+                _printed(ast.AlterTableStmt(relation=relation, cmds=(cmd,), objtype=node.objtype))
+                if len(cmds) > 1
                 else None
             )
             if subtype == AlterTableType.AT_AddColumn:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from schema_warden.schema.diff import Change, normalise_default
 from schema_warden.schema.snapshot import Column, Constraint, Snapshot, Table, table_matches
@@ -393,7 +394,8 @@ def _relation(snapshot: Snapshot, con: Constraint, state: str | None = None) -> 
     if state in ("added", "removed"):
         label += f" ({state})"
     return _Relation(
-        parent=entity_name(con.ref_table),
+        # only foreign keys are drawn, and only when the table they reference is drawn too
+        parent=entity_name(cast(str, con.ref_table)),
         child=entity_name(con.table),
         parent_card="|o" if nullable else "||",
         child_card="o|" if one_to_one else "o{",

@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TypeVar, cast
 
 from schema_warden.schema.snapshot import (
     Column,
@@ -43,6 +43,10 @@ from schema_warden.schema.snapshot import (
     table_matches,
 )
 
+# what a change's ``before`` and ``after`` hold: the snapshot's object of the change's kind
+SchemaObject = Table | Column | Index | Constraint | EnumType | Sequence | View
+_Renamed = TypeVar("_Renamed", Index, Constraint)
+
 KIND_ORDER = ("table", "column", "index", "constraint", "enum", "sequence", "view")
 ACTION_ORDER = ("removed", "changed", "added")
 _SIGN = {"added": "+", "removed": "-", "changed": "~"}
@@ -56,8 +60,8 @@ class Change:
     table: str | None  # table key for tables, columns, indexes, constraints, owned sequences
     detail: str
     destructive: bool
-    before: object | None = None
-    after: object | None = None
+    before: SchemaObject | None = None
+    after: SchemaObject | None = None
 
     def line(self) -> str:
         """One readable line: ``+ column readings.humidity (double precision, nullable)``."""
@@ -78,7 +82,12 @@ def compare(
     new = _without_tables(after, ignored)
     changes = _tables(old, new) + _columns(old, new)
     covered = _covered_columns(old, new, changes)
-    dropped = {(c.table, c.before.name) for c in changes if c.kind == "column" and c.action == "removed"}
+    # a removed column's change holds the column it removed
+    dropped = {
+        (c.table, cast(Column, c.before).name)
+        for c in changes
+        if c.kind == "column" and c.action == "removed"
+    }
     folded: dict[str, list[str]] = {}
     changes += _indexes(old, new, dropped, folded)
     changes += _constraints(old, new, dropped, folded)
@@ -95,7 +104,7 @@ def compare(
 
 
 def _fold(
-    obj: Index | Constraint, kind: str, dropped: set[tuple[str, str]], folded: dict[str, list[str]]
+    obj: Index | Constraint, kind: str, dropped: set[tuple[str | None, str]], folded: dict[str, list[str]]
 ) -> bool:
     """True when ``obj`` went away with a dropped column of its table (Postgres drops it too)."""
     gone = [name for name in obj.columns if (obj.table, name) in dropped]
@@ -365,7 +374,7 @@ def describe_index(index: Index) -> str:
 
 
 def _indexes(
-    old: Snapshot, new: Snapshot, dropped: set[tuple[str, str]], folded: dict[str, list[str]]
+    old: Snapshot, new: Snapshot, dropped: set[tuple[str | None, str]], folded: dict[str, list[str]]
 ) -> list[Change]:
     # a dropped table or materialized view takes its indexes along
     a = {
@@ -397,7 +406,7 @@ def _indexes(
 
 
 def _constraints(
-    old: Snapshot, new: Snapshot, dropped: set[tuple[str, str]], folded: dict[str, list[str]]
+    old: Snapshot, new: Snapshot, dropped: set[tuple[str | None, str]], folded: dict[str, list[str]]
 ) -> list[Change]:
     added_tables = new.tables.keys() - old.tables.keys()
     # dropping a table drops its constraints; a new table's primary key is in the table's line
@@ -430,7 +439,10 @@ def _describe(con: Constraint) -> str:
 
 
 def _renames(
-    kind: str, removed: dict[str, Any], added: dict[str, Any], shape: Callable[[Any], object]
+    kind: str,
+    removed: dict[str, _Renamed],
+    added: dict[str, _Renamed],
+    shape: Callable[[_Renamed], object],
 ) -> list[Change]:
     """Pair removed and added objects of identical shape as renames; consumes the pairs."""
     changes = []
