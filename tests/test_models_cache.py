@@ -83,8 +83,8 @@ def _project(exclude: tuple[str, ...] = ()) -> Any:
 def test_the_script_builds_exactly_what_create_all_builds(pg_server: Server, dialect: Any) -> None:
     md = rich_metadata()
     project = _project()
-    plain = drift.models_side(pg_server, project, md, (), "mc_plain")
-    script = drift.models_side(pg_server, project, md, (), "mc_script", dialect=dialect)
+    plain = drift.models_side(pg_server, project, md, drift.Prelude(), "mc_plain")
+    script = drift.models_side(pg_server, project, md, drift.Prelude(), "mc_script", dialect=dialect)
     assert plain.error is None and script.error is None
     assert plain.snapshot is not None and script.snapshot is not None
     assert "audit.events" in script.snapshot.tables and "fk_sites_main_device" in str(script.snapshot)
@@ -131,7 +131,9 @@ def test_no_script_for_a_listener_that_needs_the_database_create_all_runs_then(
         connection.execute(sa.text("COMMENT ON TABLE t IS :c").bindparams(c=f"rows: {count}"))
 
     assert drift.models_ddl(md, dialect) is None
-    side = drift.models_side(pg_server, _project(), md, (), "mc_listener", dialect=dialect, use_cache=True)
+    side = drift.models_side(
+        pg_server, _project(), md, drift.Prelude(), "mc_listener", dialect=dialect, use_cache=True
+    )
     assert side.snapshot is not None and side.snapshot.tables["t"].comment == "rows: 0"
     assert not (models_cache._root()).exists()  # nothing keyed: no script
 
@@ -156,12 +158,12 @@ def test_the_models_side_is_remembered_by_its_script(
     project = _project()
 
     def side(md: sa.MetaData, **kw: Any) -> Any:
-        return drift.models_side(pg_server, project, md, (), "mc_cached", dialect=dialect, **kw)
+        return drift.models_side(pg_server, project, md, drift.Prelude(), "mc_cached", dialect=dialect, **kw)
 
     first = side(rich_metadata(), use_cache=True)
     again = side(rich_metadata(), use_cache=True)
     assert built == ["mc_cached"]  # the second one came from the cache
-    assert again.snapshot == first.snapshot and again.extensions == first.extensions
+    assert again.snapshot == first.snapshot and again.prelude == first.prelude
 
     changed = rich_metadata()
     sa.Table("many", changed, sa.Column("f", sa.Integer), extend_existing=True)
@@ -169,7 +171,7 @@ def test_the_models_side_is_remembered_by_its_script(
     assert built == ["mc_cached", "mc_cached"]
 
     other = drift.models_side(
-        pg_server, _project(("many",)), rich_metadata(), (), "mc_cached", dialect=dialect
+        pg_server, _project(("many",)), rich_metadata(), drift.Prelude(), "mc_cached", dialect=dialect
     )
     assert "many" not in other.snapshot.tables  # settings are part of the key (and no cache: built)
     side(rich_metadata())  # use_cache=False: built, whatever is remembered
@@ -181,18 +183,20 @@ def test_a_damaged_entry_is_deleted_and_the_side_built_again(
 ) -> None:
     built = _built(monkeypatch)
     first = drift.models_side(
-        pg_server, _project(), rich_metadata(), (), "mc_dmg", dialect=dialect, use_cache=True
+        pg_server, _project(), rich_metadata(), drift.Prelude(), "mc_dmg", dialect=dialect, use_cache=True
     )
     [entry] = list(models_cache._root().glob("*.json"))
     text = entry.read_text()
     entry.write_text(text.replace('"sites"', '"sitez"', 1))  # content changed, checksum not
     again = drift.models_side(
-        pg_server, _project(), rich_metadata(), (), "mc_dmg", dialect=dialect, use_cache=True
+        pg_server, _project(), rich_metadata(), drift.Prelude(), "mc_dmg", dialect=dialect, use_cache=True
     )
     assert built == ["mc_dmg", "mc_dmg"] and again.snapshot == first.snapshot
     assert entry.read_text() != text.replace('"sites"', '"sitez"', 1)  # written again, whole
     entry.write_bytes(b"\x00garbage")
-    drift.models_side(pg_server, _project(), rich_metadata(), (), "mc_dmg", dialect=dialect, use_cache=True)
+    drift.models_side(
+        pg_server, _project(), rich_metadata(), drift.Prelude(), "mc_dmg", dialect=dialect, use_cache=True
+    )
     assert len(built) == 3
 
 
@@ -201,9 +205,7 @@ def test_at_most_max_entries_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(models_cache, "MAX_ENTRIES", 3)
     keys = [
-        models_cache.key(
-            [f"CREATE TABLE t{i} ()"], build="b", extensions=(), schemas=SCHEMAS, exclude_tables=()
-        )
+        models_cache.key([f"CREATE TABLE t{i} ()"], build="b", prelude=(), schemas=SCHEMAS, exclude_tables=())
         for i in range(5)
     ]
     for number, entry_key in enumerate(keys):
@@ -217,9 +219,13 @@ def test_at_most_max_entries_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_failing_script_falls_back_to_create_all_and_its_error(pg_server: Server, dialect: Any) -> None:
     md = sa.MetaData()
     sa.Table("t", md, sa.Column("id", sa.Integer), sa.CheckConstraint("no_such_function(id)", name="ck"))
-    side = drift.models_side(pg_server, _project(), md, (), "mc_fail", dialect=dialect, use_cache=True)
+    side = drift.models_side(
+        pg_server, _project(), md, drift.Prelude(), "mc_fail", dialect=dialect, use_cache=True
+    )
     assert side.snapshot is None and side.error is not None
-    assert side.error.startswith("function no_such_function(integer) does not exist")
+    assert side.error.startswith(
+        "at check constraint ck of table t: function no_such_function(integer) does not exist"
+    )
     assert not list(models_cache._root().glob("*.json"))
 
 
@@ -244,3 +250,60 @@ def test_check_remembers_the_models_and_still_sees_a_model_changed_since(
     assert check_migrations.main(["--config", str(ini)]) == 1
     out = capsys.readouterr().out
     assert "+ column readings.rssi (integer, nullable)" in out
+
+
+def test_what_the_models_database_is_given_first_is_part_of_the_key(
+    pg_server: Server, dialect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same models on a database given other extensions, schemas or types first are
+    another side: an opclass index builds with pg_trgm and fails without it."""
+    built = _built(monkeypatch)
+    md = sa.MetaData()
+    items = sa.Table("items", md, sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.Text))
+    sa.Index("ix_items_trgm", items.c.name, postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"})
+    with_trgm = drift.Prelude(extensions=(("pg_trgm", "public", "1.6"),))
+
+    def side(prelude: Any) -> Any:
+        return drift.models_side(
+            pg_server, _project(), md, prelude, "mc_prelude", dialect=dialect, use_cache=True
+        )
+
+    first = side(with_trgm)
+    assert first.error is None and "ix_items_trgm" in str(first.snapshot)
+    assert any("pg_trgm" in s for s in first.prelude)
+    assert side(with_trgm).snapshot == first.snapshot and built == ["mc_prelude"]  # found again
+    bare = side(drift.Prelude())
+    assert len(built) == 3  # not found: built (the script, then create_all for its words)
+    assert bare.snapshot is None
+    assert bare.error is not None and bare.error.startswith("at index ix_items_trgm on table items: ")
+    typed = drift.Prelude(types=(("kind", "CREATE TYPE public.kind AS ENUM ('a')"),))
+    assert drift.prelude_sql(typed, ()) != drift.prelude_sql(drift.Prelude(), ())
+    keys = {
+        models_cache.key(
+            ["CREATE TABLE t ()"], build="b", prelude=drift.prelude_sql(p, ()), schemas=(), exclude_tables=()
+        )
+        for p in (drift.Prelude(), with_trgm, typed)
+    }
+    assert len(keys) == 3
+
+
+def test_types_the_models_create_are_not_given_first() -> None:
+    md = sa.MetaData()
+    sa.Table(
+        "t",
+        md,
+        sa.Column("own", sa.Enum("x", name="own")),
+        sa.Column("theirs", postgresql.ENUM("y", name="theirs", create_type=False)),
+        sa.Column("many", postgresql.ARRAY(sa.Enum("z", name="listed"))),
+    )
+    assert drift.types_the_models_create(md) == {"own", "listed"}
+    prelude = drift.Prelude(
+        types=(
+            ("own", "CREATE TYPE public.own AS ENUM ('x')"),
+            ("theirs", "CREATE TYPE public.theirs AS ENUM ('y')"),
+        )
+    )
+    assert drift.prelude_sql(prelude, ("public",), drift.types_the_models_create(md)) == (
+        'CREATE SCHEMA IF NOT EXISTS "public"',
+        "CREATE TYPE public.theirs AS ENUM ('y')",
+    )

@@ -7,8 +7,9 @@ a warm run. That snapshot is a pure function of
 
 - the SQL ``create_all`` sends, compiled from the models *of this run* without a database
   (schema_warden.proof.drift.models_ddl): a changed model changes the text;
-- the Postgres build, the extensions and schemas the empty database is given first, and the
-  settings the snapshot honours (schemas, excluded tables);
+- the Postgres build, the statements the empty database is given first (the prelude: the
+  schemas, extensions and types of the migrated database, proof/drift.py prelude_sql), and
+  the settings the snapshot honours (schemas, excluded tables);
 - the guard's code and versions (schema_warden.cache.proofs.guard_fingerprint, which covers the snapshot's
   catalog query) and the code that builds the side (proof/drift.py, this module).
 
@@ -34,14 +35,14 @@ from schema_warden.schema.snapshot import Snapshot
 
 SUBDIR = "models"
 MAX_ENTRIES = 8  # a few branches' models; each file is the JSON of one snapshot (~60 kB at 57 tables)
-FORMAT = 1
+FORMAT = 2  # 2: keyed by the prelude's statements, not the extensions' names
 
 
 def key(
     statements: Sequence[str],
     *,
     build: str,
-    extensions: Sequence[str],
+    prelude: Sequence[str],
     schemas: Sequence[str],
     exclude_tables: Sequence[str],
 ) -> str:
@@ -53,7 +54,7 @@ def key(
         "guard": guard_fingerprint(),
         "builder": _builder_fingerprint(),
         "build": build,
-        "extensions": list(extensions),
+        "prelude": list(prelude),
         "schemas": list(schemas),
         "exclude_tables": sorted(exclude_tables),
         "statements": list(statements),
@@ -65,9 +66,9 @@ def key(
 def _builder_fingerprint() -> str:
     """A hash of the code that builds the models' side (proof/drift.py, this module): a
     changed builder never trusts a snapshot an older one made."""
-    package = Path(__file__).parent
+    package = Path(__file__).parent.parent
     h = hashlib.sha256()
-    for name in ("drift.py", "models_cache.py"):
+    for name in ("proof/drift.py", "cache/models.py"):
         with contextlib.suppress(OSError):
             h.update(name.encode() + b"\0" + (package / name).read_bytes())
     return h.hexdigest()[:16]

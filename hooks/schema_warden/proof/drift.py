@@ -227,15 +227,17 @@ def build_models_database(
     server: Any,
     project: Project,
     metadata: Any,
-    extensions: Sequence[str],
+    prelude: Sequence[str],
     name: str = MODELS_DB,
     statements: Sequence[str] | None = None,
 ) -> Any:
     """A second database with ``create_all`` of the models; its connection (caller closes).
 
-    ``statements``: :func:`models_ddl` of the models, sent as one script (one round trip
-    instead of one per statement plus ``create_all``'s existence checks: 0.05 s instead of
-    0.13 s for 57 tables) instead of running ``create_all``.
+    ``prelude``: the statements run first (:func:`prelude_sql`: the schemas, extensions and
+    types of the migrated database that the models use but do not create). ``statements``:
+    :func:`models_ddl` of the models, sent as one script (one round trip instead of one per
+    statement plus ``create_all``'s existence checks: 0.05 s instead of 0.13 s for 57
+    tables) instead of running ``create_all``.
     """
     from sqlalchemy import create_engine, pool
 
@@ -244,10 +246,8 @@ def build_models_database(
     engine = create_engine(server.url(name), poolclass=pool.NullPool)
     connection = engine.connect()
     try:
-        for extension in extensions:
-            connection.exec_driver_sql(f'CREATE EXTENSION IF NOT EXISTS "{extension}"')
-        for schema in project.settings.schemas:
-            connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        for statement in prelude:
+            connection.exec_driver_sql(statement)
         if statements is None:
             for md in _metadatas(metadata):
                 md.create_all(connection)
@@ -325,29 +325,186 @@ def model_blind_spots(changes: list[Change]) -> list[Change]:
 
 
 @dataclass(frozen=True)
+class Prelude:
+    """What the migrated database has that the models may use without creating it, read from
+    its pg_catalog: schemas, extensions (with their schema and version) and the enum and
+    domain types the migrations made, each as the statement that makes it again."""
+
+    schemas: tuple[str, ...] = ()
+    extensions: tuple[tuple[str, str, str], ...] = ()  # name, schema, version
+    types: tuple[tuple[str, str], ...] = ()  # type name, CREATE TYPE / CREATE DOMAIN statement
+
+
+_PRELUDE_QUERY = """
+SELECT json_build_object(
+  'schemas', (SELECT coalesce(json_agg(n.nspname ORDER BY n.nspname), '[]')
+    FROM pg_catalog.pg_namespace n
+    WHERE n.nspname NOT IN ('public', 'information_schema') AND left(n.nspname, 3) <> 'pg_'),
+  'extensions', (SELECT coalesce(json_agg(json_build_array(e.extname, n.nspname, e.extversion)
+      ORDER BY e.oid), '[]')
+    FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+    WHERE e.extname <> 'plpgsql'),
+  'types', (SELECT coalesce(json_agg(json_build_array(t.typname, CASE t.typtype
+      WHEN 'e' THEN 'CREATE TYPE ' || quote_ident(n.nspname) || '.' || quote_ident(t.typname)
+        || ' AS ENUM (' || (SELECT coalesce(string_agg(quote_literal(l.enumlabel), ', '
+             ORDER BY l.enumsortorder), '') FROM pg_catalog.pg_enum l WHERE l.enumtypid = t.oid)
+        || ')'
+      ELSE 'CREATE DOMAIN ' || quote_ident(n.nspname) || '.' || quote_ident(t.typname) || ' AS '
+        || pg_catalog.format_type(t.typbasetype, t.typtypmod)
+        || coalesce(' DEFAULT ' || t.typdefault, '')
+        || CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END
+        || coalesce((SELECT string_agg(' CONSTRAINT ' || quote_ident(c.conname) || ' '
+               || pg_catalog.pg_get_constraintdef(c.oid), '' ORDER BY c.conname)
+             FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid), '')
+      END) ORDER BY t.oid), '[]')
+    FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+    WHERE t.typtype IN ('e', 'd')
+      AND n.nspname <> 'information_schema' AND left(n.nspname, 3) <> 'pg_'
+      AND NOT EXISTS (  -- types of extensions come with their extension
+        SELECT 1 FROM pg_catalog.pg_depend d
+        WHERE d.classid = 'pg_catalog.pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e'))
+)
+"""
+
+
+def prelude_of(connection: Any) -> Prelude:
+    """The :class:`Prelude` of the database ``connection`` is on (one catalog query)."""
+    [raw] = connection.exec_driver_sql(_PRELUDE_QUERY).one()
+    connection.rollback()
+    return Prelude(
+        tuple(raw["schemas"]),
+        tuple((name, schema, version) for name, schema, version in raw["extensions"]),
+        tuple((name, statement) for name, statement in raw["types"]),
+    )
+
+
+extensions_of = prelude_of  # the name commands/check.py builds the models side ahead with
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def types_the_models_create(metadata: Any) -> frozenset[str]:
+    """Names of the enum and domain types ``create_all`` creates itself (pure): the models'
+    own version of those is built, so that a changed label list stays drift."""
+    from sqlalchemy import ARRAY, Enum
+    from sqlalchemy.types import TypeDecorator
+
+    names: set[str] = set()
+    for md in _metadatas(metadata):
+        for table in md.tables.values():
+            for column in table.columns:
+                kind = column.type
+                for _depth in range(8):  # a decorator of an array of a decorator of an enum
+                    if isinstance(kind, TypeDecorator):
+                        kind = kind.impl_instance
+                    elif isinstance(kind, ARRAY):
+                        kind = kind.item_type
+                    else:
+                        break
+                if not getattr(kind, "name", None) or not getattr(kind, "create_type", True):
+                    continue
+                if (isinstance(kind, Enum) and kind.native_enum) or type(kind).__name__ == "DOMAIN":
+                    names.add(str(kind.name))
+    return frozenset(names)
+
+
+def prelude_sql(prelude: Prelude, schemas: Sequence[str], created: Iterable[str] = ()) -> tuple[str, ...]:
+    """The statements that give the models' empty database what ``prelude`` names (pure):
+    the schemas (those of the settings first), the extensions in their schema and version,
+    then the types, except those the models create themselves (``created``)."""
+    skip = set(created)
+    statements = [
+        f"CREATE SCHEMA IF NOT EXISTS {_ident(s)}" for s in dict.fromkeys([*schemas, *prelude.schemas])
+    ]
+    statements += [
+        f"CREATE EXTENSION IF NOT EXISTS {_ident(name)} WITH SCHEMA {_ident(schema)} "
+        f"VERSION {_literal(version)} CASCADE"
+        for name, schema, version in prelude.extensions
+    ]
+    statements += [statement for name, statement in prelude.types if name not in skip]
+    return tuple(statements)
+
+
+@dataclass(frozen=True)
 class ModelsSide:
     """The models built with ``create_all`` and snapshotted, or why that failed.
 
-    ``extensions``: the extensions the models' database was given (those of the migrated
-    database when it was built); a result for other extensions than head's is not used.
+    ``prelude``: the statements the models' database was given first (:func:`prelude_sql`);
+    a result made with another prelude than head's needs is not used.
     """
 
-    extensions: tuple[str, ...]
+    prelude: tuple[str, ...]
     snapshot: Snapshot | None
     error: str | None = None
 
 
-def extensions_of(connection: Any) -> tuple[str, ...]:
-    names = [row[0] for row in connection.exec_driver_sql("SELECT extname FROM pg_extension ORDER BY 1")]
-    connection.rollback()
-    return tuple(n for n in names if n != "plpgsql")
+_OBJECT_OF_STATEMENT = (
+    (
+        re.compile(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+(\S+)\s+ON\s+(?:ONLY\s+)?(\S+)", re.I),
+        "index {0} on table {1}",
+    ),
+    (
+        re.compile(r"ALTER\s+TABLE\s+(?:ONLY\s+)?(\S+)\s+ADD\s+CONSTRAINT\s+(\S+)", re.I),
+        "constraint {1} on table {0}",
+    ),
+    (re.compile(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(\S+)", re.I), "table {0}"),
+    (re.compile(r"CREATE\s+(?:TYPE|DOMAIN)\s+(\S+)", re.I), "type {0}"),
+    (re.compile(r"CREATE\s+(?:SCHEMA|EXTENSION)\s+(?:IF\s+NOT\s+EXISTS\s+)?(\S+)", re.I), "{0}"),
+    (re.compile(r"COMMENT\s+ON\s+(\w+)\s+(\S+)", re.I), "comment on {0} {1}"),
+)
+
+
+def failed_object(statement: str | None, error: str) -> str:
+    """Which object a failed ``create_all`` statement makes, in words (pure):
+    ``index ix_items_name on table items``; for a table, the constraint or column the
+    error names (``CHECK ck_x`` of ``CREATE TABLE``) when it can be told."""
+    if not statement:
+        return ""
+    text = " ".join(statement.split())
+    for pattern, template in _OBJECT_OF_STATEMENT:
+        match = pattern.match(text)
+        if match:
+            parts = [p.strip('"') for p in match.groups()]
+            where = template.format(*parts)
+            if where.startswith("table "):
+                part = _part_of_table(text, error)
+                if part:
+                    where = f"{part} of {where}"
+            return where
+    return text[:80]
+
+
+def _part_of_table(statement: str, error: str) -> str:
+    """The constraint or column of a CREATE TABLE that the error is about, when one matches."""
+    for match in re.finditer(
+        r"CONSTRAINT\s+(\S+)\s+(CHECK|UNIQUE|FOREIGN KEY|PRIMARY KEY|EXCLUDE)", statement
+    ):
+        body = statement[match.end() :]
+        end = re.search(r",\s*(?:CONSTRAINT\s|\S+\s+\S+)", body)
+        if any(word in (body[: end.start()] if end else body) for word in re.findall(r"\w{4,}", error)):
+            return f"{match.group(2).lower()} constraint {match.group(1).strip(chr(34))}"
+    column = re.search(r'column "([^"]+)"', error)
+    return f"column {column.group(1)}" if column else ""
+
+
+def _create_all_error(err: BaseException) -> str:
+    """The database's words (not the driver's class name), with the object that failed."""
+    message = one_line(str(getattr(err, "orig", None) or err))
+    where = failed_object(getattr(err, "statement", None), message)
+    return f"at {where}: {message}" if where else message
 
 
 def models_side(
     server: Any,
     project: Project,
     metadata: Any,
-    extensions: Sequence[str],
+    prelude: Prelude,
     name: str = MODELS_DB,
     *,
     dialect: Any = None,
@@ -355,40 +512,43 @@ def models_side(
 ) -> ModelsSide:
     """Build the models in database ``name`` (dropped again), snapshot it.
 
-    ``dialect``: the (connected) dialect of the migrated database's connection: the models'
-    SQL is then compiled first and sent as one script, and with ``use_cache`` the snapshot is
-    looked up by that SQL (cache/models.py) before anything is built.
+    ``prelude``: what the migrated database has (:func:`prelude_of`); the models' database is
+    given it first (:func:`prelude_sql`). ``dialect``: the (connected) dialect of the migrated
+    database's connection: the models' SQL is then compiled first and sent as one script, and
+    with ``use_cache`` the snapshot is looked up by that SQL and the prelude's
+    (cache/models.py) before anything is built.
     """
     from schema_warden.cache import models as models_cache
     from schema_warden.server.postgres import build_id
 
+    settings = project.settings
+    first = prelude_sql(prelude, settings.schemas, types_the_models_create(metadata))
     statements = models_ddl(metadata, dialect)
     entry = None
     if statements is not None and use_cache:
-        settings = project.settings
         entry = models_cache.key(
             statements,
             build=build_id(server.binaries),
-            extensions=extensions,
+            prelude=first,
             schemas=settings.schemas,
             exclude_tables=settings.exclude_tables,
         )
         found = models_cache.lookup(entry)
         if found is not None:
-            return ModelsSide(tuple(extensions), found)
+            return ModelsSide(first, found)
     try:
         try:
-            connection = build_models_database(server, project, metadata, extensions, name, statements)
+            connection = build_models_database(server, project, metadata, first, name, statements)
         except Exception:
             if statements is None:
                 raise
-            # create_all itself says what fails, in its words (and builds what the script could not)
+            # create_all itself says what fails, statement by statement (and builds what the script could not)
             entry = None
-            connection = build_models_database(server, project, metadata, extensions, name)
-    except Exception as err:  # the database's words, not the driver's class name
-        return ModelsSide(tuple(extensions), None, one_line(str(getattr(err, "orig", None) or err)))
+            connection = build_models_database(server, project, metadata, first, name)
+    except Exception as err:
+        return ModelsSide(first, None, _create_all_error(err))
     try:
-        side = ModelsSide(tuple(extensions), snapshot(project, connection))
+        side = ModelsSide(first, snapshot(project, connection))
         if entry is not None and side.snapshot is not None:
             models_cache.remember(entry, side.snapshot)
         return side
@@ -397,6 +557,21 @@ def models_side(
         connection.close()
         engine.dispose()
         server.drop_database(name)
+
+
+NOT_IN_MODELS = (
+    "in the database but not in the models — is its module imported? "
+    "(set `models = [...]` in [tool.schema-warden])"
+)
+COULD_NOT_CHECK = "drift could not be checked: neither way of comparing the models with the migrations ran"
+ALEMBIC_BLIND = "CHECK constraints, enum labels and index expressions were not compared"
+
+
+def _line(change: Change) -> str:
+    """A change as one line; what only the migrations create points at the models' import."""
+    if change.action == "removed" and change.kind in ("table", "column"):
+        return f"{change.line()}: {NOT_IN_MODELS}"
+    return change.line()
 
 
 def check_drift(
@@ -411,8 +586,12 @@ def check_drift(
 ) -> CheckResult:
     """Compare the schema at head (``connection``) with the models; readable fix on failure.
 
+    Two ways of comparing: Postgres's (both databases snapshotted from pg_catalog) and
+    Alembic's compare_metadata. Where one fails the other's findings count, and the result
+    says which way saw what; when neither ran, the check fails naming both errors.
+
     ``models``: the models' side computed ahead (e.g. while the stairway ran); built here
-    when absent or made with other extensions than the migrated database has (``use_cache``:
+    when absent or made with another prelude than the migrated database needs (``use_cache``:
     looked up by its SQL first, cache/models.py).
     """
     if env.metadata is None:
@@ -420,56 +599,74 @@ def check_drift(
             NAME, PASS, "env.py sets no target_metadata: nothing to compare the migrations with"
         )
     migrated = snapshot(project, connection)
-    extensions = extensions_of(connection)
-    if models is None or models.extensions != extensions:
+    prelude = prelude_of(connection)
+    first = prelude_sql(prelude, project.settings.schemas, types_the_models_create(env.metadata))
+    if models is None or models.prelude != first:
         models = models_side(
             server,
             project,
             env.metadata,
-            extensions,
+            prelude,
             models_db,
             dialect=connection.dialect,
             use_cache=use_cache,
         )
-    notes: list[str] = []
     changes: list[Change] | None = None
-    if models.snapshot is None:
-        notes.append(f"metadata.create_all failed ({models.error}): compared with Alembic only")
-    else:
+    if models.snapshot is not None:
         changes = diff(project, migrated, models.snapshot)
-    if changes is not None:
         changes = _dropped_tables_the_user_excludes(model_blind_spots(changes), env)
         if not changes:  # Postgres's verdict stands: Alembic's proposal would be ignored anyway
-            return CheckResult(
-                NAME, PASS, "the migrations build exactly what the models declare", None, tuple(notes)
-            )
+            return CheckResult(NAME, PASS, "the migrations build exactly what the models declare")
+    create_all_failed = f"metadata.create_all of the models failed ({models.error})"
+    proposals: list[str] | None
+    alembic_failed = ""
     try:
         proposals = describe_operations(autogenerate_diffs(project, connection, env))
     except Exception as err:
-        proposals = []
-        notes.append(f"Alembic's compare_metadata failed: {one_line(str(err))}")
-    if changes is not None:
-        lines = [c.line() for c in changes]
-        message_source = changes
-    else:
+        proposals = None
+        alembic_failed = f"Alembic's compare_metadata failed ({one_line(str(err))})"
+    if changes is None and proposals is None:
+        return CheckResult(
+            NAME,
+            FAIL,
+            COULD_NOT_CHECK,
+            None,
+            (
+                f"  {create_all_failed}",
+                f"  {alembic_failed}",
+                "fix what these name (an object the models' database lacks, a server default no "
+                "renderer knows), then run again",
+            ),
+        )
+    if changes is None:
         if not proposals:
-            return CheckResult(NAME, PASS, "no drift found by Alembic's comparison", None, tuple(notes))
-        lines = []
-        message_source = []
-    details = [f"  {line}" for line in lines]
+            return CheckResult(
+                NAME,
+                PASS,
+                "no drift found by Alembic's comparison",
+                None,
+                (f"{create_all_failed}: compared with Alembic only ({ALEMBIC_BLIND})",),
+            )
+        details = [f"seen by Alembic only: {create_all_failed}", "autogenerate would write:"]
+        details.extend(f"  {p}" for p in proposals)
+        details.append(f"fix: {fix_command(project, _message_from(proposals))}")
+        extra = any(p.startswith("-") for p in proposals)
+        return CheckResult(NAME, FAIL, MESSAGE_EXTRA if extra else MESSAGE, None, tuple(details))
+    details = ["seen by Postgres (both schemas read from pg_catalog):"]
+    details.extend(f"  {_line(c)}" for c in changes)
     if proposals:
         details.append("autogenerate would write:")
         details.extend(f"  {p}" for p in proposals)
-        fix = fix_command(
-            project, suggest_message(message_source) if message_source else _message_from(proposals)
-        )
+        fix = fix_command(project, suggest_message(changes))
     else:
-        details.append("autogenerate does not see this change (enum labels, CHECK or index expressions):")
+        if proposals is None:
+            details.append(f"not seen by Alembic: {alembic_failed}")
+        else:
+            details.append("autogenerate does not see this change (enum labels, CHECK or index expressions):")
         details.append("write the migration by hand")
-        fix = fix_command(project, suggest_message(message_source), autogenerate=False)
+        fix = fix_command(project, suggest_message(changes), autogenerate=False)
     details.append(f"fix: {fix}")
-    details.extend(notes)
-    extra = any(c.action == "removed" for c in message_source)
+    extra = any(c.action == "removed" for c in changes)
     return CheckResult(NAME, FAIL, MESSAGE_EXTRA if extra else MESSAGE, None, tuple(details))
 
 
