@@ -103,11 +103,16 @@ def test_project_modules_on_prepend_sys_path_resolve(
     assert code == 0
 
 
-def test_empty_versions_dir_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_revision_files_fail_naming_where_it_looked_and_the_setting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Zero revisions read proves nothing (it passed: "no revisions yet: nothing to check")."""
     ini = make_project(tmp_path)
-    code = main(["--config", str(ini)])
-    assert code == 0
-    assert "nothing to check" in capsys.readouterr().out
+    code, data = _run(ini, capsys)
+    assert code == 1
+    message = _failed(data)["single-head"]
+    assert message.startswith("no revision files found in migrations/versions: ")
+    assert "set `version-locations` in [tool.schema-warden]" in message
 
 
 def test_annotated_assignments_and_merge_tuples_are_read(tmp_path: Path) -> None:
