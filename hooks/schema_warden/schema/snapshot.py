@@ -387,7 +387,8 @@ def _first_value(connection: Any, sql: str, params: tuple[Any, ...] | None, *, f
 
 
 def _decode(data: Any) -> dict[str, Any]:
-    return json.loads(data) if isinstance(data, (str, bytes)) else data
+    decoded: dict[str, Any] = json.loads(data) if isinstance(data, (str, bytes)) else data
+    return decoded
 
 
 # System columns a CHECK constraint may name (attnums below 1 are the same in every table).
@@ -413,7 +414,10 @@ def _shared(kind: type, values: tuple[Any, ...], key: tuple[Any, ...] | None = N
 
 
 def _key_names(
-    attnames: dict[tuple[int, int], str], relid: int | None, attnums: list[int] | None
+    # relid is None for a constraint that references no table (its attnums are None too)
+    attnames: dict[tuple[int | None, int], str],
+    relid: int | None,
+    attnums: list[int] | None,
 ) -> tuple[str, ...]:
     """Column names of a constraint's key, in key order (expression elements, attnum 0, left out)."""
     names = []
@@ -449,6 +453,7 @@ def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapsho
     column_rows: dict[int, list[tuple[Any, ...]]] = {oid: [] for oid in table_keys}
     # column names by (relation, attnum) for the keys of indexes and constraints
     attnames = {(relid, attnum): name for relid, attnum, name in raw["attributes"]}
+    values: tuple[object, ...]  # the field values of each object below, whatever its kind
     for row in raw["columns"]:
         relid, name, type_, nullable, default, identity, generated, collation, comment, attnum = row
         attnames[relid, attnum] = name
