@@ -287,3 +287,23 @@ def test_versions_directory_chosen_at_run_time(tmp_path: Path, capsys: pytest.Ca
     code, out = _check(ini, capsys)
     assert code == 0, out
     assert "ok   stairway: 0002" in out
+
+
+def test_alembic_ini_in_backend_run_from_the_repository_root(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FastAPI full-stack template: ``backend/alembic.ini`` with ``script_location = app/alembic``
+    and ``prepend_sys_path = .`` (both relative to ``backend/``, where its developers run
+    Alembic), models in ``backend/app/models.py``; the pre-commit hook runs from the root."""
+    backend = tmp_path / "repo" / "backend"
+    ini = make_project(backend, models=READINGS_MODELS, revisions=READINGS_REVISIONS, package="app")
+    (backend / "app" / "alembic").parent.mkdir(exist_ok=True)
+    (backend / "migrations").rename(backend / "app" / "alembic")
+    text = ini.read_text().replace("script_location = %(here)s/migrations", "script_location = app/alembic")
+    ini.write_text(text.replace("prepend_sys_path = %(here)s", "prepend_sys_path = ."))
+    monkeypatch.chdir(tmp_path / "repo")
+    code = check.main(["--config", "backend/alembic.ini", "--no-cache"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "ok   stairway: 0002" in out and "ok   drift" in out
+    assert Path.cwd() == tmp_path / "repo"

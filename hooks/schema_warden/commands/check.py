@@ -26,6 +26,7 @@ from schema_warden.project.loader import (
     import_alembic,
     isolated_imports,
     open_project,
+    project_cwd,
     relative,
 )
 from schema_warden.render.report import FAIL, FORMATS, NOTE, PASS, CheckResult, Report, render
@@ -588,7 +589,11 @@ def run(
     started = time.perf_counter()
     settings = find_config(config, cwd=cwd)
     options = {"data_check": data_check}
-    with isolated_imports(settings.alembic_config.parent), contextlib.ExitStack() as early:
+    with (
+        project_cwd(settings.alembic_config),
+        isolated_imports(settings.alembic_config.parent),
+        contextlib.ExitStack() as early,
+    ):
         early.enter_context(static_cache.active(use_cache))  # the files' static facts, by content
         files = _history_problems(settings)
         binaries = find_binaries(pg_bin)

@@ -801,9 +801,21 @@ def _script_location(ini: Path) -> str:
 
     parser = configparser.ConfigParser(interpolation=None)
     try:
-        parser.read(ini)
+        data = ini.read_bytes()
+        parser.read_string(data.decode("utf-8"), source=str(ini))
+    except OSError as err:
+        raise ProjectError(f"{ini}: cannot read: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ProjectError(
+            f"{ini}: not UTF-8 text (byte 0x{data[err.start]:02x} on line {line}): save the file as UTF-8"
+        ) from None
     except configparser.Error as err:
         raise ProjectError(f"{ini}: not a valid ini file: {one_line(str(err))}") from None
+    if not parser.has_section("alembic"):
+        raise ProjectError(
+            f"{ini}: no [alembic] section: pass the project's alembic.ini (`alembic init` writes one)"
+        )
     location = parser.get("alembic", "script_location", fallback="").strip()
     if not location:
         raise ProjectError(f"{ini}: no script_location in section [alembic]: add the migrations directory")
@@ -847,6 +859,8 @@ def open_project(
     ones a run will execute up front, with the same errors); a project whose files are not
     all statically readable is loaded eagerly as Alembic does.
     """
+    import configparser
+
     import_alembic()
     from alembic.config import Config
     from alembic.script import ScriptDirectory
@@ -862,10 +876,13 @@ def open_project(
     try:
         script = ScriptDirectory.from_config(cfg)
     except CommandError as err:
+        template = " (an unrendered template placeholder)" if "{" in location else ""
         raise ProjectError(
-            f"{ini.name}: script_location {location!r} does not exist ({one_line(str(err))}): "
+            f"{ini.name}: script_location {location!r}{template} does not exist ({one_line(str(err))}): "
             "fix script_location in alembic.ini"
         ) from None
+    except configparser.Error as err:  # Alembic interpolates %(name)s, the reading above did not
+        raise ProjectError(f"{ini}: not a valid ini file for Alembic: {one_line(str(err))}") from None
     if not Path(script.dir).is_dir():
         raise ProjectError(f"{ini.name}: script_location {script.dir} is not a directory: fix alembic.ini")
     if settings.version_locations:  # env.py picks its versions directory at run time
@@ -877,7 +894,23 @@ def open_project(
     project = Project(settings, cfg, script)
     if lazy:
         project.lazy = lazy_revision_map(script, project.root, prepend_sys_paths(cfg))
-    _load_revisions(project)
+    try:
+        _load_revisions(project)
+    except ProjectError as err:
+        cause = err.__context__
+        if not isinstance(cause, SyntaxError) or cause.filename:
+            raise
+        # compile() names no file for a NUL byte ("?:None"): name the revision file that has one
+        pattern = "**/*.py" if script.recursive_version_locations else "*.py"
+        for directory in script._version_locations:
+            for path in sorted(Path(directory).glob(pattern)):
+                with contextlib.suppress(OSError):
+                    if b"\0" in path.read_bytes():
+                        raise ProjectError(
+                            f"{relative(path, project.root)}: syntax error in migration: {cause.msg}: "
+                            "fix the file"
+                        ) from None
+        raise
     return project
 
 
@@ -1231,8 +1264,37 @@ def loaded_project(
     """``open_project`` inside ``isolated_imports``: the usual way to work on a project."""
     settings = find_config(config, cwd=cwd)
     root = settings.alembic_config.parent
-    with isolated_imports(root):
+    with project_cwd(settings.alembic_config), isolated_imports(root):
         yield open_project(settings=settings, lazy=lazy)
+
+
+@contextlib.contextmanager
+def project_cwd(ini: Path) -> Iterator[None]:
+    """Run in the directory the project's relative paths mean.
+
+    Alembic resolves a relative ``script_location`` and ``prepend_sys_path = .`` against the
+    working directory, so a project whose alembic.ini sits in ``backend/`` is run from there
+    (``cd backend && alembic upgrade head``). A pre-commit hook runs from the repository root:
+    when the relative script_location exists beside the ini and not in the working directory,
+    the block runs in the ini's directory, as its developers run Alembic.
+    """
+    try:
+        location = _script_location(ini)
+    except ProjectError:
+        location = ""
+    relative_location = location and "%(here)s" not in location and not os.path.isabs(location)
+    here = ini.parent.resolve()
+    moved = False
+    saved = os.getcwd()
+    elsewhere = bool(relative_location) and here != Path(saved).resolve()
+    if elsewhere and not (Path(saved) / location).is_dir() and (here / location).is_dir():
+        os.chdir(here)
+        moved = True
+    try:
+        yield
+    finally:
+        if moved:
+            os.chdir(saved)
 
 
 def downgrade_is_empty(path: str | os.PathLike[str]) -> bool | None:
