@@ -307,3 +307,44 @@ def test_alembic_ini_in_backend_run_from_the_repository_root(
     assert code == 0, out
     assert "ok   stairway: 0002" in out and "ok   drift" in out
     assert Path.cwd() == tmp_path / "repo"
+
+
+ANYIO_ENV = """\
+import os
+
+import anyio.from_thread
+from alembic import context
+from sqlalchemy import pool
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from fixture_app.models import metadata
+
+config = context.config
+
+
+def do_run_migrations(connection):
+    context.configure(connection=connection, target_metadata=metadata)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def run_async_migrations():
+    url = os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+asyncpg://", 1)
+    connectable = create_async_engine(url, poolclass=pool.NullPool)
+    async with connectable.connect() as connection:
+        await connection.run_sync(do_run_migrations)
+    await connectable.dispose()
+
+
+# the app runs its migrations from a worker thread of its event loop (a startup hook)
+anyio.from_thread.run(run_async_migrations)
+"""
+
+
+def test_env_py_that_needs_an_anyio_worker_thread(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An async web app (Starlette/FastAPI style) whose env.py calls ``anyio.from_thread.run``,
+    which only works in a thread AnyIO started: the guard runs it in one, with no setting."""
+    ini = make_project(tmp_path, models=READINGS_MODELS, revisions=READINGS_REVISIONS, env_py=ANYIO_ENV)
+    code, out = _check(ini, capsys)
+    assert code == 0, out
+    assert "ok   stairway: 0002" in out and "ok   round-trip" in out and "ok   drift" in out

@@ -283,6 +283,7 @@ class Project:
         self._session: _EnvSession | None = None
         self.lazy = False  # revision modules imported on first use (open_project(lazy=True))
         self._below_minimum: set[str] | None = None
+        self._anyio_worker: bool | None = None  # env.py runs in an AnyIO worker thread
 
     def revisions(self) -> list[Any]:
         """Every revision (alembic ``Script``), base -> head, branches in topological order."""
@@ -438,10 +439,35 @@ class Project:
             session.forget_heads()  # rolled back: the version table is what it was, or unknown
             raise
 
+    def _call(self, run: Callable[[], None], ran: list[Any] | None) -> None:
+        """``run()``, in an AnyIO worker thread when env.py needs one.
+
+        An env.py that bridges into async code with ``anyio.from_thread.run`` only works in a
+        thread AnyIO started (as its app's request handlers are). Such an env.py is seen in its
+        text, or by AnyIO's own error before any step ran; it then runs in a worker thread of
+        an event loop the guard starts, with no setting.
+        """
+        if self._anyio_worker is None:
+            try:
+                text = self.env_py.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                text = ""
+            self._anyio_worker = "from_thread" in text and "anyio" in text
+        if self._anyio_worker:
+            _in_anyio_worker(run)
+            return
+        try:
+            run()
+        except RuntimeError as err:
+            if "AnyIO worker thread" not in str(err) or ran:
+                raise
+            self._anyio_worker = True
+            _in_anyio_worker(run)
+
     def _exec_env(self, run: Callable[[], None], ran: list[Any] | None = None) -> None:
         """Run env.py (or the steps it configured); ``ran``: the steps that returned so far."""
         try:
-            run()
+            self._call(run, ran)
         except (MigrationFailed, ProjectError):  # a revision file imported on first use failed
             raise
         except SyntaxError as err:
@@ -589,6 +615,23 @@ def _remember_version_table(context: Any) -> None:
         return bool(known)
 
     context._has_version_table = has_version_table
+
+
+def _in_anyio_worker(run: Callable[[], None]) -> None:
+    """``run()`` in a worker thread of an AnyIO event loop; its exception is raised here."""
+    try:
+        import anyio
+        import anyio.to_thread
+    except ImportError:
+        raise ProjectError(
+            "env.py calls anyio.from_thread but AnyIO is not installed where the guard runs: "
+            "add anyio to the guard's environment (pre-commit: additional_dependencies)"
+        ) from None
+
+    async def main() -> None:
+        await anyio.to_thread.run_sync(run)
+
+    anyio.run(main)
 
 
 def _create_version_schema(env: Any, connection: Any) -> None:
