@@ -348,3 +348,21 @@ def test_env_py_that_needs_an_anyio_worker_thread(tmp_path: Path, capsys: pytest
     code, out = _check(ini, capsys)
     assert code == 0, out
     assert "ok   stairway: 0002" in out and "ok   round-trip" in out and "ok   drift" in out
+
+
+def test_env_py_whose_helper_needs_an_anyio_worker_thread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same app with the bridge in its own helper module (``app/runner.py``): env.py's text
+    does not show it; AnyIO's error, raised before any step ran, does."""
+    helper = "import anyio.from_thread\n\n\ndef run_in_loop(fn):\n    return anyio.from_thread.run(fn)\n"
+    env_py = ANYIO_ENV.replace("import anyio.from_thread\n", "from fixture_app.runner import run_in_loop\n")
+    env_py = env_py.replace(
+        "anyio.from_thread.run(run_async_migrations)", "run_in_loop(run_async_migrations)"
+    )
+    assert "from_thread" not in env_py
+    ini = make_project(tmp_path, models=READINGS_MODELS, revisions=READINGS_REVISIONS, env_py=env_py)
+    (tmp_path / "fixture_app" / "runner.py").write_text(helper)
+    code, out = _check(ini, capsys)
+    assert code == 0, out
+    assert "ok   stairway: 0002" in out and "ok   drift" in out

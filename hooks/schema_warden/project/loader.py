@@ -458,7 +458,7 @@ class Project:
             return
         try:
             run()
-        except RuntimeError as err:
+        except Exception as err:  # RuntimeError, or NoEventLoopError in newer AnyIO
             if "AnyIO worker thread" not in str(err) or ran:
                 raise
             self._anyio_worker = True
