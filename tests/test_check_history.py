@@ -94,14 +94,35 @@ def test_update_writes_a_total_and_one_line_per_migration(
     assert "2 migration(s) match" in capsys.readouterr().out
 
 
-def test_missing_integrity_file_fails_with_the_command_to_create_it(
+def test_first_run_without_an_integrity_file_creates_it_and_says_so(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert history(project) == 1
+    sum_file = versions_of(project) / SUM_FILE
+    assert not sum_file.exists()
+    assert history(project) == 0
     assert capsys.readouterr().out.strip() == (
-        f"no integrity file migrations/versions/{SUM_FILE}: "
-        "run `schema-warden history --update` and commit it"
+        f"created migrations/versions/{SUM_FILE}: recorded 2 migration(s) as they are now; "
+        "commit it with them"
     )
+    assert [line.split(" ")[0] for line in sum_file.read_text().splitlines()[1:]] == [
+        "0001_step.py",
+        "0002_step.py",
+    ]
+    assert history(project) == 0  # the second run checks against it
+    assert "2 migration(s) match" in capsys.readouterr().out
+    write_revision(versions_of(project), "0002", "0001", sql="SELECT 2")
+    assert history(project) == 1  # and an edit after the first run is caught
+
+
+def test_first_run_in_json_names_the_created_file(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert history(project, "--format", "json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data == {
+        "command": "history",
+        "ok": True,
+        "created": f"migrations/versions/{SUM_FILE}",
+        "migrations": 2,
+    }
 
 
 def test_edited_migration_fails_until_accepted(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -259,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"{ACCEPTED.get(problem.kind, 'accepted')}: {problem.file}")
                 print(f"recorded {count} migration(s) in {where}: commit it")
             return EXIT_OK
+        if not sum_path(project).is_file():
+            return _first_run(project, args.format)
         problems = check(project)
         count = len(project.revisions())
         where = _relative(sum_path(project), project)
@@ -277,6 +279,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not problems:
             print(f"schema-warden history: {count} migration(s) match {where}")
     return EXIT_PROBLEMS if problems else EXIT_OK
+
+
+def _first_run(project: Project, fmt: str) -> int:
+    """No integrity file yet (a project adopting the hook): record every migration as it is now.
+
+    Nothing was recorded, so nothing can have been edited since; failing here would only make
+    the first commit with the hook installed fail for no finding.
+    """
+    path, _ = update(project)
+    count = len(project.revisions())
+    where = _relative(path, project)
+    if fmt == "json":
+        print(json.dumps({"command": "history", "ok": True, "created": where, "migrations": count}, indent=2))
+    else:
+        print(f"created {where}: recorded {count} migration(s) as they are now; commit it with them")
+    return EXIT_OK
 
 
 if __name__ == "__main__":
