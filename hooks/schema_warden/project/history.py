@@ -55,8 +55,8 @@ def parse_revision_file(path: Path, root: Path) -> RevisionFile:
             revision_id, down_ids, depends_ids, imported = known
             return RevisionFile(path, revision_id, tuple(down_ids), tuple(depends_ids), tuple(imported))
         tree = parse_source(source, str(path))  # parsed once per run (open_project reuses it)
-    except SyntaxError as err:
-        where = f"{relative(path, root)}:{err.lineno}"
+    except SyntaxError as err:  # a NUL byte gives no line number
+        where = relative(path, root) + (f":{err.lineno}" if err.lineno else "")
         return RevisionFile(
             path, None, (), (), (), error=f"{where}: syntax error in migration: {err.msg}: fix the file"
         )
@@ -114,9 +114,21 @@ def version_dirs(ini: Path, extra: Iterable[Path] = ()) -> tuple[Path, list[Path
     directory at run time (looked in as well, after the ini's)."""
     parser = configparser.ConfigParser(interpolation=None)
     try:
-        parser.read(ini)
+        data = ini.read_bytes()
+        parser.read_string(data.decode("utf-8"), source=str(ini))
+    except OSError as err:
+        raise ProjectError(f"{ini}: cannot read: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ProjectError(
+            f"{ini}: not UTF-8 text (byte 0x{data[err.start]:02x} on line {line}): save the file as UTF-8"
+        ) from None
     except configparser.Error as err:
         raise ProjectError(f"{ini}: not a valid ini file: {str(err).splitlines()[0]}") from None
+    if not parser.has_section("alembic"):
+        raise ProjectError(
+            f"{ini}: no [alembic] section: pass the project's alembic.ini (`alembic init` writes one)"
+        )
     here = ini.parent
 
     def option(name: str) -> str:
@@ -136,8 +148,9 @@ def version_dirs(ini: Path, extra: Iterable[Path] = ()) -> tuple[Path, list[Path
         script_dir = here / script_dir  # Alembic resolves relative to the working directory too
     if not script_dir.is_dir():
         raw = parser.get("alembic", "script_location", fallback="").strip()
+        template = " (an unrendered template placeholder)" if "{" in raw else ""
         raise ProjectError(
-            f"{ini.name}: script_location {raw!r} does not exist ({script_dir}): "
+            f"{ini.name}: script_location {raw!r}{template} does not exist ({script_dir}): "
             "fix script_location in alembic.ini"
         )
     separator = option("path_separator") or option("version_path_separator") or "legacy"
