@@ -157,13 +157,51 @@ def test_tables_patterns_limit_and_output_file(
     page = target.read_text()
     assert page.startswith("# Sensors\n\nThe tables at Alembic head `0002`")
     assert "```mermaid\nerDiagram\n" in page
-    assert "  sensor_calibrations {\n" in page and "  sensor_groups {\n" in page
-    assert "  sensors {\n" not in page and "  sites {\n" not in page
-    note = "2 of 4 tables left out (limit 2 tables): sensors, sites"
+    # sensors has two foreign keys among these tables, the others one each: ties go by name
+    assert "  sensors {\n" in page and "  sensor_calibrations {\n" in page
+    assert "  sensor_groups {\n" not in page and "  sites {\n" not in page
+    note = "2 of 4 tables left out (limit 2 tables): sensor_groups, sites"
     assert f"_Note: {note}; draw them with --tables PATTERN or --max-tables N._" in page
     assert f"wrote {target}: 2 table(s)" in err
     assert f"note: {note}" in err
     assert list(target.parent.iterdir()) == [target]  # no temp file left behind
+
+
+def test_max_tables_keeps_the_most_connected_tables_and_names_the_rest(
+    iot_ini: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # foreign-key degree: sensors 3, devices 2, sensor_groups 2, sites 2 (one is its self
+    # reference), groups 1, sensor_calibrations 1; alphabetically the first three would be
+    # devices, groups, sensor_calibrations, and the core table sensors would be cut
+    assert erd.main(["--config", str(iot_ini), "--max-tables", "3"]) == 0
+    out, err = capsys.readouterr()
+    drawn = [line.split()[0] for line in out.splitlines() if line.endswith(" {")]
+    assert drawn == ["devices", "sensor_groups", "sensors"]
+    note = "3 of 6 tables left out (limit 3 tables): sites, groups, sensor_calibrations"
+    assert out.splitlines()[:2] == [
+        "erDiagram",
+        f"%% {note}; draw them with --tables PATTERN or --max-tables N",
+    ]
+    assert '  devices ||--o{ sensors : "site_id, device_serial"' in out
+    assert '  sensors ||--o{ sensor_groups : "sensor_id"' in out
+    assert "groups ||--o{ sensor_groups" not in out  # groups is not drawn, nor its relation
+    assert err.strip() == f"note: {note}; draw them with --tables PATTERN or --max-tables N"
+
+
+def test_most_connected_ranks_by_foreign_key_degree_then_name(iot_ini: Path) -> None:
+    schema = erd.schema_at_head(str(iot_ini))
+    keys = sorted(schema.snapshot.tables)
+    assert erd.fk_degrees(schema.snapshot, keys) == {
+        "devices": 2,
+        "groups": 1,
+        "sensor_calibrations": 1,
+        "sensor_groups": 2,
+        "sensors": 3,
+        "sites": 2,
+    }
+    kept, left_out = erd.most_connected(schema.snapshot, keys, 1)
+    assert kept == ["sensors"]
+    assert left_out[0] == "devices"
 
 
 def test_no_table_matching_is_a_usage_error(iot_ini: Path, capsys: pytest.CaptureFixture[str]) -> None:

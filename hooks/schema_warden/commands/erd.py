@@ -8,16 +8,23 @@ drawing shows what the migrations build, not what the models say. Tables exclude
     schema-warden erd                                   # Mermaid text on stdout
     schema-warden erd --format markdown -o docs/schema.md   # what GitHub renders
     schema-warden erd --tables 'sensor*' --tables devices   # part of a large schema
+    schema-warden erd --max-tables 40                   # the 40 most connected tables
     schema-warden erd --update README.md                # refresh the block between the markers
 
 ``--update FILE`` replaces what stands between the lines ``<!-- schema-warden erd -->`` and
 ``<!-- /schema-warden erd -->`` of a Markdown file with the fenced diagram, so a README can
 show the schema and stay current.
+
+Past ``--max-tables N`` the N most connected tables are drawn (foreign-key degree among the
+tables asked for, ties by name): a large schema keeps its core tables, and the note names
+the ones left out, most connected first.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import glob
 import os
 import sys
 import tempfile
@@ -27,7 +34,7 @@ from pathlib import Path
 
 from schema_warden.errors import EXIT_OK, ProjectError, guarded
 from schema_warden.render import mermaid
-from schema_warden.schema.snapshot import Snapshot
+from schema_warden.schema.snapshot import Snapshot, table_matches
 
 DEFAULT_TITLE = "Database schema"
 VERSION_TABLE = "alembic_version"
@@ -90,7 +97,7 @@ def render(
     title: str = DEFAULT_TITLE,
 ) -> tuple[str, mermaid.Diagram]:
     """The diagram as Mermaid text or as a Markdown page; ProjectError when no table matches."""
-    diagram = mermaid.draw(schema.snapshot, tables=tables, max_tables=max_tables)
+    diagram = _draw(schema.snapshot, tables, max_tables)
     if tables and not diagram.tables:
         known = ", ".join(sorted(schema.snapshot.tables)) or "none"
         raise ProjectError(
@@ -105,6 +112,43 @@ def render(
         "`schema-warden erd --format markdown -o docs/schema.md`; do not edit by hand."
     )
     return mermaid.markdown(diagram, title=title, intro=intro), diagram
+
+
+def fk_degrees(snapshot: Snapshot, keys: Sequence[str]) -> dict[str, int]:
+    """How many foreign keys join each of ``keys`` to one of ``keys`` (a self-reference counts once)."""
+    among = set(keys)
+    degree = dict.fromkeys(keys, 0)
+    for con in snapshot.constraints.values():
+        if con.type != "foreign key" or con.table not in among or con.ref_table not in among:
+            continue
+        degree[con.table] += 1
+        if con.ref_table != con.table:
+            degree[con.ref_table] += 1
+    return degree
+
+
+def most_connected(snapshot: Snapshot, keys: Sequence[str], limit: int) -> tuple[list[str], list[str]]:
+    """(kept, left out): the ``limit`` tables of ``keys`` with the most foreign keys, ties by name."""
+    degree = fk_degrees(snapshot, keys)
+    ranked = sorted(keys, key=lambda key: (-degree[key], key))
+    return ranked[:limit], ranked[limit:]
+
+
+def _draw(snapshot: Snapshot, tables: Sequence[str], max_tables: int | None) -> mermaid.Diagram:
+    candidates = [
+        key
+        for key in sorted(snapshot.tables)
+        if not table_matches(key, mermaid.ALWAYS_LEFT_OUT) and (not tables or table_matches(key, tables))
+    ]
+    if max_tables is None or len(candidates) <= max_tables:
+        return mermaid.draw(snapshot, tables=tables, max_tables=max_tables)
+    kept, left_out = most_connected(snapshot, candidates, max_tables)
+    drawn = mermaid.draw(snapshot, tables=[glob.escape(key) for key in kept], max_tables=None)
+    diagram = dataclasses.replace(drawn, left_out=tuple(left_out), max_tables=max_tables)
+    # the note on what was left out, without the one on the text's size (measured on "")
+    note = dataclasses.replace(diagram, mermaid="").note()
+    header, _, body = diagram.mermaid.partition("\n")
+    return dataclasses.replace(diagram, mermaid=f"{header}\n%% {note}\n{body}")
 
 
 def fenced(diagram: mermaid.Diagram) -> str:
@@ -188,8 +232,8 @@ def _parser() -> argparse.ArgumentParser:
         type=_max_tables,
         default=mermaid.DEFAULT_MAX_TABLES,
         metavar="N",
-        help=f"draw at most N tables, first by name; a note lists the rest "
-        f"(default {mermaid.DEFAULT_MAX_TABLES}, 0 = no limit)",
+        help="draw at most N tables, the most connected (foreign keys) first, ties by name; a note "
+        f"lists the rest (default {mermaid.DEFAULT_MAX_TABLES}, 0 = no limit)",
     )
     parser.add_argument("--title", default=DEFAULT_TITLE, help="heading of the markdown page")
     parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
