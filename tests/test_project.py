@@ -657,3 +657,81 @@ def test_ini_without_prepend_sys_path_loads_lazily(tmp_path: Path) -> None:
     with loaded_project(ini, lazy=True) as project:
         assert project.lazy is True
         assert [r.revision for r in project.revisions()] == ["0001", "0002"]
+
+
+# --- settings keys are validated --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "suggested"),
+    [
+        ("exclude-table", "exclude-tables"),
+        ("exclude_tables", "exclude-tables"),
+        ("postgres_version", "postgres-version"),
+        ("multiple-head", "multiple-heads"),
+        ("alembic-conf", "alembic-config"),
+    ],
+)
+def test_unknown_setting_is_an_error_that_suggests_the_nearest_key(
+    key: str, suggested: str, tmp_path: Path
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(f'[tool.schema-warden]\n{key} = ["legacy"]\n')
+    with pytest.raises(ProjectError) as err:
+        load_settings(cwd=tmp_path)
+    assert err.value.exit_code == 2
+    assert f"[tool.schema-warden] has no setting {key!r} (did you mean {suggested!r}?)" in str(err.value)
+    assert str(tmp_path / "pyproject.toml") in str(err.value)
+
+
+def test_unknown_setting_far_from_any_key_lists_the_settings(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.schema-warden]\ncolour = "blue"\n')
+    with pytest.raises(ProjectError) as err:
+        load_settings(cwd=tmp_path)
+    message = str(err.value)
+    assert "has no setting 'colour': the settings are alembic-config, exclude-tables, " in message
+    assert "did you mean" not in message
+
+
+VALID_SETTINGS = {
+    "alembic-config": '"alembic.ini"',
+    "exclude-tables": '["legacy"]',
+    "schemas": '["public"]',
+    "postgres-version": "16",
+    "irreversible": '["0001"]',
+    "lint": "{}",
+    "models": '["app.models"]',
+    "baseline": '"app.models:Base"',
+    "baseline-revision": '"0001"',
+    "multiple-heads": "true",
+    "minimum-downgrade-revision": '"0001"',
+    "version-locations": '["versions"]',
+    "no-data": '["audit_log"]',
+    "accepted-findings": '"accepted-findings.toml"',
+    "timeout": "600",
+}
+
+
+@pytest.mark.parametrize("key", sorted(VALID_SETTINGS))
+def test_every_documented_setting_is_accepted(key: str, tmp_path: Path) -> None:
+    """Including the ones other commands read (their values are theirs to validate)."""
+    (tmp_path / "pyproject.toml").write_text(f"[tool.schema-warden]\n{key} = {VALID_SETTINGS[key]}\n")
+    try:
+        load_settings(cwd=tmp_path)
+    except ProjectError as err:
+        assert "has no setting" not in str(err)
+
+
+def test_unknown_setting_is_one_line_and_exit_2_from_the_command_line(tmp_path: Path) -> None:
+    (tmp_path / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
+    (tmp_path / "migrations" / "versions").mkdir(parents=True)
+    (tmp_path / "pyproject.toml").write_text('[tool.schema-warden]\nexclude-table = ["legacy"]\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "schema_warden", "heads"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "has no setting 'exclude-table' (did you mean 'exclude-tables'?)" in done.stderr

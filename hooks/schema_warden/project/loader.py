@@ -79,6 +79,26 @@ def _string_list(table: dict[str, Any], key: str, default: Iterable[str], where:
     return tuple(str(v) for v in value)
 
 
+# every key of [tool.schema-warden]: any other is a typo, and a typo must not silently do nothing
+SETTINGS_KEYS = (
+    "alembic-config",
+    "exclude-tables",
+    "schemas",
+    "postgres-version",
+    "irreversible",
+    "lint",
+    "models",
+    "baseline",
+    "baseline-revision",
+    "multiple-heads",
+    "minimum-downgrade-revision",
+    "version-locations",
+    "no-data",
+    "accepted-findings",
+    "timeout",
+)
+
+
 def load_settings(config: str | os.PathLike[str] | None = None, *, cwd: Path | None = None) -> Settings:
     """Settings for the project at ``cwd``: ``--config`` > ``alembic-config`` > ``./alembic.ini``.
 
@@ -95,6 +115,18 @@ def load_settings(config: str | os.PathLike[str] | None = None, *, cwd: Path | N
     table: dict[str, Any] = {}
     if pyproject.is_file():
         table = dict(_read_toml(pyproject).get("tool", {}).get("schema-warden", {}))
+    unknown = [key for key in table if key not in SETTINGS_KEYS]
+    if unknown:
+        import difflib
+
+        named = []
+        for key in unknown:
+            close = difflib.get_close_matches(key.replace("_", "-").lower(), SETTINGS_KEYS, n=1)
+            named.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ProjectError(
+            f"{pyproject}: [tool.schema-warden] has no setting {', '.join(named)}: "
+            f"the settings are {', '.join(SETTINGS_KEYS)}"
+        )
     if explicit is not None:
         ini = explicit
     elif table.get("alembic-config"):
