@@ -366,3 +366,95 @@ def test_env_py_whose_helper_needs_an_anyio_worker_thread(
     code, out = _check(ini, capsys)
     assert code == 0, out
     assert "ok   stairway: 0002" in out and "ok   drift" in out
+
+
+# a history that starts from a schema the app made with create_all: its first revision
+# alters a table no revision creates
+FROM_CREATE_ALL = [
+    Rev(
+        "0001",
+        None,
+        'op.add_column("readings", sa.Column("device", sa.String(32)))',
+        'op.drop_column("readings", "device")',
+        "add device",
+    ),
+]
+OLD_SCHEMA = """\
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+readings = sa.Table(
+    "readings",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("value", sa.Float, nullable=False),
+)
+"""
+
+
+def test_history_that_starts_from_create_all_needs_a_baseline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A workflow engine whose first install runs create_all: replayed from empty, its first
+    revision fails; with the schema it expects as ``baseline`` the history is proven."""
+    ini = make_project(tmp_path, models=READINGS_MODELS, revisions=FROM_CREATE_ALL)
+    (tmp_path / "fixture_app" / "legacy.py").write_text(OLD_SCHEMA)
+    code, out = _check(ini, capsys)
+    assert code == 1 and 'relation "readings" does not exist' in out
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.schema-warden]\nbaseline = "fixture_app.legacy:metadata"\n'
+    )
+    code, out = _check(ini, capsys)
+    assert code == 0, out
+    assert "note baseline: the baseline schema was created first" in out
+    assert "ok   stairway: 0001 (add device): upgrade, rows kept, downgrade (no trace)" in out
+    assert "ok   round-trip: upgrade head, downgrade base (nothing left), upgrade head" in out
+
+
+def test_baseline_from_a_sql_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same history whose starting schema is kept as a SQL dump beside the project."""
+    ini = make_project(tmp_path, models=READINGS_MODELS, revisions=FROM_CREATE_ALL)
+    (tmp_path / "db").mkdir()
+    (tmp_path / "db" / "schema.sql").write_text(
+        "CREATE TABLE readings (id serial PRIMARY KEY, value double precision NOT NULL);\n"
+    )
+    (tmp_path / "pyproject.toml").write_text('[tool.schema-warden]\nbaseline = "db/schema.sql"\n')
+    code, out = _check(ini, capsys)
+    assert code == 0, out
+    assert "ok   stairway: 0001" in out and "ok   drift" in out
+
+
+def test_baseline_stamped_at_head(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A notebook server's fresh install: create_all of today's models, then ``alembic stamp
+    head``; the guard proves each downgrade from there and the way back up."""
+    ini = make_project(tmp_path, models=READINGS_MODELS, revisions=FROM_CREATE_ALL)
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.schema-warden]\nbaseline = "fixture_app.models:metadata"\nbaseline-revision = "head"\n'
+    )
+    code, out = _check(ini, capsys)
+    assert code == 0, out
+    assert "ok   stairway: 0001 (add device): downgrade, upgrade (same schema), from the baseline" in out
+    assert "ok   round-trip: downgrade from the stamped baseline, upgrade heads (same schema)" in out
+    assert "ok   drift" in out
+
+
+def test_baseline_stamped_at_head_finds_a_downgrade_that_loses_the_schema(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The counterpart: a downgrade that drops more than its upgrade added."""
+    broken = [
+        Rev(
+            "0001",
+            None,
+            'op.add_column("readings", sa.Column("device", sa.String(32)))',
+            'op.drop_column("readings", "device")\nop.drop_column("readings", "value")',
+            "add device",
+        )
+    ]
+    ini = make_project(tmp_path, models=READINGS_MODELS, revisions=broken)
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.schema-warden]\nbaseline = "fixture_app.models:metadata"\nbaseline-revision = "head"\n'
+    )
+    code, out = _check(ini, capsys)
+    assert code == 1, out
+    assert "revision 0001" in out and "readings.value" in out

@@ -298,6 +298,12 @@ def _worth_saving(project: Project, at: str | None) -> bool:
     return at not in order or len(order) - 1 - order.index(at) >= SAVE_AFTER
 
 
+_BASELINE_NOTE = (
+    "the baseline schema was created first ([tool.schema-warden] baseline); proofs are not cached "
+    "for a project with a baseline: every revision is proven on every run"
+)
+
+
 def _run_checks(
     project: Project,
     server: Any,
@@ -316,6 +322,7 @@ def _run_checks(
     from a saved data directory)."""
     from sqlalchemy import create_engine, pool
 
+    from schema_warden.proof import baseline
     from schema_warden.proof.drift import check_drift
     from schema_warden.proof.parallel import run_stairway
     from schema_warden.proof.stairway import migrate, round_trip
@@ -339,6 +346,25 @@ def _run_checks(
                 _models_ahead(project, server, connection, env, f"{database}_models", plan.enabled)
             )
             checks: list[CheckResult] = []
+            if project.settings.baseline is not None:
+                failed_baseline = baseline.create(project, connection)
+                if failed_baseline is not None:
+                    checks.append(failed_baseline)
+                    checks.append(CheckResult("stairway", NOTE, "skipped: the baseline could not be created"))
+                    return Outcome(checks)
+                checks.append(CheckResult("baseline", NOTE, _BASELINE_NOTE))
+            if project.settings.baseline_revision is not None:
+                from_baseline = baseline.prove_down(project, connection)
+                checks.extend(from_baseline.checks)
+                if from_baseline.head is None:
+                    checks.append(
+                        CheckResult("drift", NOTE, "skipped: the way down from the baseline failed")
+                    )
+                    return Outcome(checks)
+                drift = check_drift(
+                    project, server, connection, env, models_db=f"{database}_models", models=models_ahead()
+                )
+                return Outcome([*checks, drift])
             if not project.revisions():
                 checks.append(CheckResult("stairway", PASS, "no revisions: nothing to check"))
             start = 0
@@ -589,6 +615,8 @@ def run(
     started = time.perf_counter()
     settings = find_config(config, cwd=cwd)
     options = {"data_check": data_check}
+    if settings.baseline is not None:  # what the baseline builds is not in the proofs' keys
+        use_cache = False
     with (
         project_cwd(settings.alembic_config),
         isolated_imports(settings.alembic_config.parent),

@@ -46,6 +46,8 @@ class Settings:
     multiple_heads: bool = False  # several heads by design: every head is proven
     minimum_downgrade_revision: str | None = None  # downgrades are proven down to it only
     version_locations: tuple[Path, ...] = ()  # where the revision files are when env.py picks them
+    baseline: str | None = None  # "pkg.module:Base" or an absolute path to a .sql file
+    baseline_revision: str | None = None  # the baseline is stamped at this revision ("head": every head)
     lint: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     raw: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
@@ -145,6 +147,20 @@ def load_settings(config: str | os.PathLike[str] | None = None, *, cwd: Path | N
         raise ProjectError(
             f'{pyproject}: [tool.schema-warden] minimum-downgrade-revision must be a revision id like "0003"'
         )
+    baseline = table.get("baseline")
+    if baseline is not None and (not isinstance(baseline, str) or not baseline.strip()):
+        raise ProjectError(
+            f"{pyproject}: [tool.schema-warden] baseline must be "
+            '"package.module:Base" or a path to a .sql file'
+        )
+    if isinstance(baseline, str) and baseline.endswith(".sql"):
+        baseline = str((pyproject.parent / baseline).resolve())
+    baseline_revision = table.get("baseline-revision")
+    if baseline_revision is not None and (not isinstance(baseline_revision, str) or baseline is None):
+        raise ProjectError(
+            f'{pyproject}: [tool.schema-warden] baseline-revision must be a revision id or "head", '
+            "with baseline set"
+        )
     listed = _string_list(table, "version-locations", (), pyproject)
     locations = tuple((pyproject.parent / entry).resolve() for entry in listed)
     return Settings(
@@ -157,6 +173,8 @@ def load_settings(config: str | os.PathLike[str] | None = None, *, cwd: Path | N
         multiple_heads=multiple_heads,
         minimum_downgrade_revision=minimum,
         version_locations=locations,
+        baseline=baseline,
+        baseline_revision=baseline_revision,
         lint=dict(lint) if isinstance(lint, dict) else {},
         raw=table,
     )
@@ -408,6 +426,66 @@ class Project:
             self._session = _EnvSession.capture(env, context, connection, fn, calls)
         return context
 
+    def create_baseline(self, connection: Any) -> None:
+        """The schema the first revision expects (``baseline``): a .sql file run as one script,
+        or the ``create_all`` of a declarative Base / MetaData. Not committed here."""
+        baseline = self.settings.baseline
+        if baseline is None:
+            return
+        if baseline.endswith(".sql"):
+            try:
+                sql = Path(baseline).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as err:
+                raise ProjectError(f"[tool.schema-warden] baseline: cannot read {baseline}: {err}") from None
+            connection.exec_driver_sql(sql)
+            return
+        metadata = self._baseline_metadata(baseline)
+        metadata.create_all(connection)
+
+    def _baseline_metadata(self, baseline: str) -> Any:
+        import importlib
+
+        from sqlalchemy import MetaData
+
+        module_name, _, attr = baseline.partition(":")
+        with self._on_path():
+            try:
+                found: Any = importlib.import_module(module_name)
+                for part in (attr or "metadata").split("."):
+                    found = getattr(found, part)
+            except Exception as err:
+                raise ProjectError(
+                    f"[tool.schema-warden] baseline {baseline!r}: {type(err).__name__}: "
+                    f'{one_line(str(err))}: name a declarative Base or a MetaData as "package.module:Base"',
+                    detail=user_traceback(err, self.root),
+                ) from None
+        metadata = getattr(found, "metadata", found)
+        if not isinstance(metadata, MetaData):
+            raise ProjectError(
+                f"[tool.schema-warden] baseline {baseline!r} is a {type(found).__name__}, "
+                "not a declarative Base or a MetaData"
+            )
+        return metadata
+
+    @contextlib.contextmanager
+    def _on_path(self) -> Iterator[None]:
+        """The project root on sys.path for the block (as Alembic's prepend_sys_path would)."""
+        root = str(self.root)
+        added = root not in sys.path
+        if added:
+            sys.path.append(root)
+        try:
+            yield
+        finally:
+            if added:
+                with contextlib.suppress(ValueError):
+                    sys.path.remove(root)
+
+    def stamp(self, connection: Any, target: str) -> None:
+        """``alembic stamp target`` on ``connection``: the version table says ``target``, nothing runs."""
+        script = self.script
+        self._run_steps(connection, lambda rev, _ctx: list(script._stamp_revs(target, rev)))
+
     def _import_models(self) -> None:
         """The ``models`` setting: modules env.py does not import itself, imported before it
         runs so that their tables are in its metadata (declarative classes register there)."""
@@ -416,23 +494,16 @@ class Project:
         for name in self.settings.models:
             if name in sys.modules:
                 continue
-            root = str(self.root)
-            added = root not in sys.path
-            if added:
-                sys.path.append(root)
             try:
-                importlib.import_module(name)
+                with self._on_path():
+                    importlib.import_module(name)
             except Exception as err:
                 raise ProjectError(
                     f"[tool.schema-warden] models: {name} failed to import: {type(err).__name__}: "
                     f"{one_line(str(err))}: fix the module name (a dotted module path, importable from "
-                    f"{relative(self.root, self.root) or '.'} or prepend_sys_path)",
+                    "the project root or prepend_sys_path)",
                     detail=user_traceback(err, self.root),
                 ) from None
-            finally:
-                if added:
-                    with contextlib.suppress(ValueError):
-                        sys.path.remove(root)
 
     def _run_again(self, session: _EnvSession, fn: Callable[[Any, Any], list[Any]], ran: list[Any]) -> None:
         """The steps of ``fn`` through the MigrationContext an earlier env.py run configured.
