@@ -458,3 +458,17 @@ def test_baseline_stamped_at_head_finds_a_downgrade_that_loses_the_schema(
     code, out = _check(ini, capsys)
     assert code == 1, out
     assert "revision 0001" in out and "readings.value" in out
+
+
+def test_minimum_downgrade_revision_is_part_of_the_proofs_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Proofs made while downgrades below the minimum were skipped are not reused once the
+    setting is removed: the broken downgrade is found again."""
+    first = Rev("0001", None, READINGS_REVISIONS[0].upgrade, 'raise NotImplementedError("no")', "create")
+    ini = make_project(tmp_path, models=READINGS_MODELS, revisions=[first, READINGS_REVISIONS[1]])
+    (tmp_path / "pyproject.toml").write_text('[tool.schema-warden]\nminimum-downgrade-revision = "0001"\n')
+    assert check.main(["--config", str(ini)]) == 0
+    (tmp_path / "pyproject.toml").write_text("[tool.schema-warden]\n")
+    assert check.main(["--config", str(ini)]) == 1
+    assert "NotImplementedError" in capsys.readouterr().out

@@ -505,6 +505,8 @@ def _context(
             "schemas": list(settings.schemas),
             "exclude_tables": sorted(settings.exclude_tables),
             "irreversible": sorted(settings.irreversible),
+            # a revision at or below it is proven without its downgrade
+            "minimum_downgrade_revision": getattr(settings, "minimum_downgrade_revision", None),
             "options": dict(options or {}),
         },
     )
