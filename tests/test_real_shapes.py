@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fixture_project import READINGS_MODELS, READINGS_REVISIONS, Rev, make_project
+from fixture_project import READINGS_MODELS, READINGS_REVISIONS, Rev, make_project, write_revision
 from schema_warden.commands import check
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -472,3 +472,50 @@ def test_minimum_downgrade_revision_is_part_of_the_proofs_key(
     (tmp_path / "pyproject.toml").write_text("[tool.schema-warden]\n")
     assert check.main(["--config", str(ini)]) == 1
     assert "NotImplementedError" in capsys.readouterr().out
+
+
+def test_accepting_the_findings_of_an_old_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A long-lived app whose applied revision 0002 forgot its downgrade years ago: the team
+    accepts that finding once; later runs fail only on new problems, and a fixed finding's
+    entry is named stale."""
+    revisions = [
+        READINGS_REVISIONS[0],
+        Rev(
+            "0002",
+            "0001",
+            'op.add_column("readings", sa.Column("device", sa.String(32)))',
+            "pass",
+            "add device",
+        ),
+    ]
+    ini = make_project(tmp_path, models=READINGS_MODELS, revisions=revisions)
+    code, out = _check(ini, capsys, "--accept")
+    assert code == 0, out
+    accepted_file = tmp_path / "schema-warden-accepted.toml"
+    text = accepted_file.read_text()
+    assert 'check = "stairway"' in text and 'revision = "0002"' in text and "fingerprint = " in text
+    assert "1 finding(s) written to" in out
+
+    code, out = _check(ini, capsys)
+    assert code == 0, out
+    assert "note stairway: accepted (" in out and "downgrade is not implemented" in out
+
+    # a new problem still fails
+    write_revision(
+        tmp_path,
+        Rev(
+            "0003", "0002", 'op.create_table("t", sa.Column("id", sa.Integer))', 'op.execute("SELECT 1")', "t"
+        ),
+    )
+    code, out = _check(ini, capsys)
+    assert code == 1 and "revision 0003" in out
+
+    # fixed: the entry is stale
+    (tmp_path / "migrations" / "versions" / "0003_t.py").unlink()
+    write_revision(
+        tmp_path,
+        Rev("0002", "0001", revisions[1].upgrade, 'op.drop_column("readings", "device")', "add device"),
+    )
+    code, out = _check(ini, capsys)
+    assert code == 0, out
+    assert "note accepted: stale entry in" in out

@@ -61,6 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not fill the tables with generated rows before each upgrade (data preservation)",
     )
     parser.add_argument(
+        "--accept",
+        action="store_true",
+        help=(
+            "write today's findings to schema-warden-accepted.toml (beside alembic.ini, or the "
+            "accepted-findings setting) and exit 0: later runs report them as notes and fail only on "
+            "new ones (for histories with problems in revisions that are applied everywhere)"
+        ),
+    )
+    parser.add_argument(
         "--no-cache",
         action="store_true",
         help="prove every revision again, ignoring (and not writing) the cache of earlier proofs",
@@ -605,6 +614,7 @@ def run(
     use_cache: bool = True,
     cwd: Path | None = None,
     on_report: Callable[[Report], None] | None = None,
+    accept: bool = False,
 ) -> Report:
     """The check's report. ``on_report`` gets it as soon as it is complete, before the run
     saves its data directory for the next run (the one step left then)."""
@@ -673,12 +683,26 @@ def run(
                 clusters=clusters if use_cache else None,
                 at=at,
             )
-            report = Report(title, tuple(outcome.checks), time.perf_counter() - started, tuple(notes))
+            checks = _accepted(project, outcome.checks, accept)
+            report = Report(title, tuple(checks), time.perf_counter() - started, tuple(notes))
             if on_report is not None:
                 on_report(report)
             if report.ok and outcome.pristine is not None:
                 _save(server, clusters, outcome.pristine)
     return report
+
+
+def _accepted(project: Project, checks: Sequence[CheckResult], accept: bool) -> list[CheckResult]:
+    """Findings listed as accepted become notes; ``accept``: list today's findings first."""
+    from schema_warden.project import accepted
+
+    path = project.settings.accepted_findings or project.root / accepted.DEFAULT_FILE
+    where = relative(path, Path.cwd().resolve())
+    if accept:
+        findings = [c for c in checks if c.status == FAIL]
+        accepted.write(path, findings)
+        checks = [*checks, CheckResult(accepted.NAME, NOTE, f"{len(findings)} finding(s) written to {where}")]
+    return accepted.apply(checks, accepted.read(path), where)
 
 
 def error_report(err: WardenError, started: float) -> Report:
@@ -709,6 +733,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             data_check=not args.no_data_check,
             use_cache=not args.no_cache,
             on_report=show,
+            accept=args.accept,
         )
     except WardenError as err:
         if args.format != "text":  # the one-line error still goes to stderr, with its exit code

@@ -48,6 +48,7 @@ class Settings:
     version_locations: tuple[Path, ...] = ()  # where the revision files are when env.py picks them
     baseline: str | None = None  # "pkg.module:Base" or an absolute path to a .sql file
     baseline_revision: str | None = None  # the baseline is stamped at this revision ("head": every head)
+    accepted_findings: Path | None = None  # findings accepted as history (None: beside alembic.ini)
     lint: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     raw: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
@@ -161,6 +162,9 @@ def load_settings(config: str | os.PathLike[str] | None = None, *, cwd: Path | N
             f'{pyproject}: [tool.schema-warden] baseline-revision must be a revision id or "head", '
             "with baseline set"
         )
+    accepted = table.get("accepted-findings")
+    if accepted is not None and not isinstance(accepted, str):
+        raise ProjectError(f"{pyproject}: [tool.schema-warden] accepted-findings must be a file path")
     listed = _string_list(table, "version-locations", (), pyproject)
     locations = tuple((pyproject.parent / entry).resolve() for entry in listed)
     return Settings(
@@ -175,6 +179,7 @@ def load_settings(config: str | os.PathLike[str] | None = None, *, cwd: Path | N
         version_locations=locations,
         baseline=baseline,
         baseline_revision=baseline_revision,
+        accepted_findings=(pyproject.parent / accepted).resolve() if accepted else None,
         lint=dict(lint) if isinstance(lint, dict) else {},
         raw=table,
     )
