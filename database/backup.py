@@ -37,6 +37,7 @@ from database.pgclient import (
     run_with_progress,
     sigterm_as_interrupt,
 )
+from database.pooler import add_allow_pooler, refuse_pooled
 
 VERIFY_DATABASE = "verify_restore"
 
@@ -75,6 +76,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--keep", type=_positive, metavar="N", help="keep the newest N backups, delete older ones")
     p.add_argument("--pg-bin", help="bin directory of pg_dump/psql/pg_restore (default: newest installed)")
+    add_allow_pooler(p)
     p.set_defaults(func=backup_command)
     restore.add_parser(sub)
 
@@ -92,7 +94,9 @@ def _positive(text: str) -> int:
 def backup_command(args: argparse.Namespace) -> int:
     from database.config import get_settings
 
-    target = Target.from_settings(get_settings())
+    settings = get_settings(warn=False)
+    refuse_pooled(settings.url, settings.masked, source="DATABASE_URL", allow=args.allow_pooler)
+    target = Target.from_settings(settings)
     out_dir = dumpfiles.prepare_output_dir(Path(args.output_dir))
     with sigterm_as_interrupt():
         result = make_backup(target, args.pg_bin, out_dir, fmt=args.format, verify=args.verify)

@@ -12,6 +12,7 @@ import contextlib
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -19,15 +20,18 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from database import locks
 from database.alembic_support import progress
 from database.config import REPO_ROOT, Settings, excluded_tables, get_settings, project_settings
 from database.errors import (
     DatabaseUnreachable,
     EmptyMigration,
+    MigrationFailed,
     describe_step_failure,
     one_line,
     scrub,
 )
+from database.pooler import SET_SEARCH_PATH, refuse_pooled
 
 ALEMBIC_INI = REPO_ROOT / "alembic.ini"
 CONNECT_TIMEOUT_S = 10
@@ -85,11 +89,16 @@ def _engine(settings: Settings) -> Any:
 
 
 @contextlib.contextmanager
-def connected(settings: Settings | None = None, *, read_only: bool = False) -> Iterator[Config]:
-    """An Alembic Config bound to one connection to DATABASE_URL, committed on success only.
+def connected(
+    settings: Settings | None = None, *, read_only: bool = False, session: Sequence[str] = ()
+) -> Iterator[Config]:
+    """An Alembic Config bound to one connection to DATABASE_URL, in one transaction
+    committed on success only (Alembic sees it begun and runs every revision inside it).
 
-    ``read_only``: one READ ONLY transaction (Postgres refuses any write in it), rolled back
-    at the end. Transaction-scoped, so it also holds through Neon's PgBouncer pooler.
+    ``read_only``: a READ ONLY transaction (Postgres refuses any write in it), rolled back
+    at the end. The transaction sets the search_path it needs, and the ``session`` SQL
+    (timeouts), for itself only: nothing depends on, or is left in, the server connection's
+    session, which behind Neon's PgBouncer pooler other clients share.
     """
     from sqlalchemy import exc
 
@@ -100,6 +109,8 @@ def connected(settings: Settings | None = None, *, read_only: bool = False) -> I
             connection = engine.connect()
             if read_only:
                 connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+            for sql in (SET_SEARCH_PATH, *session):
+                connection.exec_driver_sql(sql)
         except exc.DBAPIError as err:
             raise _connect_error(err, settings) from None
         with connection:
@@ -112,17 +123,65 @@ def connected(settings: Settings | None = None, *, read_only: bool = False) -> I
         engine.dispose()
 
 
-def _migrate(run: Callable[[Config], None]) -> None:
-    """Run an upgrade/downgrade with progress lines; a failing step is named, its transaction undone."""
-    with progress() as shown:
+def _migrate(run: Callable[[Config], None], args: argparse.Namespace) -> None:
+    """Run an upgrade/downgrade with progress lines; a failing step is named, its transaction undone.
+
+    A lock timeout is tried again (``locks.LOCK_ATTEMPTS`` in all, pausing between them);
+    the last one names the statement that waited and the session that held the lock.
+    """
+    settings = get_settings(warn=False)
+    refuse_pooled(settings.url, settings.masked, source="DATABASE_URL", allow=args.allow_pooler)
+    lock_timeout = args.lock_timeout
+    session = locks.timeout_statements(lock_timeout, args.statement_timeout)
+    attempts = locks.LOCK_ATTEMPTS if lock_timeout > 0 else 1
+    for attempt in range(1, attempts + 1):
+        watch = locks.BlockerWatch(settings.libpq_url, interval=max(0.02, min(lock_timeout / 4, 0.5)))
         try:
-            with connected() as cfg:
-                run(cfg)
-                _show_current(cfg)
-        except Exception as err:
-            if shown.step is None or isinstance(err, DatabaseUnreachable):
-                raise
-            raise describe_step_failure(shown.step, err) from None
+            with progress() as shown:
+                try:
+                    with connected(settings, session=session) as cfg:
+                        if lock_timeout > 0:
+                            connection = cfg.attributes["connection"]
+                            watch.start(int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()))
+                        run(cfg)
+                        _show_current(cfg)
+                    return
+                except Exception as err:
+                    if shown.step is None or isinstance(err, DatabaseUnreachable):
+                        raise
+                    if not locks.is_lock_timeout(err):
+                        raise describe_step_failure(shown.step, err) from None
+                    if attempt == attempts:
+                        watch.stop()
+                        raise describe_lock_timeout(shown.step, err, watch, lock_timeout, attempts) from None
+        finally:
+            watch.stop()
+        pause = locks.backoff(attempt, lock_timeout)
+        print(
+            f"lock timeout ({locks.shown(lock_timeout)}): the transaction was rolled back; trying again "
+            f"in {locks.shown(pause)} (attempt {attempt + 1} of {attempts})",
+            file=sys.stderr,
+        )
+        time.sleep(pause)
+
+
+def describe_lock_timeout(
+    step: Any, err: BaseException, watch: locks.BlockerWatch, lock_timeout: float, attempts: int
+) -> MigrationFailed:
+    """The upgrade gave up waiting for a lock: which statement waited, who held the lock."""
+    failure = describe_step_failure(step, err)
+    where = str(failure).split(" failed during ", 1)[0]
+    statement = locks._short(str(getattr(err, "statement", "") or "")) or "a statement"
+    blockers = list(watch.blockers.values())
+    if blockers:
+        held = "the lock was held by " + "; ".join(b.line() for b in blockers)
+    else:
+        held = "the session holding the lock was not seen (it let go between the checks)"
+    return MigrationFailed(
+        f"{where}: {statement} waited {attempts} times for a lock, {locks.shown(lock_timeout)} each "
+        f"(lock_timeout), and gave up: {held}; nothing was applied (one transaction, rolled "
+        "back): end that session or run again when it is done, or wait longer with --lock-timeout"
+    )
 
 
 def next_revision_id(script: ScriptDirectory) -> str | None:
@@ -140,7 +199,7 @@ def upgrade(args: argparse.Namespace) -> int:
         with progress():
             command.upgrade(alembic_config(), args.revision, sql=True)
         return 0
-    _migrate(lambda cfg: command.upgrade(cfg, args.revision))
+    _migrate(lambda cfg: command.upgrade(cfg, args.revision), args)
     return 0
 
 
@@ -149,7 +208,7 @@ def downgrade(args: argparse.Namespace) -> int:
         with progress():
             command.downgrade(alembic_config(), args.revision, sql=True)
         return 0
-    _migrate(lambda cfg: command.downgrade(cfg, args.revision))
+    _migrate(lambda cfg: command.downgrade(cfg, args.revision), args)
     return 0
 
 

@@ -269,6 +269,11 @@ def read_inventory(cur: Any) -> Inventory:
     """Server version, Alembic revision(s) and exact row counts of every table a dump holds."""
     from psycopg2 import sql
 
+    from database.pooler import SET_SEARCH_PATH
+
+    # for this transaction only: the server connection's own search_path may be anything
+    # (a pooler's connection keeps what its last client set: '' after a restore by psql)
+    cur.execute(SET_SEARCH_PATH)
     cur.execute("SELECT current_setting('server_version'), current_setting('server_version_num')::int")
     version, num = cur.fetchone()
     cur.execute(_TABLES_SQL)

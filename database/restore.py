@@ -37,6 +37,7 @@ from database.pgclient import (
     sigterm_as_interrupt,
     user_relations,
 )
+from database.pooler import add_allow_pooler, refuse_pooled
 
 _CHUNK = 1 << 20
 # Settings newer pg_dumps write into every script, and the first major that knows them:
@@ -71,6 +72,19 @@ def compatible_script(chunks: Iterator[bytes], target_major: int | None) -> Iter
                 chunk = chunk.replace(b"\n" + line, b"\n", 1)
         first = False
         yield chunk
+
+
+def _leaving_no_settings(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The script, then ``RESET ALL`` in the same transaction.
+
+    A dump sets session state (``set_config('search_path', '', false)``, ``SET
+    statement_timeout = 0``, ...). On a server connection of its own that ends with the
+    session; behind a transaction pooler (Neon's ``-pooler`` host) the connection goes to the
+    next client, which then finds no table without a schema name (``db-current``: no
+    revision). Resetting before the commit leaves the session as the restore found it.
+    """
+    yield from chunks
+    yield b"\nRESET ALL;\n"
 
 
 def _archive_chunks(tools: ClientTools, path: Path, name: str) -> Iterator[bytes]:
@@ -122,7 +136,7 @@ def restore_into(
     argv += ["-f", "-"]
     name = name or backup.name
     chunks = _file_chunks(backup) if fmt == "plain" else _archive_chunks(tools, backup, name)
-    chunks = compatible_script(chunks, target_major)
+    chunks = _leaving_no_settings(compatible_script(chunks, target_major))
     result = feed_psql(argv, chunks, env=target.child_env(), label=f"restoring {name}", stream=stream)
     if result.returncode == 2:
         raise EnvironmentProblem(
@@ -166,10 +180,13 @@ def restore_command(args: argparse.Namespace) -> int:
     manifest = dumpfiles.read_manifest(backup)
     if args.target_url:
         target = check_url(args.target_url, "--target-url")
+        refuse_pooled(target.url, target.masked, source="--target-url", allow=args.allow_pooler)
     else:
         from database.config import get_settings
 
-        target = Target.from_settings(get_settings())
+        settings = get_settings(warn=False)
+        refuse_pooled(settings.url, settings.masked, source="DATABASE_URL", allow=args.allow_pooler)
+        target = Target.from_settings(settings)
     tools = find_client_tools(args.pg_bin)
     with sigterm_as_interrupt():
         with connect(target) as conn, conn.cursor() as cur:
@@ -223,4 +240,5 @@ def add_parser(sub: object) -> None:
         "--yes", action="store_true", help="do not ask for confirmation (needed without a terminal)"
     )
     p.add_argument("--pg-bin", help="bin directory of psql/pg_restore (default: newest installed)")
+    add_allow_pooler(p)
     p.set_defaults(func=restore_command)
