@@ -1,4 +1,12 @@
-"""database/manage.py end to end against a real PostgreSQL server (the session's throwaway one)."""
+"""database/manage.py end to end against a real PostgreSQL server.
+
+The commands a user runs against their database (upgrade, downgrade, current) get their
+server and a fresh database per test from pytest-postgresql (tests/project_postgres.py
+says how that falls as root); tests that drive the guard's parts (db-check's throwaway
+models database, injected engines) keep the session's throwaway server.
+"""
+
+# ruff: noqa: F811 - pytest-postgresql's fixtures are imported, then requested by name
 
 from __future__ import annotations
 
@@ -15,6 +23,14 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from project_postgres import (  # noqa: F401
+    ProjectServer,
+    postgresql,
+    postgresql_proc,
+    project_db,
+    project_server,
+    project_url,
+)
 from schema_warden.server.postgres import Server, throwaway_server
 
 from database import manage
@@ -24,7 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 VERSIONS = REPO_ROOT / "database" / "alembic" / "versions"
 
 
-def query(server: Server, db: str, sql: str) -> list[tuple]:
+def query(server: Server | ProjectServer, db: str, sql: str) -> list[tuple]:
     conn = psycopg2.connect(**server.connect_kwargs(db))
     try:
         with conn.cursor() as cur:
@@ -35,7 +51,7 @@ def query(server: Server, db: str, sql: str) -> list[tuple]:
         conn.close()
 
 
-def schema_dump(server: Server, db: str) -> str:
+def schema_dump(server: Server | ProjectServer, db: str) -> str:
     """pg_dump --schema-only of a database, minus comments and the random \\restrict key lines."""
     out = subprocess.run(
         [server.binaries.path("pg_dump"), "--schema-only", "--no-owner", "-d", server.libpq_url(db)],
@@ -50,7 +66,7 @@ def schema_dump(server: Server, db: str) -> str:
     )
 
 
-def columns(server: Server, db: str) -> list[str]:
+def columns(server: Server | ProjectServer, db: str) -> list[str]:
     rows = query(
         server,
         db,
@@ -60,7 +76,7 @@ def columns(server: Server, db: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def version(server: Server, db: str) -> list[str]:
+def version(server: Server | ProjectServer, db: str) -> list[str]:
     return [r[0] for r in query(server, db, "SELECT version_num FROM alembic_version")]
 
 
@@ -72,12 +88,12 @@ def versions_listing() -> list[str]:
 
 
 def test_upgrade_creates_the_table_and_shows_progress(
-    pg_server: Server, fresh_db: str, database_url: str, capsys: pytest.CaptureFixture[str]
+    project_server: ProjectServer, project_db: str, project_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert manage.main(["db-upgrade"]) == 0
     out, err = capsys.readouterr()
-    assert columns(pg_server, fresh_db) == ["id", "temperature", "unit", "recorded_at", "device_id"]
-    assert version(pg_server, fresh_db) == ["0002"]
+    assert columns(project_server, project_db) == ["id", "temperature", "unit", "recorded_at", "device_id"]
+    assert version(project_server, project_db) == ["0002"]
     assert err.splitlines() == [
         "Running upgrade <base> -> 0001, create temperature_readings",
         "Running upgrade 0001 -> 0002, add device_id to temperature_readings",
@@ -86,23 +102,27 @@ def test_upgrade_creates_the_table_and_shows_progress(
 
 
 def test_rows_inserted_at_0001_all_survive_the_upgrade_to_0002(
-    pg_server: Server, fresh_db: str, database_url: str
+    project_server: ProjectServer, project_db: str, project_url: str
 ) -> None:
     assert manage.main(["db-upgrade", "0001"]) == 0
-    assert "device_id" not in columns(pg_server, fresh_db)
+    assert "device_id" not in columns(project_server, project_db)
     query(
-        pg_server,
-        fresh_db,
+        project_server,
+        project_db,
         "INSERT INTO temperature_readings (temperature, unit, recorded_at) "
         "SELECT (i % 500) / 10.0, (ARRAY['C','F','K'])[1 + i % 3], "
         "timestamptz '2026-01-01 00:00+00' + i * interval '1 minute' FROM generate_series(1, 250) AS i",
     )
-    before = query(pg_server, fresh_db, "SELECT id, temperature, unit, recorded_at FROM temperature_readings")
+    before = query(
+        project_server, project_db, "SELECT id, temperature, unit, recorded_at FROM temperature_readings"
+    )
 
     assert manage.main(["db-upgrade"]) == 0
 
     after = query(
-        pg_server, fresh_db, "SELECT id, temperature, unit, recorded_at, device_id FROM temperature_readings"
+        project_server,
+        project_db,
+        "SELECT id, temperature, unit, recorded_at, device_id FROM temperature_readings",
     )
     assert len(before) == 250
     assert sorted(row[:4] for row in after) == sorted(before)
@@ -111,10 +131,10 @@ def test_rows_inserted_at_0001_all_survive_the_upgrade_to_0002(
 
 
 def test_downgrade_one_step_then_upgrade_round_trips(
-    pg_server: Server, fresh_db: str, database_url: str, capsys: pytest.CaptureFixture[str]
+    project_server: ProjectServer, project_db: str, project_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert manage.main(["db-upgrade"]) == 0
-    at_head = schema_dump(pg_server, fresh_db)
+    at_head = schema_dump(project_server, project_db)
     assert "ix_temperature_readings_device_id" in at_head
     capsys.readouterr()
 
@@ -122,16 +142,16 @@ def test_downgrade_one_step_then_upgrade_round_trips(
     out, err = capsys.readouterr()
     assert "Running downgrade 0002 -> 0001, add device_id to temperature_readings" in err
     assert out.strip() == "0001"
-    assert version(pg_server, fresh_db) == ["0001"]
-    assert "device_id" not in columns(pg_server, fresh_db)
-    assert "device_id" not in schema_dump(pg_server, fresh_db)  # the index went too
+    assert version(project_server, project_db) == ["0001"]
+    assert "device_id" not in columns(project_server, project_db)
+    assert "device_id" not in schema_dump(project_server, project_db)  # the index went too
 
     assert manage.main(["db-upgrade"]) == 0
-    assert schema_dump(pg_server, fresh_db) == at_head
+    assert schema_dump(project_server, project_db) == at_head
 
 
 def test_downgrade_to_base_removes_everything_it_made(
-    pg_server: Server, fresh_db: str, database_url: str, capsys: pytest.CaptureFixture[str]
+    project_server: ProjectServer, project_db: str, project_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert manage.main(["db-upgrade"]) == 0
     capsys.readouterr()
@@ -139,8 +159,8 @@ def test_downgrade_to_base_removes_everything_it_made(
     out, err = capsys.readouterr()
     assert "Running downgrade 0001 -> <base>, create temperature_readings" in err
     assert out.startswith("no revision")
-    assert query(pg_server, fresh_db, "SELECT to_regclass('temperature_readings')") == [(None,)]
-    assert version(pg_server, fresh_db) == []
+    assert query(project_server, project_db, "SELECT to_regclass('temperature_readings')") == [(None,)]
+    assert version(project_server, project_db) == []
 
 
 def test_downgrade_requires_a_target(capsys: pytest.CaptureFixture[str]) -> None:
@@ -151,7 +171,7 @@ def test_downgrade_requires_a_target(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_current_on_an_empty_database_says_what_to_do(
-    database_url: str, capsys: pytest.CaptureFixture[str]
+    project_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert manage.main(["db-current"]) == 0
     assert "db-upgrade" in capsys.readouterr().out
