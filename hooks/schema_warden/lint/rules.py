@@ -15,7 +15,7 @@ from typing import TypeGuard, cast
 
 import pglast
 from pglast import ast, visitors
-from pglast.enums import AlterTableType, ConstrType, ObjectType
+from pglast.enums import AlterTableType, ConstrType, NullTestType, ObjectType, TransactionStmtKind
 from pglast.stream import RawStream
 
 ERROR = "error"
@@ -67,7 +67,8 @@ RULES: tuple[Rule, ...] = (
         "ALTER TABLE ... ALTER COLUMN ... TYPE",
         "most type changes rewrite the whole table under an ACCESS EXCLUSIVE lock (reads and writes wait)",
         "add a column of the new type, backfill in batches, switch readers, drop the old column later "
-        "(widening varchar(n) or varchar -> text does not rewrite: allow it with a reason)",
+        "(widening varchar(n) or varchar -> text does not rewrite: `schema-warden lint --trace` "
+        "proves it and does not flag it)",
     ),
     Rule(
         "adding-required-field",
@@ -79,7 +80,8 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "adding-not-nullable-field",
         ERROR,
-        "ALTER COLUMN ... SET NOT NULL on an existing table",
+        "ALTER COLUMN ... SET NOT NULL on an existing table without a validated "
+        "CHECK (col IS NOT NULL) earlier in the revision (or, traced, in the database)",
         "scans the whole table under an ACCESS EXCLUSIVE lock to prove there are no NULLs",
         "ADD CONSTRAINT ... CHECK (col IS NOT NULL) NOT VALID; VALIDATE CONSTRAINT; then SET NOT NULL "
         "(PostgreSQL 12+ uses the valid CHECK and skips the scan) and drop the CHECK",
@@ -102,9 +104,34 @@ RULES: tuple[Rule, ...] = (
         "`with op.get_context().autocommit_block():`",
     ),
     Rule(
+        "require-concurrent-index-deletion",
+        ERROR,
+        "DROP INDEX without CONCURRENTLY of an index not created in the same revision",
+        "takes an ACCESS EXCLUSIVE lock on the index's table: every read and write waits for it",
+        "op.drop_index(..., postgresql_concurrently=True) inside `with op.get_context().autocommit_block():`",
+    ),
+    Rule(
+        "require-lock-timeout",
+        WARNING,
+        "a statement that takes an ACCESS EXCLUSIVE lock on an existing table with no lock_timeout "
+        "set earlier in the revision",
+        "while it waits for a long query to release the table, every later query on the table queues "
+        "behind it: a short statement stalls the whole application",
+        "op.execute(\"SET lock_timeout = '2s'\") at the start of upgrade() (retry the deploy when it "
+        "times out)",
+    ),
+    Rule(
+        "concurrently-in-transaction",
+        ERROR,
+        "CREATE INDEX / DROP INDEX / REINDEX ... CONCURRENTLY inside a transaction block",
+        "PostgreSQL refuses it at run time (CONCURRENTLY cannot run inside a transaction block): "
+        "the deploy fails half-way",
+        "run it inside `with op.get_context().autocommit_block():`",
+    ),
+    Rule(
         "adding-foreign-key-constraint",
         ERROR,
-        "a FOREIGN KEY without NOT VALID on an existing table",
+        "a FOREIGN KEY without NOT VALID on an existing table (one that holds rows in production)",
         "validating the key scans the table while blocking writes on both tables",
         "op.create_foreign_key(..., postgresql_not_valid=True), then "
         "ALTER TABLE ... VALIDATE CONSTRAINT in a later migration",
@@ -180,6 +207,25 @@ UNRENDERABLE = Rule(
 
 RULES_BY_ID: dict[str, Rule] = {rule.id: rule for rule in (*RULES, UNRENDERABLE)}
 
+# Rules with a page of their own (why it matters, the safe way, an example): docs/rules/<id>.md
+DOCS_DIR = "docs/rules"
+DOCUMENTED = frozenset(
+    {
+        "require-concurrent-index-deletion",
+        "require-lock-timeout",
+        "concurrently-in-transaction",
+        "adding-foreign-key-constraint",
+        "adding-not-nullable-field",
+        "changing-column-type",
+    }
+)
+
+
+def doc_page(rule_id: str) -> str | None:
+    """The rule's documentation page, relative to the repository root, when it has one."""
+    return f"{DOCS_DIR}/{rule_id}.md" if rule_id in DOCUMENTED else None
+
+
 # Not lint rules, but names an allow comment may carry for other checks of schema-warden
 # (`schema-warden check` uses "data-loss" for a revision allowed to lose rows;
 # `schema-warden secrets` skips a line marked "allow secret").
@@ -215,9 +261,61 @@ class SqlSyntaxError(ValueError):
 
 
 @dataclass(frozen=True)
+class Lock:
+    """A lock a traced statement took on a relation (pg_locks of its own backend)."""
+
+    relation: str
+    mode: str  # as pg_locks names it: AccessExclusiveLock, ShareLock, ...
+    kind: str = "table"  # "table" or "index"
+    existed: bool = True  # the relation existed before the revision started
+
+    def label(self) -> str:
+        """``ACCESS EXCLUSIVE`` for ``AccessExclusiveLock``."""
+        words = "".join(f" {c}" if c.isupper() else c for c in self.mode.removesuffix("Lock"))
+        return words.strip().upper()
+
+
+ACCESS_EXCLUSIVE = "AccessExclusiveLock"
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a statement did on the throwaway server (proof/trace.py), instead of a guess."""
+
+    locks: tuple[Lock, ...] = ()  # locks it took that its backend did not hold before it
+    rewritten: tuple[str, ...] = ()  # tables whose relfilenode changed
+    duration_s: float = 0.0
+    in_transaction: bool | None = None  # None: not known
+    error: str | None = None  # the statement failed with this message
+
+    def access_exclusive(self) -> list[str]:
+        """Existing tables it holds ACCESS EXCLUSIVE on."""
+        return [
+            lock.relation
+            for lock in self.locks
+            if lock.mode == ACCESS_EXCLUSIVE and lock.existed and lock.kind == "table"
+        ]
+
+    def risky(self) -> bool:
+        return bool(self.access_exclusive() or self.rewritten or self.error)
+
+    def summary(self) -> str:
+        """``ACCESS EXCLUSIVE on readings, table rewritten``."""
+        exclusive = self.access_exclusive()
+        parts = [f"ACCESS EXCLUSIVE on {', '.join(exclusive)}"] if exclusive else []
+        if self.rewritten:
+            parts.append(f"table {', '.join(self.rewritten)} rewritten")
+        if self.error:
+            parts.append(f"failed: {self.error}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
 class Statement:
-    sql: str  # the statement's own text, as rendered
+    sql: str  # the statement's own text, as rendered (or as traced)
     node: ast.Node
+    line: int | None = None  # line of the migration file whose op.* call sent it, when known
+    facts: Facts | None = None  # what it did on the throwaway server, when traced
 
 
 @dataclass(frozen=True)
@@ -229,10 +327,18 @@ class Finding:
     why: str
     safe: str
     allowed: str | None = None  # the reason of the allow comment that accepts it
+    source_line: int | None = None  # line of the migration file, when known
+    traced: str | None = None  # what the trace saw the statement do
 
     def line(self) -> str:
         rule = self.rule if self.severity == ERROR else f"{self.rule} ({self.severity})"
-        text = f"{rule}: {self.statement} — {self.why}; safe: {self.safe}"
+        text = f"{rule}: {self.statement} — {self.why}"
+        if self.traced:
+            text += f" (traced: {self.traced})"
+        text += f"; safe: {self.safe}"
+        page = doc_page(self.rule)
+        if page is not None:
+            text += f"; see {page}"
         if self.allowed is not None:
             text += f" [allowed: {self.allowed}]"
         return text
@@ -353,9 +459,19 @@ def unknown_rule_names(names: Iterable[str]) -> list[str]:
     return [name for name in names if resolve_rule(name) is None]
 
 
-def lint(statements: Iterable[Statement], *, version_table: str = "alembic_version") -> list[Finding]:
-    """Findings of one revision's statements, in statement order."""
+def lint(
+    statements: Iterable[Statement],
+    *,
+    version_table: str = "alembic_version",
+    not_null_checked: Iterable[str] = (),
+) -> list[Finding]:
+    """Findings of one revision's statements, in statement order.
+
+    ``not_null_checked``: ``table.column`` pairs the database already has a validated
+    ``CHECK (column IS NOT NULL)`` for (known from a trace), so SET NOT NULL skips its scan.
+    """
     checker = _Checker(version_table)
+    checker.not_null_checked.update(not_null_checked)
     for statement in statements:
         checker.statement(statement)
     return checker.findings
@@ -423,6 +539,44 @@ def _functions_called(node: ast.Node | None) -> list[str]:
     return names
 
 
+# ALTER TABLE commands that take less than ACCESS EXCLUSIVE (PostgreSQL's ALTER TABLE page)
+_WEAKER = frozenset(
+    {
+        AlterTableType.AT_ValidateConstraint,  # SHARE UPDATE EXCLUSIVE
+        AlterTableType.AT_SetStatistics,
+        AlterTableType.AT_ClusterOn,
+        AlterTableType.AT_DropCluster,
+        AlterTableType.AT_SetOptions,
+        AlterTableType.AT_ResetOptions,
+        AlterTableType.AT_AttachPartition,
+        AlterTableType.AT_EnableTrig,  # SHARE ROW EXCLUSIVE
+        AlterTableType.AT_DisableTrig,
+    }
+)
+
+
+def _weaker_lock(cmd: ast.AlterTableCmd) -> bool:
+    if cmd.subtype in _WEAKER:
+        return True
+    # ADD FOREIGN KEY takes SHARE ROW EXCLUSIVE
+    constraint = cmd.def_
+    return (
+        cmd.subtype == AlterTableType.AT_AddConstraint
+        and isinstance(constraint, ast.Constraint)
+        and constraint.contype == ConstrType.CONSTR_FOREIGN
+    )
+
+
+def _const_text(node: ast.Node) -> str:
+    if isinstance(node, ast.A_Const):
+        value = node.val
+        for attr in ("sval", "ival", "fval"):
+            found = getattr(value, attr, None)
+            if found is not None:
+                return str(found).strip().lower()
+    return (_printed(node) or "").strip("'").lower()
+
+
 class _Checker:
     """Walks one revision's statements in order, remembering the tables it creates."""
 
@@ -432,6 +586,15 @@ class _Checker:
         self.findings: list[Finding] = []
         self.current = ""
         self.part: str | None = None  # the part of the current statement a finding is about
+        self.line: int | None = None
+        self.facts: Facts | None = None
+        self.indexes_created: set[str] = set()
+        self.not_null_checked: set[str] = set()  # table.column with a validated IS NOT NULL check
+        self.unvalidated: dict[str, str] = {}  # NOT VALID IS NOT NULL checks: name -> table.column
+        self.lock_timeout = False  # a non-zero lock_timeout is set
+        self.lock_timeout_flagged = False
+        self.in_transaction = False  # offline SQL: inside BEGIN ... COMMIT
+        self.exclusive: list[str] = []  # offline: existing tables the statement locks ACCESS EXCLUSIVE
 
     # -- bookkeeping
     def created_here(self, relation: ast.RangeVar | None) -> bool:
@@ -452,15 +615,60 @@ class _Checker:
     def flag(self, rule_id: str, target: str) -> None:
         rule = RULES_BY_ID[rule_id]
         statement = self.part or _one_line(self.current)
-        self.findings.append(Finding(rule.id, rule.severity, statement, target, rule.why, rule.safe))
+        facts = self.facts
+        traced = facts.summary() if facts is not None and facts.risky() else None
+        self.findings.append(
+            Finding(rule.id, rule.severity, statement, target, rule.why, rule.safe, None, self.line, traced)
+        )
+
+    def in_transaction_block(self) -> bool:
+        facts = self.facts
+        if facts is not None and facts.in_transaction is not None:
+            return facts.in_transaction
+        return self.in_transaction
+
+    def rewrote(self, guess: bool) -> bool:
+        """Traced: whether the statement rewrote a table; offline: the rule's guess."""
+        return guess if self.facts is None else bool(self.facts.rewritten)
 
     # -- statements
     def statement(self, statement: Statement) -> None:
         self.current = statement.sql
+        self.line = statement.line
+        self.facts = statement.facts
+        self.exclusive = []
         node = statement.node
         handler = getattr(self, f"on_{type(node).__name__}", None)
         if handler is not None:
             handler(node)
+        self.part = None
+        exclusive = self.exclusive if self.facts is None else self.facts.access_exclusive()
+        exclusive = [t for t in exclusive if t.split(".")[-1] != self.version_table]
+        if exclusive and not self.lock_timeout and not self.lock_timeout_flagged:
+            self.lock_timeout_flagged = True
+            self.flag("require-lock-timeout", ", ".join(exclusive))
+
+    def on_VariableSetStmt(self, node: ast.VariableSetStmt) -> None:
+        if (node.name or "").lower() != "lock_timeout":
+            return
+        values = [_const_text(arg) for arg in node.args or ()]
+        self.lock_timeout = bool(values) and all(v not in ("0", "0s", "0ms", "") for v in values)
+
+    def on_SelectStmt(self, node: ast.SelectStmt) -> None:
+        # SELECT set_config('lock_timeout', '2s', false)
+        text = (_printed(node) or "").lower()
+        if "set_config('lock_timeout'" in text.replace(" ", ""):
+            self.lock_timeout = "'0'" not in text
+
+    def on_TransactionStmt(self, node: ast.TransactionStmt) -> None:
+        if node.kind in (TransactionStmtKind.TRANS_STMT_BEGIN, TransactionStmtKind.TRANS_STMT_START):
+            self.in_transaction = True
+        elif node.kind in (
+            TransactionStmtKind.TRANS_STMT_COMMIT,
+            TransactionStmtKind.TRANS_STMT_ROLLBACK,
+            TransactionStmtKind.TRANS_STMT_PREPARE,
+        ):
+            self.in_transaction = False
 
     def on_CreateStmt(self, node: ast.CreateStmt) -> None:
         relation = cast(ast.RangeVar, node.relation)  # pglast types it optional; CREATE TABLE has one
@@ -494,6 +702,8 @@ class _Checker:
         existing = self.existing(relation)
         table = _display(relation)
         cmds = node.cmds or ()
+        if existing and any(not _weaker_lock(cmd) for cmd in cmds):
+            self.exclusive.append(table)
         for cmd in cmds:
             subtype = cmd.subtype
             # one ALTER TABLE may carry many commands: show the one a finding is about
@@ -508,13 +718,41 @@ class _Checker:
                 self.flag("ban-drop-column", f"{table}.{cmd.name}")
             elif subtype == AlterTableType.AT_AlterColumnType:
                 self.column_types(table, cmd.def_, primary_key=False, name=cmd.name)
-                if existing:
+                if existing and self.rewrote(True):
                     self.flag("changing-column-type", f"{table}.{cmd.name}")
             elif subtype == AlterTableType.AT_SetNotNull and existing:
-                self.flag("adding-not-nullable-field", f"{table}.{cmd.name}")
-            elif subtype == AlterTableType.AT_AddConstraint and existing:
-                self.add_constraint(table, cmd.def_)
+                if not self.checked_not_null(relation, cast(str, cmd.name)):
+                    self.flag("adding-not-nullable-field", f"{table}.{cmd.name}")
+            elif subtype == AlterTableType.AT_AddConstraint:
+                self.remember_not_null_check(table, cmd.def_)
+                if existing:
+                    self.add_constraint(table, cmd.def_)
+            elif subtype == AlterTableType.AT_ValidateConstraint and cmd.name in self.unvalidated:
+                self.not_null_checked.add(self.unvalidated.pop(cmd.name))
         self.part = None
+
+    def checked_not_null(self, relation: ast.RangeVar, column: str) -> bool:
+        schema, name = _table_key(relation)
+        keys = {f"{name}.{column}", f"{schema}.{name}.{column}" if schema else f"public.{name}.{column}"}
+        return bool(keys & self.not_null_checked)
+
+    def remember_not_null_check(self, table: str, constraint: ast.Constraint | None) -> None:
+        """``CHECK (col IS NOT NULL)``: valid now, or once VALIDATE CONSTRAINT ran."""
+        if constraint is None or constraint.contype != ConstrType.CONSTR_CHECK:
+            return
+        test = constraint.raw_expr
+        if not isinstance(test, ast.NullTest) or test.nulltesttype != NullTestType.IS_NOT_NULL:
+            return
+        if not isinstance(test.arg, ast.ColumnRef) or not test.arg.fields:
+            return
+        column = getattr(test.arg.fields[-1], "sval", None)
+        if column is None:
+            return
+        key = f"{table}.{column}"
+        if constraint.skip_validation:
+            self.unvalidated[constraint.conname or ""] = key
+        else:
+            self.not_null_checked.add(key)
 
     def add_column(self, table: str, column: ast.ColumnDef, existing: bool) -> None:
         constraints = list(column.constraints or ())
@@ -532,7 +770,7 @@ class _Checker:
         volatile = default is not None and any(
             name in VOLATILE_FUNCTIONS for name in _functions_called(default.raw_expr)
         )
-        if volatile or serial or identity or generated:
+        if (volatile or serial or identity or generated) and self.rewrote(True):
             self.flag("adding-field-with-default", target)
         elif not_null and default is None:
             self.flag("adding-required-field", target)
@@ -569,27 +807,59 @@ class _Checker:
         if not self.existing(node.relation) or self.is_version_table(node.relation):
             return
         table = _display(node.relation)
+        if node.renameType in (ObjectType.OBJECT_TABLE, ObjectType.OBJECT_COLUMN):
+            self.exclusive.append(table)
         if node.renameType == ObjectType.OBJECT_TABLE:
             self.flag("renaming-table", table)
         elif node.renameType == ObjectType.OBJECT_COLUMN:
             self.flag("renaming-column", f"{table}.{node.subname}")
 
     def on_DropStmt(self, node: ast.DropStmt) -> None:
+        if node.removeType == ObjectType.OBJECT_INDEX:
+            self.drop_index(node)
+            return
         if node.removeType != ObjectType.OBJECT_TABLE:
             return
         for names in node.objects or ():
             parts = [part.sval for part in names]
             relation = ast.RangeVar(relname=parts[-1], schemaname=parts[-2] if len(parts) > 1 else None)
             if self.existing(relation):
+                self.exclusive.append(_display(relation))
                 self.flag("ban-drop-table", _display(relation))
 
+    def drop_index(self, node: ast.DropStmt) -> None:
+        names = [".".join(part.sval for part in name) for name in node.objects or ()]
+        if node.concurrent:
+            if self.in_transaction_block():
+                self.flag("concurrently-in-transaction", ", ".join(names))
+            return
+        # traced: the lock shows whether the index's table existed before the revision
+        if self.facts is not None and not self.facts.access_exclusive():
+            return
+        for name in names:
+            if name.split(".")[-1] not in self.indexes_created:
+                self.exclusive.append(name)
+                self.flag("require-concurrent-index-deletion", name)
+
     def on_IndexStmt(self, node: ast.IndexStmt) -> None:
-        if not node.concurrent and self.existing(node.relation):
+        if node.idxname:
+            self.indexes_created.add(node.idxname)
+        if node.concurrent:
+            if self.in_transaction_block():
+                self.flag("concurrently-in-transaction", _display(cast(ast.RangeVar, node.relation)))
+            return
+        if self.existing(node.relation):
             self.flag("require-concurrent-index-creation", _display(node.relation))
+
+    def on_ReindexStmt(self, node: ast.ReindexStmt) -> None:
+        concurrent = any(getattr(p, "defname", "") == "concurrently" for p in node.params or ())
+        if concurrent and self.in_transaction_block():
+            self.flag("concurrently-in-transaction", node.name or _display(cast(ast.RangeVar, node.relation)))
 
     def on_TruncateStmt(self, node: ast.TruncateStmt) -> None:
         for relation in node.relations or ():
             if self.existing(relation):
+                self.exclusive.append(_display(relation))
                 self.flag("ban-truncate", _display(relation))
 
     def on_DeleteStmt(self, node: ast.DeleteStmt) -> None:
