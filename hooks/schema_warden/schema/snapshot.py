@@ -7,10 +7,16 @@ Postgres's own normalised forms (``format_type``, ``pg_get_expr``, ``pg_get_inde
 different routes (migrations or ``metadata.create_all``) give the same texts, which is what
 makes the snapshots comparable (see schema/diff.py for what is still normalised there).
 
-Keys: ``name`` for objects in schema ``public``, ``schema.name`` otherwise; constraints are
-keyed ``table.name`` (table key as above). Objects that belong to an extension (for example
-``spatial_ref_sys`` of PostGIS) are left out, as are the excluded tables and everything that
-belongs to them (their indexes, constraints and owned sequences).
+Keys: ``name`` for objects in schema ``public``, ``schema.name`` otherwise; constraints,
+triggers and policies are keyed ``table.name`` (table key as above); functions ``name(argument
+types)``; grants by what they read as (``on table readings to reader``). Objects that belong to
+an extension (for example ``spatial_ref_sys`` of PostGIS, or the functions and types of pg_trgm)
+are left out (pg_depend deptype 'e'): the extension itself is listed, with its version. So are
+the excluded tables and everything that belongs to them (their indexes, constraints, triggers,
+policies, grants and owned sequences).
+
+Each section of the query is one small subquery over its own catalog; a section with nothing
+in it (no functions, no grants) costs one index probe.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import json
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from schema_warden.errors import EnvironmentProblem
 
@@ -48,6 +54,11 @@ class Table:
     columns: tuple[Column, ...]  # attnum order; diffs ignore the order
     partitioned: bool = False
     comment: str | None = None
+    row_security: bool = False  # ALTER TABLE ... ENABLE ROW LEVEL SECURITY
+    force_row_security: bool = False
+    partition_key: str | None = None  # pg_get_partkeydef of a partitioned table: "RANGE (at)"
+    partition_of: str | None = None  # table key of the parent of a partition
+    partition_bound: str | None = None  # "FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')"
 
     def column(self, name: str) -> Column | None:
         return next((col for col in self.columns if col.name == name), None)
@@ -63,6 +74,7 @@ class Index:
     primary: bool
     constraint: str | None = None  # name of the PK/UNIQUE/EXCLUDE constraint this index implements
     columns: tuple[str, ...] = ()  # table columns it uses: keys in order, then those in expressions
+    comment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,7 @@ class Constraint:
     columns: tuple[str, ...]
     ref_table: str | None = None  # table key of the referenced table (foreign keys)
     ref_columns: tuple[str, ...] = ()
+    comment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,7 @@ class EnumType:
     schema: str
     name: str
     labels: tuple[str, ...]
+    comment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,7 @@ class Sequence:
     min_value: int | None = None
     max_value: int | None = None
     cycle: bool = False
+    comment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +119,89 @@ class View:
     name: str
     definition: str  # pg_get_viewdef
     materialized: bool
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class Schema:
+    name: str
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class Extension:
+    name: str
+    version: str
+    schema: str  # where its objects live
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class Domain:
+    schema: str
+    name: str
+    type: str  # format_type of the base type
+    nullable: bool
+    default: str | None
+    checks: tuple[str, ...] = ()  # "name CHECK (...)", by name
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class Function:
+    schema: str
+    name: str
+    arguments: str  # pg_get_function_identity_arguments: "a integer, b text"
+    kind: str  # "function" | "procedure" | "aggregate" | "window function"
+    returns: str | None  # pg_get_function_result; None for procedures
+    language: str
+    body: str  # prosrc; the whole definition for a SQL-standard body (BEGIN ATOMIC)
+    volatility: str  # "immutable" | "stable" | "volatile"
+    security_definer: bool = False
+    config: tuple[str, ...] = ()  # proconfig: "search_path=public, pg_temp"
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class Trigger:
+    schema: str
+    table: str  # table key
+    name: str
+    timing: str  # "BEFORE" | "AFTER" | "INSTEAD OF"
+    events: tuple[str, ...]  # "INSERT", "DELETE", "UPDATE", "TRUNCATE" (pg_get_triggerdef's order)
+    level: str  # "row" | "statement"
+    function: str  # function key without arguments: "touch_updated_at()"
+    enabled: str  # "enabled" | "disabled" | "enabled for replica" | "enabled always"
+    definition: str  # pg_get_triggerdef: also WHEN, UPDATE OF columns, arguments
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    schema: str
+    table: str  # table key
+    name: str
+    command: str  # "ALL" | "SELECT" | "INSERT" | "UPDATE" | "DELETE"
+    permissive: bool
+    roles: tuple[str, ...]  # role names, "PUBLIC"
+    using: str | None  # pg_get_expr of USING
+    check: str | None  # pg_get_expr of WITH CHECK
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What one grantee holds on one object, when it differs from what it holds by default
+    (a GRANT, or a REVOKE of a default such as EXECUTE from PUBLIC on a function)."""
+
+    on: str  # "table" | "view" | "materialized view" | "sequence" | "column" | "schema" | "function"
+    #          | "default privileges"
+    object: str  # its key (table key, "table.column", schema name, function key); default
+    #              privileges: "tables created by postgres in schema public"
+    grantee: str  # role name or "PUBLIC"
+    privileges: tuple[str, ...]  # what it holds: "SELECT", "INSERT WITH GRANT OPTION", sorted
+    default: tuple[str, ...] = ()  # what it would hold without any GRANT or REVOKE
+    table: str | None = None  # table key for grants on tables, views, columns (excluded tables)
 
 
 @dataclass(frozen=True)
@@ -114,6 +212,13 @@ class Snapshot:
     enums: dict[str, EnumType] = field(default_factory=dict)
     sequences: dict[str, Sequence] = field(default_factory=dict)
     views: dict[str, View] = field(default_factory=dict)
+    schemas: dict[str, Schema] = field(default_factory=dict)
+    extensions: dict[str, Extension] = field(default_factory=dict)
+    domains: dict[str, Domain] = field(default_factory=dict)
+    functions: dict[str, Function] = field(default_factory=dict)
+    triggers: dict[str, Trigger] = field(default_factory=dict)
+    policies: dict[str, Policy] = field(default_factory=dict)
+    grants: dict[str, Grant] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (lists for tuples); ``from_dict`` reads it back."""
@@ -143,6 +248,13 @@ _SECTIONS: dict[str, type] = {
     "enums": EnumType,
     "sequences": Sequence,
     "views": View,
+    "schemas": Schema,
+    "extensions": Extension,
+    "domains": Domain,
+    "functions": Function,
+    "triggers": Trigger,
+    "policies": Policy,
+    "grants": Grant,
 }
 
 
@@ -161,11 +273,11 @@ def _plain(obj: Any) -> dict[str, Any]:
 def _build(kind: type, value: dict[str, Any]) -> Any:
     # unknown keys (a cache written by a newer version) are dropped, missing ones take defaults
     value = {k: v for k, v in value.items() if k in _FIELDS[kind]}
+    for name, item in value.items():
+        if isinstance(item, list):
+            value[name] = tuple(item)
     if kind is Table:
         value["columns"] = tuple(_build(Column, col) for col in value["columns"])
-    for name in ("columns", "ref_columns", "labels"):
-        if name in value and kind is not Table:
-            value[name] = tuple(value[name])
     return kind(**value)
 
 
@@ -194,19 +306,58 @@ def _matches(table_key: str, patterns: tuple[str, ...]) -> bool:
 # No "%" anywhere in the text: drivers treat it as a parameter marker.
 _QUERY = """
 WITH ns AS (
-    SELECT oid, nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY(%s::text[])
+    SELECT oid, nspname, nspacl, nspowner FROM pg_catalog.pg_namespace WHERE nspname = ANY(%s::text[])
 ), rel AS (
-    SELECT c.oid, c.relname, c.relkind, n.nspname
+    SELECT c.oid, c.relname, c.relkind, n.nspname, c.relacl, c.relowner, c.relrowsecurity,
+           c.relforcerowsecurity, c.relispartition, c.relpartbound
     FROM pg_catalog.pg_class c JOIN ns n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'i', 'I')
       AND c.oid NOT IN (  -- members of extensions; the index on the referenced side finds them
         SELECT d.objid FROM pg_catalog.pg_depend d
         WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass
           AND d.classid = 'pg_catalog.pg_class'::regclass AND d.deptype = 'e')
+), fn AS (
+    SELECT p.oid, p.proname, p.prokind, p.proacl, p.proowner, n.nspname
+    FROM pg_catalog.pg_proc p JOIN ns n ON n.oid = p.pronamespace
+    WHERE p.oid NOT IN (
+        SELECT d.objid FROM pg_catalog.pg_depend d
+        WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass
+          AND d.classid = 'pg_catalog.pg_proc'::regclass AND d.deptype = 'e')
+), acl AS (  -- every ACL that is not the default, with the default it replaces
+    SELECT CASE r.relkind WHEN 'S' THEN 'sequence' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+                ELSE 'table' END AS kind,
+           r.oid AS relid, r.nspname AS nsp, r.relname AS name, NULL::text AS sub, r.relacl AS acl,
+           pg_catalog.acldefault(CASE WHEN r.relkind = 'S' THEN 's' ELSE 'r' END::"char", r.relowner) AS dflt
+    FROM rel r WHERE r.relacl IS NOT NULL AND r.relkind IN ('r', 'p', 'v', 'm', 'S')
+    UNION ALL
+    SELECT 'column', r.oid, r.nspname, r.relname, a.attname, a.attacl, NULL
+    FROM pg_catalog.pg_attribute a JOIN rel r ON r.oid = a.attrelid
+    WHERE a.attacl IS NOT NULL AND a.attnum > 0 AND NOT a.attisdropped
+    UNION ALL
+    SELECT 'schema', NULL, n.nspname, n.nspname, NULL, n.nspacl, pg_catalog.acldefault('n', n.nspowner)
+    FROM ns n WHERE n.nspacl IS NOT NULL
+    UNION ALL
+    SELECT 'function', NULL, f.nspname, f.proname, pg_catalog.pg_get_function_identity_arguments(f.oid),
+           f.proacl, pg_catalog.acldefault('f', f.proowner)
+    FROM fn f WHERE f.proacl IS NOT NULL
+    UNION ALL  -- per schema they add to the defaults; without a schema they replace them
+    SELECT 'default privileges', NULL, n.nspname, pg_catalog.pg_get_userbyid(d.defaclrole),
+           d.defaclobjtype::text, d.defaclacl,
+           CASE WHEN d.defaclnamespace = 0 THEN pg_catalog.acldefault(
+             CASE WHEN d.defaclobjtype = 'S' THEN 's' ELSE d.defaclobjtype END::"char", d.defaclrole) END
+    FROM pg_catalog.pg_default_acl d LEFT JOIN ns n ON n.oid = d.defaclnamespace
+    WHERE d.defaclnamespace = 0 OR n.oid IS NOT NULL
 )
 SELECT json_build_object(
   'tables', (
-    SELECT coalesce(json_agg(json_build_array(r.oid, r.nspname, r.relname, r.relkind = 'p', ds.description)),
+    SELECT coalesce(json_agg(json_build_array(r.oid, r.nspname, r.relname, r.relkind = 'p', ds.description,
+        r.relrowsecurity, r.relforcerowsecurity,
+        CASE WHEN r.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(r.oid) END,
+        CASE WHEN r.relispartition THEN
+          (SELECT json_build_array(pn.nspname, pc.relname) FROM pg_catalog.pg_inherits i
+           JOIN pg_catalog.pg_class pc ON pc.oid = i.inhparent
+           JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace WHERE i.inhrelid = r.oid) END,
+        CASE WHEN r.relispartition THEN pg_catalog.pg_get_expr(r.relpartbound, r.oid) END)),
                     '[]')
     FROM rel r
     LEFT JOIN pg_catalog.pg_description ds
@@ -239,11 +390,13 @@ SELECT json_build_object(
   'indexes', (
     SELECT coalesce(json_agg(json_build_array(
         i.indrelid, r.nspname, r.relname, pg_catalog.pg_get_indexdef(i.indexrelid),
-        i.indisunique, i.indisprimary, con.conname, i.indkey::int2[], i.indexrelid)), '[]')
+        i.indisunique, i.indisprimary, con.conname, i.indkey::int2[], i.indexrelid, ds.description)), '[]')
     FROM pg_catalog.pg_index i
     JOIN rel r ON r.oid = i.indexrelid
     LEFT JOIN pg_catalog.pg_constraint con
-      ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u', 'x')),
+      ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u', 'x')
+    LEFT JOIN pg_catalog.pg_description ds
+      ON ds.objoid = i.indexrelid AND ds.classoid = 'pg_catalog.pg_class'::regclass AND ds.objsubid = 0),
   'index_columns', (
     SELECT coalesce(json_agg(json_build_array(d.objid, d.refobjsubid)), '[]')
     FROM pg_catalog.pg_depend d
@@ -253,11 +406,13 @@ SELECT json_build_object(
   'constraints', (
     SELECT coalesce(json_agg(json_build_array(
         con.conrelid, con.conname, con.contype, pg_catalog.pg_get_constraintdef(con.oid),
-        con.conkey, fn.nspname, fc.relname, con.confkey, con.confrelid)), '[]')
+        con.conkey, fn.nspname, fc.relname, con.confkey, con.confrelid, ds.description)), '[]')
     FROM pg_catalog.pg_constraint con
     JOIN rel r ON r.oid = con.conrelid
     LEFT JOIN pg_catalog.pg_class fc ON fc.oid = con.confrelid
     LEFT JOIN pg_catalog.pg_namespace fn ON fn.oid = fc.relnamespace
+    LEFT JOIN pg_catalog.pg_description ds
+      ON ds.objoid = con.oid AND ds.classoid = 'pg_catalog.pg_constraint'::regclass
     WHERE con.contype IN ('p', 'u', 'f', 'c', 'x')),
   'attributes', (
     SELECT coalesce(json_agg(json_build_array(a.attrelid, a.attnum, a.attname)), '[]')
@@ -270,16 +425,31 @@ SELECT json_build_object(
   'enums', (
     SELECT coalesce(json_agg(json_build_array(n.nspname, t.typname,
         (SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder)
-           FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid))), '[]')
+           FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid), ds.description)), '[]')
     FROM pg_catalog.pg_type t JOIN ns n ON n.oid = t.typnamespace
+    LEFT JOIN pg_catalog.pg_description ds
+      ON ds.objoid = t.oid AND ds.classoid = 'pg_catalog.pg_type'::regclass
     WHERE t.typtype = 'e' AND NOT EXISTS (
+        SELECT 1 FROM pg_catalog.pg_depend d
+        WHERE d.classid = 'pg_catalog.pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')),
+  'domains', (
+    SELECT coalesce(json_agg(json_build_array(n.nspname, t.typname,
+        pg_catalog.format_type(t.typbasetype, t.typtypmod), NOT t.typnotnull,
+        coalesce(pg_catalog.pg_get_expr(t.typdefaultbin, 0), t.typdefault),
+        (SELECT json_agg(c.conname || ' ' || pg_catalog.pg_get_constraintdef(c.oid) ORDER BY c.conname)
+           FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid AND c.contype = 'c'),
+        ds.description)), '[]')
+    FROM pg_catalog.pg_type t JOIN ns n ON n.oid = t.typnamespace
+    LEFT JOIN pg_catalog.pg_description ds
+      ON ds.objoid = t.oid AND ds.classoid = 'pg_catalog.pg_type'::regclass
+    WHERE t.typtype = 'd' AND NOT EXISTS (
         SELECT 1 FROM pg_catalog.pg_depend d
         WHERE d.classid = 'pg_catalog.pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')),
   'sequences', (
     SELECT coalesce(json_agg(json_build_array(
         r.nspname, r.relname, pg_catalog.format_type(s.seqtypid, NULL),
         d.refobjid, tn.nspname, tc.relname, ta.attname, d.deptype = 'i',
-        s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcycle)), '[]')
+        s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcycle, ds.description)), '[]')
     FROM pg_catalog.pg_sequence s
     JOIN rel r ON r.oid = s.seqrelid
     LEFT JOIN pg_catalog.pg_depend d
@@ -287,11 +457,82 @@ SELECT json_build_object(
      AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')
     LEFT JOIN pg_catalog.pg_class tc ON tc.oid = d.refobjid
     LEFT JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace
-    LEFT JOIN pg_catalog.pg_attribute ta ON ta.attrelid = d.refobjid AND ta.attnum = d.refobjsubid),
+    LEFT JOIN pg_catalog.pg_attribute ta ON ta.attrelid = d.refobjid AND ta.attnum = d.refobjsubid
+    LEFT JOIN pg_catalog.pg_description ds
+      ON ds.objoid = s.seqrelid AND ds.classoid = 'pg_catalog.pg_class'::regclass AND ds.objsubid = 0),
   'views', (
     SELECT coalesce(json_agg(json_build_array(
-        r.nspname, r.relname, pg_catalog.pg_get_viewdef(r.oid), r.relkind = 'm', r.oid)), '[]')
-    FROM rel r WHERE r.relkind IN ('v', 'm'))
+        r.nspname, r.relname, pg_catalog.pg_get_viewdef(r.oid), r.relkind = 'm', r.oid, ds.description)),
+        '[]')
+    FROM rel r
+    LEFT JOIN pg_catalog.pg_description ds
+      ON ds.objoid = r.oid AND ds.classoid = 'pg_catalog.pg_class'::regclass AND ds.objsubid = 0
+    WHERE r.relkind IN ('v', 'm')),
+  'schemas', (
+    SELECT coalesce(json_agg(json_build_array(n.nspname, ds.description)), '[]')
+    FROM ns n
+    LEFT JOIN pg_catalog.pg_description ds
+      ON ds.objoid = n.oid AND ds.classoid = 'pg_catalog.pg_namespace'::regclass),
+  'extensions', (  -- database-wide, whatever schema their objects are in
+    SELECT coalesce(json_agg(json_build_array(e.extname, e.extversion, n.nspname, ds.description)), '[]')
+    FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+    LEFT JOIN pg_catalog.pg_description ds
+      ON ds.objoid = e.oid AND ds.classoid = 'pg_catalog.pg_extension'::regclass
+    WHERE e.extname <> 'plpgsql'),
+  'functions', (
+    SELECT coalesce(json_agg(json_build_array(
+        f.nspname, f.proname, pg_catalog.pg_get_function_identity_arguments(f.oid), f.prokind,
+        CASE WHEN f.prokind <> 'p' THEN pg_catalog.pg_get_function_result(f.oid) END, l.lanname,
+        CASE WHEN p.prosrc = '' AND f.prokind IN ('f', 'p') THEN pg_catalog.pg_get_functiondef(f.oid)
+             ELSE p.prosrc END,
+        p.provolatile, p.prosecdef, p.proconfig, ds.description)), '[]')
+    FROM fn f JOIN pg_catalog.pg_proc p ON p.oid = f.oid
+    JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+    LEFT JOIN pg_catalog.pg_description ds
+      ON ds.objoid = f.oid AND ds.classoid = 'pg_catalog.pg_proc'::regclass),
+  'triggers', (
+    SELECT coalesce(json_agg(json_build_array(
+        t.tgrelid, t.tgname, t.tgtype, t.tgenabled, pn.nspname, pp.proname,
+        pg_catalog.pg_get_triggerdef(t.oid), ds.description)), '[]')
+    FROM pg_catalog.pg_trigger t
+    JOIN rel r ON r.oid = t.tgrelid
+    JOIN pg_catalog.pg_proc pp ON pp.oid = t.tgfoid
+    JOIN pg_catalog.pg_namespace pn ON pn.oid = pp.pronamespace
+    LEFT JOIN pg_catalog.pg_description ds
+      ON ds.objoid = t.oid AND ds.classoid = 'pg_catalog.pg_trigger'::regclass
+    WHERE NOT t.tgisinternal AND NOT EXISTS (  -- a partition's clone of its parent's trigger
+        SELECT 1 FROM pg_catalog.pg_depend d
+        WHERE d.classid = 'pg_catalog.pg_trigger'::regclass AND d.objid = t.oid
+          AND d.refclassid = 'pg_catalog.pg_trigger'::regclass)),
+  'policies', (
+    SELECT coalesce(json_agg(json_build_array(
+        p.polrelid, p.polname, p.polcmd, p.polpermissive,
+        (SELECT json_agg(CASE WHEN ro.rid = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(ro.rid) END
+                         ORDER BY 1)
+           FROM unnest(p.polroles) AS ro(rid)),
+        pg_catalog.pg_get_expr(p.polqual, p.polrelid), pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid),
+        ds.description)), '[]')
+    FROM pg_catalog.pg_policy p
+    JOIN rel r ON r.oid = p.polrelid
+    LEFT JOIN pg_catalog.pg_description ds
+      ON ds.objoid = p.oid AND ds.classoid = 'pg_catalog.pg_policy'::regclass),
+  'grants', (
+    SELECT coalesce(json_agg(json_build_array(a.kind, a.relid, a.nsp, a.name, a.sub, g.grantee,
+        g.privileges, g.defaults)), '[]')
+    FROM acl a, LATERAL (
+      SELECT CASE WHEN e.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(e.grantee) END AS grantee,
+             json_agg(e.priv ORDER BY e.priv) FILTER (WHERE e.src = 'acl') AS privileges,
+             json_agg(e.priv ORDER BY e.priv) FILTER (WHERE e.src = 'default') AS defaults
+      FROM (
+        SELECT 'acl' AS src, x.grantee,
+               x.privilege_type || CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END AS priv
+        FROM pg_catalog.aclexplode(a.acl) x
+        UNION ALL
+        SELECT 'default', x.grantee,
+               x.privilege_type || CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END
+        FROM pg_catalog.aclexplode(coalesce(a.dflt, '{}'::aclitem[])) x
+      ) e GROUP BY e.grantee) g
+    WHERE g.privileges::text IS DISTINCT FROM g.defaults::text)
 )
 """
 
@@ -442,12 +683,13 @@ def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapsho
     """Build a Snapshot from the catalog query's JSON document (pure)."""
     patterns = _names(exclude_tables)
     table_keys: dict[int, str] = {}
-    table_rows: dict[int, tuple[str, str, bool, str | None]] = {}
-    for oid, schema, name, partitioned, comment in raw["tables"]:
+    table_rows: dict[int, tuple[Any, ...]] = {}
+    for oid, schema, name, partitioned, comment, rls, forced, partkey, parent, bound in raw["tables"]:
         key = object_key(schema, name)
         if not _matches(key, patterns):
             table_keys[oid] = key
-            table_rows[oid] = (schema, name, partitioned, comment)
+            parent_key = object_key(parent[0], parent[1]) if parent else None
+            table_rows[oid] = (schema, name, partitioned, comment, rls, forced, partkey, parent_key, bound)
 
     columns: dict[int, list[Column]] = {oid: [] for oid in table_keys}
     column_rows: dict[int, list[tuple[Any, ...]]] = {oid: [] for oid in table_keys}
@@ -464,10 +706,10 @@ def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapsho
     tables = {
         table_keys[oid]: _shared(
             Table,
-            (schema, name, tuple(columns[oid]), partitioned, comment),
-            (schema, name, *column_rows[oid], partitioned, comment),
+            (schema, name, tuple(columns[oid]), partitioned, comment, *rest),
+            (schema, name, *column_rows[oid], partitioned, comment, *rest),
         )
-        for oid, (schema, name, partitioned, comment) in table_rows.items()
+        for oid, (schema, name, partitioned, comment, *rest) in table_rows.items()
     }
 
     indexes: dict[str, Index] = {}
@@ -476,14 +718,15 @@ def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapsho
     expression_columns: dict[int, set[int]] = {}
     for indexrelid, attnum in raw["index_columns"]:
         expression_columns.setdefault(indexrelid, set()).add(attnum)
-    for relid, schema, name, definition, unique, primary, constraint, indkey, indexrelid in raw["indexes"]:
+    for row in raw["indexes"]:
+        relid, schema, name, definition, unique, primary, constraint, indkey, indexrelid, comment = row
         if relid in owners:
             index_columns = _index_columns(attnames, relid, indkey, expression_columns.get(indexrelid, ()))
             values = (schema, owners[relid], name, definition, unique, primary, constraint, index_columns)
-            indexes[object_key(schema, name)] = _shared(Index, values)
+            indexes[object_key(schema, name)] = _shared(Index, (*values, comment))
 
     constraints: dict[str, Constraint] = {}
-    for relid, name, contype, definition, conkey, ref_schema, ref_name, confkey, ref_relid in raw[
+    for relid, name, contype, definition, conkey, ref_schema, ref_name, confkey, ref_relid, comment in raw[
         "constraints"
     ]:
         if relid in table_keys:
@@ -492,17 +735,17 @@ def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapsho
             table = table_keys[relid]
             ref_table = object_key(ref_schema, ref_name) if ref_name is not None else None
             values = (tables[table].schema, table, name, _CONSTRAINT_TYPES[contype], definition, cols)
-            constraints[f"{table}.{name}"] = _shared(Constraint, (*values, ref_table, ref_cols))
+            constraints[f"{table}.{name}"] = _shared(Constraint, (*values, ref_table, ref_cols, comment))
 
     enums = {
-        object_key(schema, name): _shared(EnumType, (schema, name, tuple(labels or ())))
-        for schema, name, labels in raw["enums"]
+        object_key(schema, name): _shared(EnumType, (schema, name, tuple(labels or ()), comment))
+        for schema, name, labels, comment in raw["enums"]
     }
 
     sequences: dict[str, Sequence] = {}
     for row in raw["sequences"]:
         schema, name, data_type, owner_oid, owner_schema, owner_table, owner_column, identity = row[:8]
-        start, increment, min_value, max_value, cycle = row[8:]
+        start, increment, min_value, max_value, cycle, comment = row[8:]
         owner_key = object_key(owner_schema, owner_table) if owner_table is not None else None
         if owner_key is not None and owner_oid not in table_keys and _matches(owner_key, patterns):
             continue
@@ -518,12 +761,13 @@ def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapsho
             min_value,
             max_value,
             cycle,
+            comment,
         )
         sequences[object_key(schema, name)] = _shared(Sequence, values)
 
     views = {
-        object_key(schema, name): _shared(View, (schema, name, definition, mat))
-        for schema, name, definition, mat, _ in raw["views"]
+        object_key(schema, name): _shared(View, (schema, name, definition, mat, comment))
+        for schema, name, definition, mat, _, comment in raw["views"]
     }
     return Snapshot(
         tables=dict(sorted(tables.items())),
@@ -532,4 +776,129 @@ def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapsho
         enums=dict(sorted(enums.items())),
         sequences=dict(sorted(sequences.items())),
         views=dict(sorted(views.items())),
+        schemas=_sorted({name: _shared(Schema, (name, comment)) for name, comment in raw["schemas"]}),
+        extensions=_sorted({row[0]: _shared(Extension, tuple(row)) for row in raw["extensions"]}),
+        domains=_sorted(_domains(raw["domains"])),
+        functions=_sorted(_functions(raw["functions"])),
+        triggers=_sorted(_triggers(raw["triggers"], table_keys)),
+        policies=_sorted(_policies(raw["policies"], table_keys)),
+        grants=_sorted(_grants(raw["grants"], table_keys, patterns)),
     )
+
+
+_T = TypeVar("_T")
+
+
+def _sorted(section: dict[str, _T]) -> dict[str, _T]:
+    return dict(sorted(section.items()))
+
+
+def _domains(rows: list[list[Any]]) -> dict[str, Domain]:
+    return {
+        object_key(schema, name): _shared(
+            Domain, (schema, name, type_, nullable, default, tuple(checks or ()), comment)
+        )
+        for schema, name, type_, nullable, default, checks, comment in rows
+    }
+
+
+_FUNCTION_KINDS = {"f": "function", "p": "procedure", "a": "aggregate", "w": "window function"}
+_VOLATILITY = {"i": "immutable", "s": "stable", "v": "volatile"}
+
+
+def function_key(schema: str, name: str, arguments: str) -> str:
+    """``touch()``, ``iot.scale(value numeric, factor integer)``: its name and its identity arguments."""
+    return object_key(schema, f"{name}({arguments})")
+
+
+def _functions(rows: list[list[Any]]) -> dict[str, Function]:
+    functions = {}
+    for schema, name, args, kind, returns, language, body, volatility, definer, config, comment in rows:
+        values: tuple[object, ...] = (
+            schema,
+            name,
+            args,
+            _FUNCTION_KINDS.get(kind, kind),
+            returns,
+            language,
+            body,
+        )
+        values += (_VOLATILITY.get(volatility, volatility), definer, tuple(config or ()), comment)
+        functions[function_key(schema, name, args)] = _shared(Function, values)
+    return functions
+
+
+# pg_trigger.tgtype bits (catalog/pg_trigger.h)
+_ROW, _BEFORE, _INSTEAD = 1, 2, 64
+_EVENTS = ((4, "INSERT"), (8, "DELETE"), (16, "UPDATE"), (32, "TRUNCATE"))
+_ENABLED = {"O": "enabled", "D": "disabled", "R": "enabled for replica", "A": "enabled always"}
+
+
+def _triggers(rows: list[list[Any]], table_keys: dict[int, str]) -> dict[str, Trigger]:
+    triggers = {}
+    for relid, name, tgtype, enabled, fn_schema, fn_name, definition, comment in rows:
+        if relid not in table_keys:
+            continue
+        table = table_keys[relid]
+        timing = "INSTEAD OF" if tgtype & _INSTEAD else "BEFORE" if tgtype & _BEFORE else "AFTER"
+        events = tuple(event for bit, event in _EVENTS if tgtype & bit)
+        level = "row" if tgtype & _ROW else "statement"
+        function = object_key(fn_schema, f"{fn_name}()")
+        values: tuple[object, ...] = (_schema_of(table), table, name, timing, events, level, function)
+        values += (_ENABLED.get(enabled, enabled), definition, comment)
+        triggers[f"{table}.{name}"] = _shared(Trigger, values)
+    return triggers
+
+
+_COMMANDS = {"*": "ALL", "r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE"}
+
+
+def _policies(rows: list[list[Any]], table_keys: dict[int, str]) -> dict[str, Policy]:
+    policies = {}
+    for relid, name, command, permissive, roles, using, check, comment in rows:
+        if relid not in table_keys:
+            continue
+        table = table_keys[relid]
+        values: tuple[object, ...] = (
+            _schema_of(table),
+            table,
+            name,
+            _COMMANDS.get(command, command),
+            permissive,
+        )
+        values += (tuple(roles or ()), using, check, comment)
+        policies[f"{table}.{name}"] = _shared(Policy, values)
+    return policies
+
+
+_DEFAULT_OBJECTS = {"r": "tables", "S": "sequences", "f": "functions", "T": "types", "n": "schemas"}
+
+
+def _grants(rows: list[list[Any]], table_keys: dict[int, str], patterns: tuple[str, ...]) -> dict[str, Grant]:
+    grants = {}
+    for on, relid, schema, name, sub, grantee, privileges, default in rows:
+        table = None
+        if on == "default privileges":
+            objects = _DEFAULT_OBJECTS.get(sub, sub)
+            where = f" in schema {schema}" if schema is not None else ""
+            obj = f"{objects} created by {name}{where}"
+            key = f"for {obj} to {grantee}"
+        else:
+            if on == "schema":
+                obj = name
+            elif on == "function":
+                obj = function_key(schema, name, sub)
+            else:
+                relation = object_key(schema, name)
+                if _matches(relation, patterns) or (on in ("table", "column") and relid not in table_keys):
+                    continue
+                obj = relation if sub is None else f"{relation}.{sub}"
+                table = relation if on in ("table", "column") else None
+            key = f"on {on} {obj} to {grantee}"
+        values = (on, obj, grantee, tuple(privileges or ()), tuple(default or ()), table)
+        grants[key] = _shared(Grant, values)
+    return grants
+
+
+def _schema_of(table_key: str) -> str:
+    return table_key.rsplit(".", 1)[0] if "." in table_key else DEFAULT_SCHEMA
