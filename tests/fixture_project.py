@@ -25,7 +25,7 @@ A project is ``alembic.ini`` + ``pyproject.toml`` + a models package + ``migrati
 ``metadata = sa.MetaData()``; env.py uses that ``metadata`` as target_metadata. Revision
 bodies are code (dedented and indented for you); ``sa`` and ``op`` are imported. All
 projects use the package name ``fixture_app`` by default: the guard must keep them apart
-(``schema_warden.project.loader.isolated_imports``).
+(``schema_warden.project.imports.isolated_imports``).
 """
 
 from __future__ import annotations
@@ -282,7 +282,9 @@ def check_on(server: object, ini: Path, *, fail_fast: bool = False, data_check: 
     import uuid
 
     from schema_warden.commands.check import run_checks
-    from schema_warden.project.loader import find_config, isolated_imports, open_project
+    from schema_warden.project.imports import isolated_imports
+    from schema_warden.project.loader import open_project
+    from schema_warden.project.settings import find_config
 
     database = f"w_{uuid.uuid4().hex[:10]}"
     settings = find_config(ini)

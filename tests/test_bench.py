@@ -22,7 +22,7 @@ def _alembic(project: Path, server: Server, database: str, *steps: tuple[str, st
     from alembic.autogenerate import compare_metadata
     from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
-    from schema_warden.project.loader import isolated_imports
+    from schema_warden.project.imports import isolated_imports
     from sqlalchemy import create_engine, pool
 
     engine = create_engine(server.url(database), poolclass=pool.NullPool)

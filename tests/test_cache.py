@@ -851,7 +851,7 @@ def test_the_server_started_early_from_the_static_reading_is_the_one_the_plan_wa
 
 def test_the_static_reading_plans_what_alembic_plans(tmp_path: Path) -> None:
     from schema_warden.commands.heads import parse_revision_file, revision_paths, version_dirs
-    from schema_warden.project.loader import find_config
+    from schema_warden.project.settings import find_config
 
     for ini in (REPO_ROOT / "alembic.ini", readings_project(tmp_path)):
         settings = find_config(ini)

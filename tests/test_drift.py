@@ -251,7 +251,8 @@ def test_models_that_create_all_cannot_build_fall_back_to_alembic_and_leave_no_d
 
 def test_models_side_built_ahead_is_used_only_for_the_same_prelude(tmp_path: Path, pg_server: Server) -> None:
     import sqlalchemy as sa_
-    from schema_warden.project.loader import isolated_imports, open_project
+    from schema_warden.project.imports import isolated_imports
+    from schema_warden.project.loader import open_project
     from schema_warden.proof.drift import check_drift, extensions_of, models_side
     from schema_warden.schema.snapshot import Snapshot
 

@@ -19,7 +19,9 @@ import pytest
 from fixture_project import Rev, make_project
 from schema_warden.commands.check import main
 from schema_warden.errors import ProjectError
-from schema_warden.project.loader import Project, find_config, isolated_imports, open_project
+from schema_warden.project.imports import isolated_imports
+from schema_warden.project.loader import Project, open_project
+from schema_warden.project.settings import find_config
 from schema_warden.proof import parallel
 from schema_warden.proof.parallel import (
     idle_cpus,

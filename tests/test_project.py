@@ -11,15 +11,10 @@ from pathlib import Path
 import pytest
 from fixture_project import READINGS_MODELS, Rev, make_project, readings_project, write_models
 from schema_warden.errors import ProjectError
-from schema_warden.project.loader import (
-    downgrade_is_empty,
-    find_config,
-    isolated_imports,
-    load_settings,
-    loaded_project,
-    open_project,
-    static_revision,
-)
+from schema_warden.project.history import downgrade_is_empty, static_revision
+from schema_warden.project.imports import isolated_imports
+from schema_warden.project.loader import loaded_project, open_project
+from schema_warden.project.settings import find_config, load_settings
 from schema_warden.server.postgres import Server
 from sqlalchemy import create_engine, make_url, pool
 

@@ -207,7 +207,9 @@ def test_rehearsal_leaves_the_data_a_proof_leaves(tmp_path: Path, pg_server: Ser
     data-check state, so a later revision is proven on the very same data."""
     import uuid
 
-    from schema_warden.project.loader import find_config, isolated_imports, open_project
+    from schema_warden.project.imports import isolated_imports
+    from schema_warden.project.loader import open_project
+    from schema_warden.project.settings import find_config
     from schema_warden.proof.data_check import Filler
     from schema_warden.proof.stairway import prove, rehearse, snapshot
     from sqlalchemy import create_engine, pool

@@ -12,6 +12,12 @@ EXIT_ENVIRONMENT = 3
 EXIT_INTERRUPTED = 130
 
 
+def one_line(text: str) -> str:
+    """The first line of a message, whitespace collapsed: how every message starts."""
+    stripped = text.strip()
+    return " ".join(stripped.splitlines()[0].split()) if stripped else ""
+
+
 class WardenError(Exception):
     """A failure a person can act on. ``str(err)`` is the one-line message."""
 

@@ -8,7 +8,7 @@ so they are kept across runs under the SHA-256 of the text, in one sealed JSON f
 the proofs (``proofs_dir() / "static.json"``).
 
 Nothing is remembered unless a run activates a cache (:func:`active`); the file records the
-Python version and a hash of the readers' source (commands/heads.py, project/loader.py),
+Python version and a hash of the readers' source (project/history.py),
 and any difference, damage or unknown format starts an empty cache. Writes go to a temporary
 name and are renamed, so concurrent runs see a whole file or none (the last writer wins).
 """
@@ -28,15 +28,14 @@ from typing import Any
 FILE = "static.json"
 FORMAT = 1
 MAX_ENTRIES = 3000  # two kinds per file: a few long histories; the oldest are dropped first
-_READERS = ("check_heads.py", "project.py")
+_READERS = ("project/history.py",)  # both static readers of revision files live there
 
 
 def _fingerprint() -> str:
-    package = Path(__file__).parent
+    package = Path(__file__).parent.parent
     h = hashlib.sha256(f"python={sys.version_info[:3]}".encode())
-    for name in _READERS:
-        with contextlib.suppress(OSError):
-            h.update(name.encode() + b"\0" + (package / name).read_bytes())
+    for name in _READERS:  # a reader that moved without this list is an error, not an empty hash
+        h.update(name.encode() + b"\0" + (package / name).read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -20,15 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from schema_warden.errors import EXIT_ENVIRONMENT, EXIT_OK, EXIT_PROBLEMS, ProjectError, WardenError, guarded
-from schema_warden.project.loader import (
-    Project,
-    find_config,
-    import_alembic,
-    isolated_imports,
-    open_project,
-    project_cwd,
-    relative,
-)
+from schema_warden.project.frames import relative
+from schema_warden.project.imports import isolated_imports
+from schema_warden.project.loader import Project, import_alembic, open_project, project_cwd
+from schema_warden.project.settings import find_config
 from schema_warden.render.report import FAIL, FORMATS, NOTE, PASS, CheckResult, Report, render
 
 DATABASE = "postgres"  # the throwaway server's own empty database: no CREATE DATABASE to wait for
@@ -221,9 +216,8 @@ def _version_table(env: Any) -> str:
 
 def _replay(project: Project, server: Any, database: str, target: str) -> None:
     """Upgrade database ``database`` plainly to ``target`` (own connection, env.py runs)."""
-    from sqlalchemy import create_engine, pool
-
     from schema_warden.proof.stairway import migrate
+    from sqlalchemy import create_engine, pool
 
     engine = create_engine(server.url(database), poolclass=pool.NullPool)
     try:
@@ -249,10 +243,9 @@ def _pristine_head(
     project: Project, server: Any, plan: Any, env: Any, database: str, connection: Any | None
 ) -> Pristine | None:
     """Database ``database`` brought to head plainly (``connection``: it is there already)."""
-    from sqlalchemy import create_engine, pool
-
     from schema_warden.cache import proofs as cache
     from schema_warden.proof.stairway import migrate, snapshot
+    from sqlalchemy import create_engine, pool
 
     heads = project.script.get_heads()
     if len(heads) != 1:
@@ -329,12 +322,11 @@ def _run_checks(
     copy when it has revisions to prove) so that the run can save it, when that pays
     (:data:`SAVE_AFTER`); ``at``: the revision database ``database`` holds already (started
     from a saved data directory)."""
-    from sqlalchemy import create_engine, pool
-
     from schema_warden.proof import baseline
     from schema_warden.proof.drift import check_drift
     from schema_warden.proof.parallel import run_stairway
     from schema_warden.proof.stairway import migrate, round_trip
+    from sqlalchemy import create_engine, pool
 
     if database != DATABASE:
         server.create_database(database)
@@ -479,11 +471,10 @@ def _models_ahead(
 
 def _holds(project: Project, server: Any, entry: Any) -> bool:
     """Does the server started from ``entry`` hold what the entry says (revision and schema)?"""
-    from sqlalchemy import create_engine, pool
-    from sqlalchemy.exc import SQLAlchemyError
-
     from schema_warden.cache import proofs as cache
     from schema_warden.proof.stairway import snapshot
+    from sqlalchemy import create_engine, pool
+    from sqlalchemy.exc import SQLAlchemyError
 
     if entry.database != DATABASE:
         return False

@@ -179,7 +179,8 @@ def _revisions(project: Any) -> tuple[Revision, ...]:
 
 
 def _migration_problem(err: BaseException, project: Any) -> str:
-    from schema_warden.project.loader import MigrationFailed, one_line
+    from schema_warden.errors import one_line
+    from schema_warden.project.steps import MigrationFailed
 
     if isinstance(err, MigrationFailed):
         script = err.revision
@@ -200,9 +201,8 @@ def _empty_snapshot() -> Any:
 
 def _upgrade_and_snapshot(project: Any, server: Any, dbname: str) -> Any:
     """``upgrade heads`` in a fresh database, then its snapshot. Raises what the project raised."""
-    from sqlalchemy import create_engine, pool
-
     from schema_warden.schema import snapshot
+    from sqlalchemy import create_engine, pool
 
     server.create_database(dbname)
     engine = create_engine(server.url(dbname), poolclass=pool.NullPool)
@@ -227,8 +227,7 @@ def _upgrade_and_snapshot(project: Any, server: Any, dbname: str) -> Any:
 def offline_sql(project: Any, start: str | None, destination: str = "heads") -> str:
     """``alembic upgrade <start>:<destination> --sql`` of the project (no connection is made)."""
     from alembic.runtime.environment import EnvironmentContext
-
-    from schema_warden.project.loader import offline_environment
+    from schema_warden.project.environment import offline_environment
 
     config, script = project.config, project.script
     buffer = io.StringIO()
@@ -255,7 +254,9 @@ def offline_sql(project: Any, start: str | None, destination: str = "heads") -> 
 
 def load_base(tree: Tree, settings: Any, server: Any, dbname: str = BASE_DB) -> Loaded:
     """The base side; never fails the diff: a base that cannot be read or upgraded is reported."""
-    from schema_warden.project.loader import MigrationFailed, isolated_imports, open_project
+    from schema_warden.project.imports import isolated_imports
+    from schema_warden.project.loader import open_project
+    from schema_warden.project.steps import MigrationFailed
 
     label = tree.side.ref
     if not tree.ini.is_file():
@@ -307,7 +308,10 @@ def load_head(
     tree: Tree, settings: Any, server: Any, base: Loaded, dbname: str = HEAD_DB, *, with_sql: bool
 ) -> HeadResult:
     """The head side: its migrations must upgrade (ProjectError otherwise), plus the offline SQL."""
-    from schema_warden.project.loader import MigrationFailed, isolated_imports, one_line, open_project
+    from schema_warden.errors import one_line
+    from schema_warden.project.imports import isolated_imports
+    from schema_warden.project.loader import open_project
+    from schema_warden.project.steps import MigrationFailed
 
     if not tree.ini.is_file():
         raise ProjectError(f"no {tree.ini.name} at {tree.ini} in {tree.side.ref}: pass --config PATH")
@@ -406,7 +410,7 @@ def build_report(
     ``server``: a running schema_warden.server.postgres Server to use (tests share one); by default a
     throwaway server is started and removed.
     """
-    from schema_warden.project.loader import find_config
+    from schema_warden.project.settings import find_config
     from schema_warden.render import mermaid
     from schema_warden.schema import diff
     from schema_warden.server.postgres import throwaway_server
@@ -457,7 +461,7 @@ def build_report(
 
 def _settings_without_file(config: str | None) -> Any:
     """Settings when the head is a git ref: the working tree's alembic.ini may differ or be absent."""
-    from schema_warden.project.loader import load_settings
+    from schema_warden.project.settings import load_settings
 
     return load_settings(config)
 

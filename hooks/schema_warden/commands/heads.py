@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from schema_warden.errors import EXIT_OK, EXIT_PROBLEMS, guarded
+from schema_warden.project.frames import relative
 from schema_warden.project.history import RevisionFile, parse_revision_file, revision_paths, version_dirs
-from schema_warden.project.loader import find_config, relative
+from schema_warden.project.settings import find_config
 from schema_warden.render.report import FAIL, FORMATS, PASS, CheckResult, Report, render
 
 

@@ -21,10 +21,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from schema_warden.errors import EXIT_OK, EXIT_PROBLEMS, EnvironmentProblem, ProjectError, guarded
+from schema_warden.errors import EXIT_OK, EXIT_PROBLEMS, EnvironmentProblem, ProjectError, guarded, one_line
 from schema_warden.lint import rules as lint_rules
 from schema_warden.lint.rules import ERROR, UNRENDERABLE, WARNING, AllowProblem, Finding
-from schema_warden.project.loader import Project, loaded_project, offline_environment, one_line
+from schema_warden.project.environment import offline_environment
+from schema_warden.project.loader import Project, loaded_project
 
 
 @dataclass(frozen=True)

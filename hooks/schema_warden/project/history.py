@@ -9,13 +9,16 @@ import configparser
 import contextlib
 import importlib.util
 import os
-from collections.abc import Iterable
+import re
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from schema_warden.cache import static as static_cache
 from schema_warden.errors import ProjectError
-from schema_warden.project.loader import parse_source, relative
+from schema_warden.project.frames import relative
 
 
 @dataclass(frozen=True)
@@ -178,3 +181,206 @@ def revision_paths(dirs: Iterable[Path], recursive: bool) -> list[Path]:
                 continue
             found.append(path)
     return found
+
+
+# --- revision files read statically for the lazy revision map (provably what importing gives) ---
+
+# --- revision files read statically, modules imported on first use ------------------------
+
+_ID_NAMES = ("revision", "down_revision", "branch_labels", "depends_on")
+# anything that could set a module attribute other than by a plain top-level assignment
+# (or answer getattr for a missing one): such a file is loaded eagerly, as Alembic does.
+# The words are looked for as substrings first (fast), then as whole words.
+_DYNAMIC_HINTS = (
+    "global",  # also globals
+    "nonlocal",
+    "locals",
+    "vars",
+    "setattr",
+    "exec",
+    "eval",
+    "__import__",
+    "__getattr__",
+    "__dict__",
+    "modules",  # sys.modules
+    "import_module",
+    "__builtins__",
+)
+_DYNAMIC = re.compile(r"\b(?:" + "|".join(_DYNAMIC_HINTS) + r"|globals)\b")
+_parsed: dict[str, ast.Module] = {}
+_PARSED_MAX = 4096
+
+
+def parse_source(source: str, filename: str) -> ast.Module:
+    """``ast.parse`` of a file's text, remembered by the text (parsed once per run).
+
+    The trees are shared: read them, never change them. SyntaxError as ``ast.parse``.
+    """
+    tree = _parsed.get(source)
+    if tree is None:
+        tree = ast.parse(source, filename=filename)
+        if len(_parsed) >= _PARSED_MAX:
+            _parsed.clear()
+        _parsed[source] = tree
+    return tree
+
+
+@dataclass(frozen=True)
+class StaticRevision:
+    """A revision file's ids and docstring, read without importing it."""
+
+    path: str
+    revision: str
+    down_revision: Any  # None, a str, or a tuple / list of them, as written
+    branch_labels: Any
+    depends_on: Any
+    docstring: str | None  # the first statement's string, as written
+
+
+def _ids_value(node: ast.expr) -> tuple[bool, Any]:
+    """(ok, value) of a literal that Alembic reads as revision ids: None, str, tuple/list of str."""
+    try:
+        value = ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False, None
+    if value is None or isinstance(value, str):
+        return True, value
+    if isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value):
+        return True, value
+    return False, None
+
+
+def _bound_names(node: ast.AST) -> Iterator[str]:
+    """Names a statement could bind or delete in the module's namespace (over-approximated)."""
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name) and not isinstance(sub.ctx, ast.Load):
+            yield sub.id
+        elif isinstance(sub, ast.alias):  # "*" for a star import: anything
+            yield sub.asname or sub.name.split(".")[0]
+        elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.ExceptHandler)):
+            yield sub.name or ""
+        elif isinstance(sub, (ast.MatchAs, ast.MatchStar)) and sub.name:
+            yield sub.name
+        elif isinstance(sub, ast.MatchMapping) and sub.rest:
+            yield sub.rest
+
+
+def _plain_assignment(stmt: ast.stmt) -> tuple[str | None, ast.expr | None]:
+    """(name, value) of ``name = value`` / ``name: T = value``; (None, None) for other statements."""
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+        return stmt.targets[0].id, stmt.value
+    if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value is not None:
+        return stmt.target.id, stmt.value
+    return None, None
+
+
+def static_revision(path: str | os.PathLike[str]) -> StaticRevision | None:
+    """The ids a revision file assigns, when provably what importing it would give; else None.
+
+    Provable: the file parses, each of revision / down_revision / branch_labels /
+    depends_on bound at most once and only by a plain top-level assignment of a literal
+    (revision a str, the others None, a str or a tuple / list of str; revision and
+    down_revision present), and nothing that sets module attributes another way. What a file
+    gives is remembered by its content while a :mod:`schema_warden.cache.static` is active.
+    """
+    from schema_warden.cache import static as static_cache
+
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    known = static_cache.lookup("lazy", raw)  # read before, in an earlier run
+    if known is not None:
+        if not known:  # not provably static
+            return None
+        ids = [static_cache.decode_ids(v) for v in known[1:4]]
+        return StaticRevision(os.fspath(path), known[0], ids[0], ids[1], ids[2], known[4])
+    found = _read_static(path, raw)
+    if found is None:
+        static_cache.remember("lazy", raw, [])
+    else:
+        written = (found.down_revision, found.branch_labels, found.depends_on)
+        ids = [static_cache.encode_ids(v) for v in written]
+        static_cache.remember("lazy", raw, [found.revision, *ids, found.docstring])
+    return found
+
+
+def _read_static(path: str | os.PathLike[str], raw: bytes) -> StaticRevision | None:
+    import importlib.util
+
+    try:
+        source = importlib.util.decode_source(raw)  # the text Python's import compiles
+    except (SyntaxError, UnicodeDecodeError, LookupError):
+        return None
+    if ":=" in source or (any(hint in source for hint in _DYNAMIC_HINTS) and _DYNAMIC.search(source)):
+        return None
+    try:
+        tree = parse_source(source, os.fspath(path))
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return None
+    values: dict[str, Any] = {}
+    for stmt in tree.body:
+        name, value = _plain_assignment(stmt)
+        if name == "__doc__":
+            return None
+        if name in _ID_NAMES and value is not None:
+            ok, literal = _ids_value(value)
+            if not ok or name in values:
+                return None
+            values[name] = literal
+            continue
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names = [stmt.name]  # the body is its own scope
+        elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            names = [alias.asname or alias.name.split(".")[0] for alias in stmt.names]
+        elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+            continue  # the docstring
+        else:
+            names = list(_bound_names(stmt if value is None else value))
+        if any(bound in _ID_NAMES or bound in ("__doc__", "*") for bound in names):
+            return None
+    revision = values.get("revision")
+    if not isinstance(revision, str) or "down_revision" not in values:
+        return None
+    doc = None
+    first = tree.body[0].value if tree.body and isinstance(tree.body[0], ast.Expr) else None
+    if isinstance(first, ast.Constant) and isinstance(first.value, str):
+        doc = first.value
+    return StaticRevision(
+        os.fspath(path),
+        revision,
+        values["down_revision"],
+        values.get("branch_labels"),
+        values.get("depends_on"),
+        doc,
+    )
+
+
+def _compiled_docstring(doc: str | None, path: str) -> str | None:
+    """``module.__doc__`` for a file whose first statement is ``doc``, as Python compiles it."""
+    if doc is None or sys.flags.optimize >= 2:
+        return None
+    if sys.version_info < (3, 13):
+        return doc
+    # Python 3.13+ removes the docstring's common indentation at compile time
+    module = ast.Module(body=[ast.Expr(value=ast.Constant(value=doc))], type_ignores=[])
+    namespace: dict[str, Any] = {}
+    exec(compile(ast.fix_missing_locations(module), path, "exec"), namespace)
+    return namespace.get("__doc__")
+
+
+def downgrade_is_empty(path: str | os.PathLike[str]) -> bool | None:
+    """True when ``downgrade()`` does nothing (only ``pass``, ``...`` and docstrings); None if absent."""
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "downgrade":
+            return all(
+                isinstance(stmt, ast.Pass)
+                or (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))
+                for stmt in node.body
+            )
+    return None

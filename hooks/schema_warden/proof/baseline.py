@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from schema_warden.errors import ProjectError
-from schema_warden.project.loader import Project, one_line, user_traceback
+from schema_warden.errors import ProjectError, one_line
+from schema_warden.project.frames import user_traceback
+from schema_warden.project.loader import Project
 from schema_warden.proof.stairway import (
     NAME,
     ROUND_TRIP,

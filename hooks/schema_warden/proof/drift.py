@@ -24,7 +24,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from schema_warden.project.loader import EnvInfo, Project, one_line
+from schema_warden.errors import one_line
+from schema_warden.project.loader import EnvInfo, Project
 from schema_warden.proof.stairway import diff, snapshot
 from schema_warden.render.report import FAIL, PASS, CheckResult
 from schema_warden.schema.diff import Change

@@ -45,8 +45,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from schema_warden.errors import ProjectError
-from schema_warden.project.loader import Project, one_line
+from schema_warden.errors import ProjectError, one_line
+from schema_warden.project.loader import Project
 from schema_warden.proof.data_check import Filler
 from schema_warden.proof.stairway import (
     StairwayResult,

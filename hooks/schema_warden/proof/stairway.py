@@ -15,13 +15,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from schema_warden.project.loader import (
-    MigrationFailed,
-    Project,
-    downgrade_is_empty,
-    one_line,
-    user_traceback,
-)
+from schema_warden.errors import one_line
+from schema_warden.project.frames import user_traceback
+from schema_warden.project.history import downgrade_is_empty
+from schema_warden.project.loader import Project
+from schema_warden.project.steps import MigrationFailed
 from schema_warden.proof.data_check import Filler, allowed_reason, count_rows, losses
 from schema_warden.render.report import FAIL, NOTE, PASS, CheckResult
 from schema_warden.schema.diff import Change, compare
