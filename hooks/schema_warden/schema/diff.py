@@ -19,6 +19,14 @@ What is compared, and the traps it avoids (each tested in tests/test_diff.py):
   sequences) is part of that one change, not a line of its own.
 - A removed and an added constraint (or index) on the same table with the same definition is
   one change: a rename.
+- Triggers, policies, row-level security, grants and comments of a dropped table (or column,
+  function, schema) go with it; a comment on an object that exists on both sides is a
+  ``comment`` change of its own (tables' and columns' comments stay in their own lines, the
+  only ones models can declare).
+- Grants are compared per object and grantee against what the grantee holds by default, so a
+  REVOKE of a default (EXECUTE from PUBLIC) is a change too.
+
+Each kind of object is one small comparator below, listed in ``_COMPARATORS``.
 """
 
 from __future__ import annotations
@@ -33,30 +41,79 @@ from typing import TypeVar, cast
 from schema_warden.schema.snapshot import (
     Column,
     Constraint,
+    Domain,
     EnumType,
+    Extension,
+    Function,
+    Grant,
     Index,
+    Policy,
+    Schema,
     Sequence,
     Snapshot,
     Table,
+    Trigger,
     View,
     object_key,
     table_matches,
 )
 
 # what a change's ``before`` and ``after`` hold: the snapshot's object of the change's kind
-SchemaObject = Table | Column | Index | Constraint | EnumType | Sequence | View
+SchemaObject = (
+    Table
+    | Column
+    | Index
+    | Constraint
+    | EnumType
+    | Sequence
+    | View
+    | Schema
+    | Extension
+    | Domain
+    | Function
+    | Trigger
+    | Policy
+    | Grant
+)
 _Renamed = TypeVar("_Renamed", Index, Constraint)
+_Object = TypeVar("_Object", Schema, Extension, Domain, Function, Trigger, Policy)
 
-KIND_ORDER = ("table", "column", "index", "constraint", "enum", "sequence", "view")
+FUNCTION_KINDS = ("function", "procedure", "aggregate", "window function")
+KIND_ORDER = (
+    "schema",
+    "extension",
+    "table",
+    "column",
+    "index",
+    "constraint",
+    "enum",
+    "domain",
+    "sequence",
+    "view",
+    *FUNCTION_KINDS,
+    "trigger",
+    "row security",
+    "policy",
+    "grant",
+    "default privileges",
+    "comment",
+)
+# kinds SQLAlchemy models cannot declare: never drift (proof/drift.py), always part of the diff
+MODEL_BLIND_KINDS = frozenset(
+    (*FUNCTION_KINDS, "trigger", "row security", "policy", "grant", "default privileges", "comment")
+)
 ACTION_ORDER = ("removed", "changed", "added")
 _SIGN = {"added": "+", "removed": "-", "changed": "~"}
 
 
 @dataclass(frozen=True)
 class Change:
-    kind: str  # "table" | "column" | "index" | "constraint" | "enum" | "sequence" | "view"
+    kind: str  # one of KIND_ORDER
     action: str  # "added" | "removed" | "changed"
-    name: str  # table key / "table.column" / index key / "table.constraint" / enum, sequence, view key
+    # table key / "table.column" / index key / "table.constraint" / enum, sequence, view key /
+    # schema, extension name / function key / "table.trigger", "table.policy" / grant key
+    # ("on table readings to reader") / "on <kind> <key>" for comments
+    name: str
     table: str | None  # table key for tables, columns, indexes, constraints, owned sequences
     detail: str
     destructive: bool
@@ -94,6 +151,8 @@ def compare(
     changes += _enums(old, new)
     changes += _sequences(old, new, covered=covered)
     changes += _views(old, new)
+    for comparator in _COMPARATORS:
+        changes += comparator(old, new)
     changes = [
         dataclasses.replace(c, detail=f"{c.detail}; drops {', '.join(sorted(folded[c.name]))}")
         if c.kind == "column" and c.name in folded
@@ -130,13 +189,15 @@ def _without_tables(snap: Snapshot, patterns: tuple[str, ...]) -> Snapshot:
     def owner_gone(seq: Sequence) -> bool:
         return seq.owned_by is not None and table_matches(seq.owned_by.rsplit(".", 1)[0], patterns)
 
-    return Snapshot(
+    return dataclasses.replace(
+        snap,
         tables={k: v for k, v in snap.tables.items() if k not in gone},
         indexes={k: v for k, v in snap.indexes.items() if v.table not in gone},
         constraints={k: v for k, v in snap.constraints.items() if v.table not in gone},
-        enums=snap.enums,
         sequences={k: v for k, v in snap.sequences.items() if not owner_gone(v)},
-        views=snap.views,
+        triggers={k: v for k, v in snap.triggers.items() if v.table not in gone},
+        policies={k: v for k, v in snap.policies.items() if v.table not in gone},
+        grants={k: v for k, v in snap.grants.items() if v.table not in gone},
     )
 
 
@@ -156,6 +217,15 @@ def _tables(old: Snapshot, new: Snapshot) -> list[Change]:
         parts = []
         if a.partitioned != b.partitioned:
             parts.append("now partitioned" if b.partitioned else "no longer partitioned")
+        elif a.partition_key != b.partition_key:
+            parts.append(f"partition key {a.partition_key} -> {b.partition_key}")
+        if a.partition_of != b.partition_of:
+            if b.partition_of is None:
+                parts.append(f"no longer a partition of {a.partition_of}")
+            else:
+                parts.append(f"now partition of {b.partition_of} {b.partition_bound}")
+        elif a.partition_bound != b.partition_bound:
+            parts.append(f"bound {a.partition_bound} -> {b.partition_bound}")
         if a.comment != b.comment:
             parts.append(_comment_change(a.comment, b.comment))
         if parts:
@@ -169,6 +239,10 @@ def _table_summary(table: Table, snap: Snapshot) -> str:
     pk = _primary_key(table, snap)
     if pk is not None:
         text += f", PK {', '.join(pk.columns)}"
+    if table.partition_key is not None:
+        text += f", partitioned by {table.partition_key}"
+    if table.partition_of is not None:
+        text += f", partition of {table.partition_of} {table.partition_bound}"
     return text
 
 
@@ -543,10 +617,13 @@ def _sequences(old: Snapshot, new: Snapshot, *, covered: set[str]) -> list[Chang
     for key in a.keys() & b.keys():
         x, y = a[key], b[key]
         parts = [
-            f"{name.replace('_', ' ')} {getattr(x, name)} -> {getattr(y, name)}"
+            part
             for name in _SEQUENCE_FIELDS
-            if getattr(x, name) != getattr(y, name)
+            if name != "cycle"
+            for part in _was(name.replace("_", " "), getattr(x, name), getattr(y, name))
         ]
+        if x.cycle != y.cycle:
+            parts.append("now cycles" if y.cycle else "no longer cycles")
         if parts:
             changes.append(
                 Change(
@@ -582,3 +659,304 @@ def _views(old: Snapshot, new: Snapshot) -> list[Change]:
         if parts:
             changes.append(Change("view", "changed", key, None, "; ".join(parts), False, before=x, after=y))
     return changes
+
+
+# --- the kinds models cannot declare, and schemas, extensions, domains -----------------------
+#
+# Each comparator takes the two snapshots and returns its changes; ``_keyed`` does the
+# bookkeeping (removed, added, changed) for a section, the comparator says how its objects read.
+
+
+def _keyed(
+    a: dict[str, _Object],
+    b: dict[str, _Object],
+    kind: Callable[[_Object], str],
+    describe: Callable[[_Object], str],
+    differences: Callable[[_Object, _Object], list[str]],
+    *,
+    table: Callable[[_Object], str | None] = lambda obj: None,
+    kept: Callable[[_Object], bool] = lambda obj: True,
+) -> list[Change]:
+    """Changes of one section; ``kept``: False for a removed object that went with its owner."""
+    changes = []
+    for key in a.keys() - b.keys():
+        obj = a[key]
+        if kept(obj):
+            changes.append(Change(kind(obj), "removed", key, table(obj), describe(obj), False, before=obj))
+    for key in b.keys() - a.keys():
+        obj = b[key]
+        changes.append(Change(kind(obj), "added", key, table(obj), describe(obj), False, after=obj))
+    for key in a.keys() & b.keys():
+        x, y = a[key], b[key]
+        parts = differences(x, y) if x != y else []
+        if parts:
+            changes.append(Change(kind(y), "changed", key, table(y), "; ".join(parts), False, x, y))
+    return changes
+
+
+def _was(name: str, x: object, y: object) -> list[str]:
+    """``["volatility stable -> immutable"]`` when the values differ."""
+    if x == y:
+        return []
+    return [f"{name} {'none' if x is None else x} -> {'none' if y is None else y}"]
+
+
+def _schemas(old: Snapshot, new: Snapshot) -> list[Change]:
+    return _keyed(old.schemas, new.schemas, lambda s: "schema", lambda s: "", lambda x, y: [])
+
+
+def _extensions(old: Snapshot, new: Snapshot) -> list[Change]:
+    def describe(ext: Extension) -> str:
+        return f"version {ext.version}, schema {ext.schema}"
+
+    def differences(x: Extension, y: Extension) -> list[str]:
+        return _was("version", x.version, y.version) + _was("schema", x.schema, y.schema)
+
+    return _keyed(old.extensions, new.extensions, lambda e: "extension", describe, differences)
+
+
+def _describe_domain(domain: Domain) -> str:
+    parts = [domain.type]
+    if not domain.nullable:
+        parts.append("NOT NULL")
+    if domain.default is not None:
+        parts.append(f"default {domain.default}")
+    parts += [f"constraint {check}" for check in domain.checks]
+    return ", ".join(parts)
+
+
+def _domain_differences(x: Domain, y: Domain) -> list[str]:
+    parts = _was("type", x.type, y.type)
+    if x.nullable != y.nullable:
+        parts.append("now nullable" if y.nullable else "now NOT NULL")
+    parts += _was("default", x.default, y.default)
+    parts += [f"drops constraint {c}" for c in x.checks if c not in y.checks]
+    parts += [f"adds constraint {c}" for c in y.checks if c not in x.checks]
+    return parts
+
+
+def _domains(old: Snapshot, new: Snapshot) -> list[Change]:
+    return _keyed(old.domains, new.domains, lambda d: "domain", _describe_domain, _domain_differences)
+
+
+def _describe_function(fn: Function) -> str:
+    parts = [] if fn.returns is None else [f"returns {fn.returns}"]
+    parts.append(f"language {fn.language}")
+    if fn.kind != "procedure":
+        parts.append(fn.volatility)
+    if fn.security_definer:
+        parts.append("security definer")
+    parts += [f"set {setting}" for setting in fn.config]
+    return ", ".join(parts)
+
+
+def _function_differences(x: Function, y: Function) -> list[str]:
+    parts = _was("kind", x.kind, y.kind) + _was("returns", x.returns, y.returns)
+    parts += _was("language", x.language, y.language)
+    if x.body != y.body:
+        parts.append("body changed")
+    parts += _was("volatility", x.volatility, y.volatility)
+    if x.security_definer != y.security_definer:
+        parts.append("now security definer" if y.security_definer else "no longer security definer")
+    if x.config != y.config:
+        parts.append(f"set {', '.join(x.config) or 'none'} -> {', '.join(y.config) or 'none'}")
+    return parts
+
+
+def _functions(old: Snapshot, new: Snapshot) -> list[Change]:
+    return _keyed(old.functions, new.functions, lambda f: f.kind, _describe_function, _function_differences)
+
+
+def _describe_trigger(trigger: Trigger) -> str:
+    text = f"{trigger.timing} {' OR '.join(trigger.events)} for each {trigger.level}"
+    text += f", executes {trigger.function}"
+    return text if trigger.enabled == "enabled" else f"{text}, {trigger.enabled}"
+
+
+def _trigger_differences(x: Trigger, y: Trigger) -> list[str]:
+    parts = []
+    if (x.timing, x.events) != (y.timing, y.events):
+        parts.append(f"{x.timing} {' OR '.join(x.events)} -> {y.timing} {' OR '.join(y.events)}")
+    parts += _was("for each", x.level, y.level) + _was("executes", x.function, y.function)
+    if x.enabled != y.enabled:
+        parts.append(f"{x.enabled} -> {y.enabled}")
+    if not parts and x.definition != y.definition:  # WHEN, UPDATE OF, arguments
+        parts.append(f"definition {x.definition} -> {y.definition}")
+    return parts
+
+
+def _triggers(old: Snapshot, new: Snapshot) -> list[Change]:
+    return _keyed(
+        old.triggers,
+        new.triggers,
+        lambda t: "trigger",
+        _describe_trigger,
+        _trigger_differences,
+        table=lambda t: t.table,
+        kept=lambda t: t.table in new.tables,
+    )
+
+
+def _row_security(table: Table) -> str:
+    states = [("enabled", table.row_security), ("forced", table.force_row_security)]
+    return ", ".join(name for name, on in states if on)
+
+
+def _row_security_changes(old: Snapshot, new: Snapshot) -> list[Change]:
+    """ENABLE / FORCE ROW LEVEL SECURITY of the tables on both sides, and of new tables."""
+    changes = []
+    for key, table in new.tables.items():
+        before = old.tables.get(key)
+        x, y = _row_security(before) if before is not None else "", _row_security(table)
+        if x == y:
+            continue
+        if not x:
+            changes.append(Change("row security", "added", key, key, y, False, before, table))
+        elif not y:
+            changes.append(Change("row security", "removed", key, key, x, False, before, table))
+        else:
+            changes.append(Change("row security", "changed", key, key, f"{x} -> {y}", False, before, table))
+    return changes
+
+
+def _describe_policy(policy: Policy) -> str:
+    text = "" if policy.permissive else "restrictive, "
+    text += f"for {policy.command} to {', '.join(policy.roles)}"
+    if policy.using is not None:
+        text += f", USING {policy.using}"
+    if policy.check is not None:
+        text += f", WITH CHECK {policy.check}"
+    return text
+
+
+def _policy_differences(x: Policy, y: Policy) -> list[str]:
+    parts = []
+    if x.permissive != y.permissive:
+        parts.append("now permissive" if y.permissive else "now restrictive")
+    parts += _was("for", x.command, y.command)
+    parts += _was("to", ", ".join(x.roles), ", ".join(y.roles))
+    parts += _was("USING", x.using, y.using) + _was("WITH CHECK", x.check, y.check)
+    return parts
+
+
+def _policies(old: Snapshot, new: Snapshot) -> list[Change]:
+    return _keyed(
+        old.policies,
+        new.policies,
+        lambda p: "policy",
+        _describe_policy,
+        _policy_differences,
+        table=lambda p: p.table,
+        kept=lambda p: p.table in new.tables,
+    )
+
+
+def _grant_exists(snap: Snapshot, grant: Grant) -> bool:
+    """Whether the object a grant is on exists in ``snap`` (a dropped object takes its grants)."""
+    if grant.on == "column":
+        table, _, column = grant.object.rpartition(".")
+        found = snap.tables.get(table)
+        return found is not None and found.column(column) is not None
+    sections: dict[str, dict[str, object]] = {
+        "table": dict(snap.tables),
+        "view": dict(snap.views),
+        "materialized view": dict(snap.views),
+        "sequence": dict(snap.sequences),
+        "schema": dict(snap.schemas),
+        "function": dict(snap.functions),
+    }
+    section = sections.get(grant.on)
+    return section is None or grant.object in section
+
+
+def _privileges(privileges: tuple[str, ...]) -> str:
+    return ", ".join(privileges) or "none"
+
+
+def _grants(old: Snapshot, new: Snapshot) -> list[Change]:
+    """Per object and grantee: what it holds. A grantee missing on one side holds its default."""
+    changes = []
+    for key in old.grants.keys() | new.grants.keys():
+        x, y = old.grants.get(key), new.grants.get(key)
+        grant = y or x
+        assert grant is not None
+        if x is not None and y is None and not _grant_exists(new, x):
+            continue  # dropped with its object
+        held = x.privileges if x is not None else grant.default
+        holds = y.privileges if y is not None else grant.default
+        if held == holds:
+            continue
+        kind = "default privileges" if grant.on == "default privileges" else "grant"
+        if not grant.default and not held:
+            changes.append(Change(kind, "added", key, grant.table, _privileges(holds), False, x, y))
+        elif not grant.default and not holds:
+            changes.append(Change(kind, "removed", key, grant.table, _privileges(held), False, x, y))
+        else:
+            detail = f"{_privileges(held)} -> {_privileges(holds)}"
+            changes.append(Change(kind, "changed", key, grant.table, detail, False, x, y))
+    return changes
+
+
+def _comment_kind(obj: object) -> str:
+    if isinstance(obj, View):
+        return _view_kind(obj)
+    if isinstance(obj, EnumType):
+        return "type"
+    if isinstance(obj, Function):
+        return obj.kind
+    return type(obj).__name__.lower()
+
+
+def _quoted(text: str | None, limit: int = 60) -> str:
+    if text is None:
+        return "none"
+    text = " ".join(text.split())
+    return "'" + (text if len(text) <= limit else text[: limit - 1] + "…") + "'"
+
+
+def _comments(old: Snapshot, new: Snapshot) -> list[Change]:
+    """COMMENT ON the objects both sides have (tables' and columns' are in their own lines)."""
+    changes = []
+    for section in (
+        "indexes",
+        "constraints",
+        "enums",
+        "domains",
+        "sequences",
+        "views",
+        "schemas",
+        "extensions",
+        "functions",
+        "triggers",
+        "policies",
+    ):
+        a: dict[str, object] = getattr(old, section)
+        b: dict[str, object] = getattr(new, section)
+        for key in a.keys() & b.keys():
+            x, y = a[key], b[key]
+            before, after = getattr(x, "comment", None), getattr(y, "comment", None)
+            if before == after:
+                continue
+            name = f"on {_comment_kind(y)} {key}"
+            table = getattr(y, "table", None)  # indexes, constraints, triggers, policies
+            if before is None:
+                changes.append(Change("comment", "added", name, table, _quoted(after), False))
+            elif after is None:
+                changes.append(Change("comment", "removed", name, table, _quoted(before), False))
+            else:
+                detail = f"{_quoted(before)} -> {_quoted(after)}"
+                changes.append(Change("comment", "changed", name, table, detail, False))
+    return changes
+
+
+_COMPARATORS: tuple[Callable[[Snapshot, Snapshot], list[Change]], ...] = (
+    _schemas,
+    _extensions,
+    _domains,
+    _functions,
+    _triggers,
+    _row_security_changes,
+    _policies,
+    _grants,
+    _comments,
+)
