@@ -171,7 +171,23 @@ CASES: dict[str, tuple[str, str]] = {
         'op.create_table("sites", sa.Column("id", sa.Integer(), primary_key=True))',
         'op.create_table("sites", sa.Column("id", sa.BigInteger(), sa.Identity(), primary_key=True))',
     ),
+    "require-concurrent-index-deletion": (
+        'op.drop_index("ix_readings_recorded_at", table_name="readings")',
+        "with op.get_context().autocommit_block():\n"
+        '    op.drop_index("ix_readings_recorded_at", table_name="readings", postgresql_concurrently=True)',
+    ),
+    "require-lock-timeout": (
+        'op.add_column("readings", sa.Column("note", sa.Text(), nullable=True))',
+        "op.execute(\"SET lock_timeout = '2s'\")\n"
+        'op.add_column("readings", sa.Column("note", sa.Text(), nullable=True))',
+    ),
+    "concurrently-in-transaction": (
+        'op.create_index("ix_readings_value", "readings", ["value"], postgresql_concurrently=True)',
+        "with op.get_context().autocommit_block():\n"
+        '    op.create_index("ix_readings_value", "readings", ["value"], postgresql_concurrently=True)',
+    ),
 }
+LOCK_TIMEOUT = "require-lock-timeout"
 
 
 def write_revision(
@@ -222,8 +238,15 @@ def lint(ini: Path, **kwargs: object) -> lint_migrations.LintReport:
         return lint_migrations.run(project, **kwargs)
 
 
-def by_revision(report: lint_migrations.LintReport) -> dict[str, list[tuple[str, str | None]]]:
-    return {r.revision: [(f.rule, f.allowed) for f in r.findings] for r in report.results}
+def by_revision(
+    report: lint_migrations.LintReport, *, lock_timeout: bool = False
+) -> dict[str, list[tuple[str, str | None]]]:
+    """Each revision's (rule, allow reason); the lock_timeout rule, which fires beside most
+    others, only when asked for."""
+    return {
+        r.revision: [(f.rule, f.allowed) for f in r.findings if lock_timeout or f.rule != LOCK_TIMEOUT]
+        for r in report.results
+    }
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +272,7 @@ def test_rule_fails_the_risky_migration_and_passes_the_safe_one(
     rule_project: lint_migrations.LintReport, index_rule: tuple[int, str]
 ) -> None:
     index, rule = index_rule
-    found = by_revision(rule_project)
+    found = by_revision(rule_project, lock_timeout=rule == LOCK_TIMEOUT)
     assert found[f"fail{index:02d}"] == [(rule, None)]
     passing = found[f"pass{index:02d}"]
     assert all(allowed for _, allowed in passing), passing
@@ -308,11 +331,12 @@ def test_allowed_finding_is_reported_with_its_reason_and_passes(
     assert data["summary"] == {
         "revisions": 2,
         "errors": 0,
-        "warnings": 0,
+        "warnings": 1,  # require-lock-timeout: DROP COLUMN takes ACCESS EXCLUSIVE
         "allowed": 1,
         "bad_allow_comments": 0,
     }
-    [finding] = data["revisions"][1]["findings"]
+    assert data["source"] == "offline SQL"
+    [finding] = [f for f in data["revisions"][1]["findings"] if f["rule"] != LOCK_TIMEOUT]
     assert finding["rule"] == "ban-drop-column"
     assert finding["allowed"] == "no release reads legacy since v2.3"
 
@@ -326,7 +350,11 @@ def test_markdown_output_is_a_table(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_rule_selection_in_pyproject(tmp_path: Path) -> None:
-    pyproject = '[tool.schema-warden.lint]\nignore = ["drop-column"]\nwarn = ["ban-truncate"]\n'
+    pyproject = (
+        "[tool.schema-warden.lint]\n"
+        'ignore = ["drop-column", "require-lock-timeout"]\n'
+        'warn = ["ban-truncate"]\n'
+    )
     body = 'op.drop_column("readings", "legacy")\nop.execute("TRUNCATE readings")'
     ini = make_project(tmp_path, [("0001", BASE_BODY), ("0002", body)], pyproject=pyproject)
     report = lint(ini, everything=True)

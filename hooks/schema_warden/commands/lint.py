@@ -1,8 +1,13 @@
-"""``schema-warden lint``: risky operations in new migrations, found in their rendered SQL.
+"""``schema-warden lint``: risky operations in new migrations, found in their SQL.
 
-Each revision's upgrade is rendered on its own (``alembic upgrade <down>:<rev> --sql``, no
-database), parsed with PostgreSQL's parser (pglast) and checked by the rules of
-:mod:`schema_warden.lint.rules`. Which revisions: ``--all``; ``--base REF`` = revision files that are
+Offline (the default): each revision's upgrade is rendered on its own (``alembic upgrade
+<down>:<rev> --sql``, no database), parsed with PostgreSQL's parser (pglast) and checked by
+the rules of :mod:`schema_warden.lint.rules`. With ``--trace``: every revision is upgraded in
+order on an empty database of a throwaway server and the statements that really ran are
+linted, with what each did (its locks, whether it rewrote a table: proof/trace.py), so a
+revision that reads the database through ``op.get_bind()`` is linted too.
+
+Which revisions: ``--all``; ``--base REF`` = revision files that are
 new or changed since the git ref; by default the ones new or changed since ``HEAD`` (what a
 pre-commit hook is about to commit), or all of them outside a git work tree.
 """
@@ -17,7 +22,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,10 @@ from schema_warden.lint.rules import ERROR, UNRENDERABLE, WARNING, AllowProblem,
 from schema_warden.project.environment import offline_environment
 from schema_warden.project.loader import Project, loaded_project
 
+OFFLINE = "offline SQL"
+TRACED = "traced"
+OFFLINE_NOTE = "offline SQL (alembic --sql, no database); --trace runs each revision on a throwaway server"
+
 
 @dataclass(frozen=True)
 class RevisionResult:
@@ -35,6 +44,8 @@ class RevisionResult:
     findings: tuple[Finding, ...]
     problems: tuple[AllowProblem, ...] = ()
     statements: int = 0
+    risky: tuple[tuple[str, int | None, str], ...] = ()  # traced: (statement, line, what it did)
+    note: str | None = None  # how it was linted, when that differs from the run's way
 
     @property
     def name(self) -> str:
@@ -45,6 +56,8 @@ class RevisionResult:
 class LintReport:
     selection: str  # "all" or "new or changed since <ref>"
     results: tuple[RevisionResult, ...] = field(default_factory=tuple)
+    source: str = OFFLINE  # OFFLINE or TRACED
+    base: str = ""  # the project root relative to the working directory ("" when it is)
 
     def findings(self, *, allowed: bool | None = None) -> list[tuple[RevisionResult, Finding]]:
         return [
@@ -132,16 +145,51 @@ def _offline_environment(config: Any) -> Iterator[io.StringIO]:
         yield captured
 
 
-def render_sql(project: Project, script: Any) -> tuple[str, str]:
+class _LineBuffer(io.StringIO):
+    """Alembic's offline output buffer that remembers, for each piece of SQL written, the line
+    of the revision file whose op.* call wrote it."""
+
+    def __init__(self, revision_path: str) -> None:
+        super().__init__()
+        self.path = os.path.realpath(revision_path)
+        self.lines: list[tuple[int, int]] = []  # (offset, line)
+
+    def write(self, text: str) -> int:
+        import traceback
+
+        for frame in reversed(traceback.extract_stack()):
+            if os.path.realpath(frame.filename) == self.path and frame.lineno is not None:
+                self.lines.append((self.tell(), frame.lineno))
+                break
+        return super().write(text)
+
+
+def statement_lines(sql: str, statements: Sequence[lint_rules.Statement], lines: Sequence[tuple[int, int]]):
+    """Each statement with the line of the revision file that wrote it (offline SQL)."""
+    found = []
+    position = 0
+    for statement in statements:
+        at = sql.find(statement.sql, position)
+        if at < 0:
+            found.append(statement)
+            continue
+        position = at + len(statement.sql)
+        line = next((ln for offset, ln in reversed(lines) if offset <= at), None)
+        found.append(replace(statement, line=line))
+    return found
+
+
+def render_sql(project: Project, script: Any, lines: list[tuple[int, int]] | None = None) -> tuple[str, str]:
     """The SQL of exactly this revision's upgrade(), as ``alembic upgrade <down>:<rev> --sql``,
-    and the name of the project's version table.
+    and the name of the project's version table. ``lines`` gets (offset in the SQL, line of
+    the revision file) for each piece of SQL an op.* call wrote.
 
     Raises the project's own exception when upgrade() fails offline.
     """
     from alembic.runtime.environment import EnvironmentContext
     from alembic.runtime.migration import MigrationStep
 
-    buffer = io.StringIO()
+    buffer = _LineBuffer(script.path)
     config = project.config
     down = script.down_revision
     starting = None if down is None else (down if isinstance(down, str) else down[0])
@@ -170,6 +218,8 @@ def render_sql(project: Project, script: Any) -> tuple[str, str]:
                 version_table = environment.get_context().opts.get("version_table") or version_table
     finally:
         config.output_buffer = saved_buffer
+    if lines is not None:
+        lines.extend(buffer.lines)
     return buffer.getvalue(), str(version_table)
 
 
@@ -199,7 +249,7 @@ def _lint_settings(project: Project) -> dict[str, tuple[str, ...]]:
     return selection
 
 
-def lint_revision(project: Project, script: Any, selection: dict[str, tuple[str, ...]]) -> RevisionResult:
+def _allows(project: Project, script: Any) -> tuple[str, list[lint_rules.Allow], list[AllowProblem]]:
     path = Path(script.path)
     file = os.path.relpath(path, project.root)
     try:
@@ -207,8 +257,17 @@ def lint_revision(project: Project, script: Any, selection: dict[str, tuple[str,
     except (OSError, UnicodeDecodeError) as err:
         raise ProjectError(f"{file}: cannot read the migration: {err}") from None
     allows, problems = lint_rules.parse_allows(source)
+    return file, allows, problems
+
+
+def lint_revision(
+    project: Project, script: Any, selection: dict[str, tuple[str, ...]], *, note: str | None = None
+) -> RevisionResult:
+    path = Path(script.path)
+    file, allows, problems = _allows(project, script)
+    lines: list[tuple[int, int]] = []
     try:
-        sql, version_table = render_sql(project, script)
+        sql, version_table = render_sql(project, script, lines)
     except Exception as err:
         finding = Finding(
             UNRENDERABLE.id,
@@ -217,10 +276,10 @@ def lint_revision(project: Project, script: Any, selection: dict[str, tuple[str,
             f"{type(err).__name__}: {one_line(str(err))}",
             file,
             UNRENDERABLE.why,
-            UNRENDERABLE.safe,
+            UNRENDERABLE.safe + " (or lint it with --trace: it then runs on a throwaway server)",
         )
         findings = lint_rules.configure([finding], **selection, allows=allows)
-        return RevisionResult(script.revision, file, tuple(findings), tuple(problems))
+        return RevisionResult(script.revision, file, tuple(findings), tuple(problems), note=note)
     try:
         statements = lint_rules.parse_statements(sql)
     except lint_rules.SqlSyntaxError as err:
@@ -229,9 +288,110 @@ def lint_revision(project: Project, script: Any, selection: dict[str, tuple[str,
             "fix the SQL in op.execute()",
             detail=sql,
         ) from None
+    statements = statement_lines(sql, statements, lines)
     findings = lint_rules.lint(statements, version_table=version_table)
     findings = lint_rules.configure(findings, **selection, allows=allows)
-    return RevisionResult(script.revision, file, tuple(findings), tuple(problems), len(statements))
+    return RevisionResult(script.revision, file, tuple(findings), tuple(problems), len(statements), note=note)
+
+
+def lint_trace(
+    project: Project,
+    script: Any,
+    trace: Any,
+    selection: dict[str, tuple[str, ...]],
+    *,
+    version_table: str = "alembic_version",
+    failed: str | None = None,
+) -> RevisionResult:
+    """Lint the statements a revision's upgrade ran on the server (a proof.trace.Trace)."""
+    file, allows, problems = _allows(project, script)
+    statements: list[lint_rules.Statement] = []
+    risky: list[tuple[str, int | None, str]] = []
+    unparsed = 0
+    for traced in trace.statements:
+        if traced.facts.risky():
+            risky.append((lint_rules.statement_line(traced.sql), traced.line, traced.facts.summary()))
+        try:
+            parsed = lint_rules.parse_statements(traced.sql)
+        except lint_rules.SqlSyntaxError:
+            unparsed += 1  # a driver-specific text (COPY, parameters unbound): its facts still show
+            continue
+        statements.extend(replace(st, line=traced.line, facts=traced.facts) for st in parsed)
+    findings = lint_rules.lint(
+        statements, version_table=version_table, not_null_checked=trace.not_null_checked
+    )
+    findings = lint_rules.configure(findings, **selection, allows=allows)
+    notes = []
+    if failed is not None:
+        notes.append(f"upgrade failed on the throwaway server: {failed}")
+    if unparsed:
+        notes.append(f"{unparsed} traced statement(s) not parsable, not linted")
+    return RevisionResult(
+        script.revision,
+        file,
+        tuple(findings),
+        tuple(problems),
+        len(statements),
+        tuple(risky),
+        "; ".join(notes) or None,
+    )
+
+
+def _version_table(project: Project) -> str:
+    session = getattr(project, "_session", None)
+    opts = getattr(getattr(session, "context", None), "opts", None) or {}
+    return str(opts.get("version_table") or "alembic_version")
+
+
+def run_traced(
+    project: Project,
+    revisions: Sequence[Any],
+    selection: dict[str, tuple[str, ...]],
+    *,
+    pg_bin: str | None = None,
+) -> tuple[RevisionResult, ...]:
+    """Upgrade every revision in order on an empty database of a throwaway server, tracing
+    each; lint the selected ones. After a failed upgrade the rest are linted offline."""
+    from sqlalchemy import create_engine, pool
+
+    from schema_warden.proof import trace as tracing
+    from schema_warden.proof.stairway import apply
+    from schema_warden.server.postgres import find_binaries, throwaway_server
+
+    wanted = {script.revision for script in revisions}
+    results: dict[str, RevisionResult] = {}
+    binaries = find_binaries(pg_bin)  # none: EnvironmentProblem, exit 3
+    with throwaway_server(binaries=binaries, memory=True) as server:
+        engine = create_engine(server.url("postgres"), poolclass=pool.NullPool)
+        try:
+            with engine.connect() as connection:
+                project.load_modules()
+                if project.settings.baseline is not None:
+                    project.create_baseline(connection)
+                    connection.commit()
+                stopped: str | None = None
+                for script in project.revisions():
+                    if stopped is not None:
+                        if script.revision in wanted:
+                            note = f"linted offline: revision {stopped} failed on the throwaway server"
+                            results[script.revision] = lint_revision(project, script, selection, note=note)
+                        continue
+                    with tracing.recording(connection, script.path) as trace:
+                        error = apply(project, connection, script)
+                    if script.revision in wanted:
+                        results[script.revision] = lint_trace(
+                            project,
+                            script,
+                            trace,
+                            selection,
+                            version_table=_version_table(project),
+                            failed=error.message if error is not None else None,
+                        )
+                    if error is not None:
+                        stopped = script.revision
+        finally:
+            engine.dispose()
+    return tuple(results[script.revision] for script in revisions if script.revision in results)
 
 
 def select_revisions(project: Project, *, base: str | None, everything: bool) -> tuple[list[Any], str]:
@@ -246,11 +406,23 @@ def select_revisions(project: Project, *, base: str | None, everything: bool) ->
     return [r for r in revisions if Path(r.path) in changed], f"revisions new or changed since {ref}"
 
 
-def run(project: Project, *, base: str | None = None, everything: bool = False) -> LintReport:
+def run(
+    project: Project,
+    *,
+    base: str | None = None,
+    everything: bool = False,
+    trace: bool = False,
+    pg_bin: str | None = None,
+) -> LintReport:
     selection = _lint_settings(project)
     revisions, described = select_revisions(project, base=base, everything=everything)
+    prefix = os.path.relpath(project.root, Path.cwd())
+    prefix = "" if prefix == "." else prefix
+    if trace and revisions:
+        results = run_traced(project, revisions, selection, pg_bin=pg_bin)
+        return LintReport(described, results, TRACED, prefix)
     results = tuple(lint_revision(project, script, selection) for script in revisions)
-    return LintReport(described, results)
+    return LintReport(described, results, OFFLINE, prefix)
 
 
 # --- output ------------------------------------------------------------------------------------
@@ -267,7 +439,18 @@ def _summary(report: LintReport) -> str:
     ]
     if report.allow_problems:
         parts.append(f"{len(report.allow_problems)} bad allow comment(s)")
-    return "schema-warden lint: " + ", ".join(parts)
+    how = OFFLINE_NOTE if report.source == OFFLINE else "traced on a throwaway PostgreSQL server"
+    return "schema-warden lint: " + ", ".join(parts) + f"; {how}"
+
+
+def risky_lines(report: LintReport) -> list[str]:
+    """``0007: ALTER TABLE readings ALTER COLUMN value TYPE numeric — ACCESS EXCLUSIVE on readings,
+    table rewritten``: what the traced statements did that blocks or rewrites."""
+    return [
+        f"{result.revision}: {statement} — {what}"
+        for result in report.results
+        for statement, _line, what in result.risky
+    ]
 
 
 def render_text(report: LintReport) -> str:
@@ -278,6 +461,13 @@ def render_text(report: LintReport) -> str:
         lines.append(f"{result.name}: {finding.line()}")
     for result, finding in report.findings(allowed=True):
         lines.append(f"{result.name}: {finding.rule} allowed ({finding.allowed}): {finding.statement}")
+    for result in report.results:
+        if result.note:
+            lines.append(f"{result.name}: note: {result.note}")
+    risky = risky_lines(report)
+    if risky:
+        lines.append("traced locks and rewrites:")
+        lines.extend(f"  {line}" for line in risky)
     lines.append(_summary(report))
     return "\n".join(lines) + "\n"
 
@@ -305,6 +495,10 @@ def render_markdown(report: LintReport) -> str:
                 f"| {icon} | `{result.revision}` | `{finding.rule}` | `{_cell(finding.statement)}` | "
                 f"{_cell(note)} |"
             )
+    risky = risky_lines(report)
+    if risky:
+        lines += ["", "**Traced locks and rewrites**", ""]
+        lines.extend(f"- `{_cell(line)}`" for line in risky)
     return "\n".join(lines) + "\n"
 
 
@@ -313,6 +507,7 @@ def report_dict(report: LintReport) -> dict[str, Any]:
         "command": "lint",
         "ok": not report.failed,
         "selection": report.selection,
+        "source": report.source,
         "summary": {
             "revisions": len(report.results),
             "errors": report.count(ERROR),
@@ -327,10 +522,50 @@ def report_dict(report: LintReport) -> dict[str, Any]:
                 "statements": result.statements,
                 "findings": [asdict(finding) for finding in result.findings],
                 "allow_problems": [asdict(problem) for problem in result.problems],
+                "risky": [
+                    {"statement": statement, "line": line, "did": what}
+                    for statement, line, what in result.risky
+                ],
+                "note": result.note,
             }
             for result in report.results
         ],
     }
+
+
+def render_sarif(report: LintReport) -> str:
+    """SARIF 2.1.0: each finding at its migration file and line (the op.* call, else 1)."""
+    from schema_warden import __version__
+    from schema_warden.render import sarif
+
+    def uri(file: str) -> str:
+        return Path(report.base, file).as_posix() if report.base else Path(file).as_posix()
+
+    results = []
+    for result, finding in report.findings():
+        suppressed = finding.allowed
+        results.append(
+            sarif.Result(
+                finding.rule,
+                sarif.level(finding.severity),
+                f"{result.name}: {finding.line()}",
+                uri(result.file),
+                finding.source_line or 1,
+                suppressed,
+            )
+        )
+    for result, problem in report.allow_problems:
+        results.append(
+            sarif.Result("allow-comment", "error", problem.message, uri(result.file), problem.line)
+        )
+    rules = [
+        sarif.RuleInfo(rule.id, rule.flags, f"{rule.why}; safe: {rule.safe}", lint_rules.doc_page(rule.id))
+        for rule in lint_rules.RULES_BY_ID.values()
+    ]
+    rules.append(
+        sarif.RuleInfo("allow-comment", "a malformed schema-warden allow comment", lint_rules.ALLOW_FORMAT)
+    )
+    return sarif.log(rules, results, version=__version__)
 
 
 def render_rules() -> str:
@@ -356,7 +591,14 @@ def _parser() -> argparse.ArgumentParser:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--base", metavar="REF", help="lint revision files new or changed since git REF")
     which.add_argument("--all", action="store_true", help="lint every revision")
-    parser.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    parser.add_argument("--format", choices=("text", "markdown", "json", "sarif"), default="text")
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="upgrade each revision in order on a throwaway PostgreSQL server and lint the statements "
+        "that ran, with the locks they took and the tables they rewrote (default: offline SQL)",
+    )
+    parser.add_argument("--pg-bin", metavar="DIR", help="PostgreSQL bin directory for --trace")
     parser.add_argument("--list-rules", action="store_true", help="print the rules and exit")
     return parser
 
@@ -368,8 +610,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(render_rules(), end="")
         return EXIT_OK
     with loaded_project(args.config) as project:
-        report = run(project, base=args.base, everything=args.all)
-    if args.format == "json":
+        report = run(project, base=args.base, everything=args.all, trace=args.trace, pg_bin=args.pg_bin)
+    if args.format == "sarif":
+        print(render_sarif(report), end="")
+    elif args.format == "json":
         print(json.dumps(report_dict(report), indent=2))
     elif args.format == "markdown":
         print(render_markdown(report), end="")

@@ -494,6 +494,11 @@ def _comments(source: str) -> Iterator[tuple[int, str]]:
                 yield lineno, stripped
 
 
+def statement_line(sql: str) -> str:
+    """A statement as one line, shortened, as findings show it."""
+    return _one_line(sql)
+
+
 def _one_line(sql: str, limit: int = 140) -> str:
     text = " ".join(sql.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
