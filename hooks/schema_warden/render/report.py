@@ -15,13 +15,17 @@ is the revision id a check is about, or null.
 from __future__ import annotations
 
 import json
+import posixpath
+import re
 from dataclasses import dataclass, field
+
+from schema_warden.render import sarif
 
 PASS = "pass"
 FAIL = "fail"
 NOTE = "note"
 STATUSES = (PASS, FAIL, NOTE)
-FORMATS = ("text", "markdown", "json")
+FORMATS = ("text", "markdown", "json", "sarif")
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,33 @@ def render_json(report: Report) -> str:
     return json.dumps(report.to_dict(), indent=2) + "\n"
 
 
+# ``revision 0003 (versions/0003_add_humidity.py, "doc")``: stairway.label names the file
+_REVISION_FILE = re.compile(r"\(([^(),\"]+\.py)[,)]")
+_TITLE_CONFIG = re.compile(r": (\S+\.ini) \(")
+
+
+def render_sarif(report: Report, *, version: str = "0") -> str:
+    """SARIF 2.1.0: each failing check and note at the revision file its message names (line 1),
+    else at the project's alembic.ini. Paths in messages are relative to the project root, which
+    the title's alembic.ini locates relative to the working directory."""
+    found = _TITLE_CONFIG.search(report.title)
+    ini = found.group(1) if found else "alembic.ini"
+    root = posixpath.dirname(ini)
+    results = []
+    for check in report.checks:
+        if check.status == PASS:
+            continue
+        named = _REVISION_FILE.search(check.message)
+        file = posixpath.normpath(posixpath.join(root, named.group(1))) if named else ini
+        text = "\n".join([check.message, *check.details])
+        results.append(sarif.Result(check.name, sarif.level(check.status), text, file, 1))
+    rules = [
+        sarif.RuleInfo(name, f"schema-warden check: {name}", f"the {name} check of schema-warden check")
+        for name in dict.fromkeys(r.rule for r in results)
+    ]
+    return sarif.log(rules, results, version=version)
+
+
 def render(report: Report, fmt: str = "text") -> str:
     if fmt == "text":
         return render_text(report)
@@ -143,4 +174,8 @@ def render(report: Report, fmt: str = "text") -> str:
         return render_markdown(report)
     if fmt == "json":
         return render_json(report)
+    if fmt == "sarif":
+        from schema_warden import __version__
+
+        return render_sarif(report, version=__version__)
     raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
