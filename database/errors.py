@@ -14,15 +14,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from schema_warden.api import WardenError, one_line
 
-class ManageError(Exception):
-    """A failure a person can act on; ``str(err)`` is the one-line message."""
+
+class ManageError(WardenError):
+    """A failure of manage.py a person can act on: the guard's error family, with manage.py's
+    exit codes; ``str(err)`` is the one-line message."""
 
     exit_code = 1
-
-    def __init__(self, message: str, *, detail: str = "") -> None:
-        super().__init__(message)
-        self.detail = detail
 
 
 class ConfigError(ManageError):
@@ -43,7 +42,7 @@ class EmptyMigration(ManageError):
     exit_code = 1
 
 
-class MigrationFailed(ManageError):
+class MigrationError(ManageError):
     """A migration raised: its revision is named, its transaction rolled back."""
 
     exit_code = 1
@@ -109,14 +108,6 @@ def _whole_word(secret: str) -> str:
     return left + re.escape(secret) + right
 
 
-def one_line(text: str) -> str:
-    """The first non-empty line of a message, whitespace collapsed."""
-    for line in str(text).strip().splitlines():
-        if line.strip():
-            return re.sub(r"\s+", " ", line.strip())
-    return ""
-
-
 def _driver_message(err: BaseException) -> str:
     orig = getattr(err, "orig", None)
     return one_line(str(orig if orig is not None else err))
@@ -133,7 +124,7 @@ def _line_in(err: BaseException, path: str) -> int | None:
     return line
 
 
-def describe_step_failure(step: Any, err: BaseException) -> MigrationFailed:
+def describe_step_failure(step: Any, err: BaseException) -> MigrationError:
     """A migration step (Alembic's RevisionStep) raised ``err``: name the revision, file and cause."""
     from sqlalchemy import exc
 
@@ -154,7 +145,7 @@ def describe_step_failure(step: Any, err: BaseException) -> MigrationFailed:
     if statement:
         sql = re.sub(r"\s+", " ", str(statement)).strip()
         detail = f"  SQL: {sql[:300]}{' ...' if len(sql) > 300 else ''}"
-    return MigrationFailed(
+    return MigrationError(
         f"{where} failed during {what}: {cause}; the transaction was rolled back, "
         "fix the migration and run the command again",
         detail=detail,

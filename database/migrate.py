@@ -26,7 +26,7 @@ from database.config import REPO_ROOT, Settings, excluded_tables, get_settings, 
 from database.errors import (
     DatabaseUnreachable,
     EmptyMigration,
-    MigrationFailed,
+    MigrationError,
     describe_step_failure,
     one_line,
     scrub,
@@ -167,7 +167,7 @@ def _migrate(run: Callable[[Config], None], args: argparse.Namespace) -> None:
 
 def describe_lock_timeout(
     step: Any, err: BaseException, watch: locks.BlockerWatch, lock_timeout: float, attempts: int
-) -> MigrationFailed:
+) -> MigrationError:
     """The upgrade gave up waiting for a lock: which statement waited, who held the lock."""
     failure = describe_step_failure(step, err)
     where = str(failure).split(" failed during ", 1)[0]
@@ -177,7 +177,7 @@ def describe_lock_timeout(
         held = "the lock was held by " + "; ".join(b.line() for b in blockers)
     else:
         held = "the session holding the lock was not seen (it let go between the checks)"
-    return MigrationFailed(
+    return MigrationError(
         f"{where}: {statement} waited {attempts} times for a lock, {locks.shown(lock_timeout)} each "
         f"(lock_timeout), and gave up: {held}; nothing was applied (one transaction, rolled "
         "back): end that session or run again when it is done, or wait longer with --lock-timeout"

@@ -120,7 +120,8 @@ class Target:
         return mask_secrets(text, forms)
 
 
-def one_line(text: str) -> str:
+def single_line(text: str) -> str:
+    """Every line of a driver's message joined into one (its DETAIL and HINT kept)."""
     return re.sub(r"\s+", " ", text).strip()
 
 
@@ -135,7 +136,7 @@ def connect(target: Target) -> Iterator[Any]:
     try:
         conn = psycopg2.connect(target.url, **kwargs)
     except psycopg2.Error as err:
-        reason = target.scrub(one_line(str(err))) or type(err).__name__
+        reason = target.scrub(single_line(str(err))) or type(err).__name__
         raise EnvironmentProblem(
             f"cannot connect to {target.masked}: {reason} "
             f"(check host, password and sslmode in {target.source})"
@@ -564,8 +565,8 @@ def first_error(stderr: str) -> str:
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     for line in lines:
         if re.search(r"\b(ERROR|FATAL|PANIC|error|fatal)\b:?", line):
-            return one_line(line)
-    return one_line(lines[-1]) if lines else "no error message"
+            return single_line(line)
+    return single_line(lines[-1]) if lines else "no error message"
 
 
 @contextlib.contextmanager

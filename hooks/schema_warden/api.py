@@ -2,7 +2,8 @@
 team's own scripts) may import. Everything else in the package may change without notice.
 
 - the throwaway server: :func:`throwaway_server`, :func:`find_binaries`, :class:`Binaries`;
-- the error family: :class:`WardenError` and its kinds, with their exit codes;
+- the error family: :class:`WardenError` and its kinds, with their exit codes, and
+  :func:`one_line`, how every message starts;
 - schema comparison: :func:`take` (a snapshot from pg_catalog), :func:`compare` (two
   snapshots into readable changes), and the drift helpers that name what autogenerate
   found (:func:`describe_operations`, :func:`model_blind_spots`, :func:`suggest_message`).
@@ -13,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from schema_warden.errors import EnvironmentProblem, ProjectError, WardenError
+from schema_warden.errors import EnvironmentProblem, ProjectError, WardenError, one_line
 
 if TYPE_CHECKING:
     from schema_warden.proof.drift import describe_operations, model_blind_spots, suggest_message
@@ -52,6 +53,7 @@ __all__ = [
     "describe_operations",
     "find_binaries",
     "model_blind_spots",
+    "one_line",
     "suggest_message",
     "take",
     "throwaway_server",
