@@ -233,7 +233,7 @@ def measure_guard(
     project: Path, size: int, runs: int, cache_root: Path, *, new_revision: bool
 ) -> dict[str, Timing]:
     """c, c', d, e, f: the guard as a user runs it, its cache in ``cache_root``."""
-    from schema_warden.cache import proofs as proof_cache
+    from schema_warden.cache.location import CACHE_SUBDIR
 
     results: dict[str, Timing] = {}
     guard = _guard_argv()
@@ -247,7 +247,7 @@ def measure_guard(
         cache_root.mkdir(parents=True)
 
     def no_proofs(_i: int) -> None:
-        shutil.rmtree(cache_root / "schema-warden" / proof_cache.CACHE_SUBDIR, ignore_errors=True)
+        shutil.rmtree(cache_root / "schema-warden" / CACHE_SUBDIR, ignore_errors=True)
 
     _log(f"  c: cold, empty XDG_CACHE_HOME ({runs} runs)")
     results["c"] = measure(runs, lambda _i: [Command(check, project, env())], before=empty_cache)

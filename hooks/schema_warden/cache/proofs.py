@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from schema_warden.cache import sealed
 from schema_warden.cache.location import proofs_dir
 
 FORMAT = 1
@@ -151,24 +152,13 @@ def resume_index(revisions: Sequence[RevisionInput], revision: str) -> int | Non
 
 
 def seal(payload: Mapping[str, object]) -> str:
-    """Serialize an entry with the checksum of its content."""
-    body = json.dumps(payload, sort_keys=True)
-    return json.dumps({"checksum": hashlib.sha256(body.encode()).hexdigest(), "payload": json.loads(body)})
+    """An entry as a sealed record (cache/sealed.py)."""
+    return sealed.seal(payload)
 
 
 def unseal(text: str | bytes) -> dict[str, Any] | None:
-    """The payload of a sealed entry, or None when it is damaged in any way."""
-    try:
-        outer = json.loads(text)
-        payload = outer["payload"]
-        body = json.dumps(payload, sort_keys=True)
-        if not isinstance(payload, dict) or hashlib.sha256(body.encode()).hexdigest() != outer["checksum"]:
-            return None
-    except (ValueError, TypeError, KeyError, UnicodeDecodeError):
-        return None
-    if payload.get("format") != FORMAT:
-        return None
-    return payload
+    """The payload of a sealed entry of this cache's format, or None when it is damaged in any way."""
+    return sealed.unseal(text, FORMAT)
 
 
 def imported_modules(source: str) -> list[str]:
