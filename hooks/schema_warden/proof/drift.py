@@ -28,7 +28,7 @@ from schema_warden.errors import one_line
 from schema_warden.project.loader import EnvInfo, Project
 from schema_warden.proof.stairway import diff, snapshot
 from schema_warden.render.report import FAIL, PASS, CheckResult
-from schema_warden.schema.diff import Change
+from schema_warden.schema.diff import MODEL_BLIND_KINDS, Change
 from schema_warden.schema.snapshot import Snapshot
 
 NAME = "drift"
@@ -320,9 +320,22 @@ def _dropped_tables_the_user_excludes(changes: list[Change], env: EnvInfo) -> li
 
 
 def model_blind_spots(changes: list[Change]) -> list[Change]:
-    """SQLAlchemy models do not declare views, and seldom standalone sequences: objects that
-    only migrations create (``op.execute("CREATE VIEW ...")``) are not drift."""
-    return [c for c in changes if c.kind != "view" and not (c.kind == "sequence" and c.action == "removed")]
+    """SQLAlchemy models do not declare views, functions, extensions, triggers, row security, policies,
+    grants or comments on anything but tables and columns (MODEL_BLIND_KINDS), seldom standalone
+    sequences, and partitions only through DDL events: objects that only migrations create
+    (``op.execute("CREATE VIEW ...")``) are not drift. They stay in the diff and the round trip."""
+    return [
+        c
+        for c in changes
+        if c.kind != "view"
+        and c.kind not in MODEL_BLIND_KINDS
+        and not (c.kind == "sequence" and c.action == "removed")
+        and not (c.kind == "table" and c.action == "removed" and _is_partition(c.before))
+    ]
+
+
+def _is_partition(table: object) -> bool:
+    return getattr(table, "partition_of", None) is not None
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,16 @@ KIND_ORDER = (
 )
 # kinds SQLAlchemy models cannot declare: never drift (proof/drift.py), always part of the diff
 MODEL_BLIND_KINDS = frozenset(
-    (*FUNCTION_KINDS, "trigger", "row security", "policy", "grant", "default privileges", "comment")
+    (
+        *FUNCTION_KINDS,
+        "extension",
+        "trigger",
+        "row security",
+        "policy",
+        "grant",
+        "default privileges",
+        "comment",
+    )
 )
 ACTION_ORDER = ("removed", "changed", "added")
 _SIGN = {"added": "+", "removed": "-", "changed": "~"}
