@@ -530,7 +530,7 @@ SELECT json_build_object(
         UNION ALL
         SELECT 'default', x.grantee,
                x.privilege_type || CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END
-        FROM pg_catalog.aclexplode(coalesce(a.dflt, '{}'::aclitem[])) x
+        FROM pg_catalog.aclexplode(a.dflt) x  -- strict: nothing for no default
       ) e GROUP BY e.grantee) g
     WHERE g.privileges::text IS DISTINCT FROM g.defaults::text)
 )
