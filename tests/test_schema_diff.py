@@ -590,3 +590,50 @@ def test_github_mode_reports_an_error_to_the_summary(
     summary = (tmp_path / "summary.md").read_text()
     assert "### Schema diff — could not run" in summary and "unknown git ref origin/gone" in summary
     assert capsys.readouterr().err.startswith("error: unknown git ref origin/gone")
+
+
+SQLMODEL_MODELS = """\
+from sqlmodel import Field, SQLModel
+
+
+class Reading(SQLModel, table=True):
+    __tablename__ = "readings"
+    id: int | None = Field(default=None, primary_key=True)
+    value: float
+{extra}
+metadata = SQLModel.metadata
+"""
+
+
+def test_sqlmodel_project_base_and_head_do_not_share_the_global_metadata(
+    tmp_path: Path, pg_server: Server
+) -> None:
+    """A FastAPI + SQLModel template: every model registers in SQLModel's one global MetaData,
+    so loading base and head in one process defines table readings twice."""
+    repo = new_repo(tmp_path)
+    first = Rev(
+        "0001",
+        None,
+        'op.create_table("readings", sa.Column("id", sa.Integer, primary_key=True),'
+        ' sa.Column("value", sa.Float, nullable=False))',
+        'op.drop_table("readings")',
+        "create readings",
+    )
+    make_project(repo, revisions=[first], env_py=ENV_PY)
+    models = repo / "fixture_app" / "models.py"
+    models.write_text(SQLMODEL_MODELS.format(extra=""))
+    commit_all(repo, "base")
+    models.write_text(SQLMODEL_MODELS.format(extra="    device: str | None = None\n"))
+    write_revision(
+        repo,
+        Rev(
+            "0002",
+            "0001",
+            'op.add_column("readings", sa.Column("device", sa.String()))',
+            'op.drop_column("readings", "device")',
+            "add device",
+        ),
+    )
+    commit_all(repo, "head")
+    report = report_of(repo, pg_server)
+    assert [(c.action, c.kind, c.name) for c in report.changes] == [("added", "column", "readings.device")]

@@ -201,8 +201,9 @@ def _empty_snapshot() -> Any:
 
 def _upgrade_and_snapshot(project: Any, server: Any, dbname: str) -> Any:
     """``upgrade heads`` in a fresh database, then its snapshot. Raises what the project raised."""
-    from schema_warden.schema import snapshot
     from sqlalchemy import create_engine, pool
+
+    from schema_warden.schema import snapshot
 
     server.create_database(dbname)
     engine = create_engine(server.url(dbname), poolclass=pool.NullPool)
@@ -227,6 +228,7 @@ def _upgrade_and_snapshot(project: Any, server: Any, dbname: str) -> Any:
 def offline_sql(project: Any, start: str | None, destination: str = "heads") -> str:
     """``alembic upgrade <start>:<destination> --sql`` of the project (no connection is made)."""
     from alembic.runtime.environment import EnvironmentContext
+
     from schema_warden.project.environment import offline_environment
 
     config, script = project.config, project.script
@@ -294,6 +296,25 @@ def load_base(tree: Tree, settings: Any, server: Any, dbname: str = BASE_DB) -> 
                 "every object of the head is shown as added",
             )
     return Loaded(snap, revisions, heads)
+
+
+def load_base_apart(tree: Tree, settings: Any, server: Any, dbname: str = BASE_DB) -> Loaded:
+    """:func:`load_base` in a forked child, so that nothing the base's code leaves in this
+    process (SQLModel's one global MetaData, a declarative registry, a module-level engine)
+    meets the head's; in this process when no child can be forked (its errors then show)."""
+    import sys
+
+    from schema_warden.proof.parallel import Forked
+
+    if sys.platform.startswith("linux"):
+        child = Forked(lambda: load_base(tree, settings, server, dbname))
+        try:
+            found = child.result()
+        finally:
+            child.stop()
+        if isinstance(found, Loaded):
+            return found
+    return load_base(tree, settings, server, dbname)
 
 
 @dataclass(frozen=True)
@@ -434,7 +455,7 @@ def build_report(
             names = (f"{BASE_DB}_{suffix}", f"{HEAD_DB}_{suffix}")
             for name in names:
                 stack.callback(server.drop_database, name)
-        base = load_base(base_tree, settings, server, names[0])
+        base = load_base_apart(base_tree, settings, server, names[0])
         head = load_head(head_tree, settings, server, base, names[1], with_sql=with_sql)
         major = server.binaries.major
     changes = tuple(diff.compare(base.snapshot, head.loaded.snapshot))
