@@ -255,3 +255,89 @@ def test_rehearsal_leaves_the_data_a_proof_leaves(tmp_path: Path, pg_server: Ser
     assert states[0] == states[1]
     rows = states[0][0]
     assert any(row.device == "seed" for row in rows) and len(rows) > 3  # generated rows and the seed
+
+
+TOUCH = "op.execute(\"CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END'\")"
+TRIGGER = 'op.execute("CREATE TRIGGER trg BEFORE UPDATE ON readings FOR EACH ROW EXECUTE FUNCTION touch()")'
+
+
+@pytest.mark.parametrize(
+    ("upgrade", "downgrade", "left"),
+    [
+        (
+            "op.execute(\"CREATE FUNCTION double_it(v float) RETURNS float LANGUAGE sql AS 'SELECT v * 2'\")",
+            'op.execute("SELECT 1")',
+            "function double_it(v double precision)",
+        ),
+        (
+            'op.execute("ALTER TABLE readings ENABLE ROW LEVEL SECURITY")\n'
+            'op.execute("CREATE POLICY mine ON readings USING (value > 0)")',
+            'op.execute("ALTER TABLE readings DISABLE ROW LEVEL SECURITY")',
+            "policy readings.mine",
+        ),
+        ('op.execute("CREATE EXTENSION pg_trgm")', 'op.execute("SELECT 1")', "extension pg_trgm"),
+        (f"{TOUCH}\n{TRIGGER}", 'op.execute("DROP TRIGGER trg ON readings")', "function touch()"),
+        (
+            'op.execute("GRANT SELECT ON readings TO PUBLIC")',
+            'op.execute("SELECT 1")',
+            "grant on table readings to PUBLIC",
+        ),
+        (
+            "op.execute(\"COMMENT ON INDEX readings_pkey IS 'by id'\")",
+            'op.execute("SELECT 1")',
+            "comment on index readings_pkey",
+        ),
+    ],
+    ids=["function", "policy", "extension", "trigger-function", "grant", "comment"],
+)
+def test_downgrade_forgetting_a_function_policy_extension_names_it(
+    tmp_path: Path, pg_server: Server, upgrade: str, downgrade: str, left: str
+) -> None:
+    rev = Rev("0002", "0001", upgrade=upgrade, downgrade=downgrade, message="leaky")
+    checks = check_on(pg_server, make_project(tmp_path, models=READINGS_MODELS, revisions=[FIRST, rev]))
+    failure = _failures(checks)[0]
+    assert failure.revision == "0002"
+    assert (
+        failure.message
+        == f'revision 0002 (migrations/versions/0002_leaky.py, "leaky"): downgrade leaves {left} behind'
+    )
+
+
+FIRST_MODELS = READINGS_MODELS.replace('    sa.Column("device", sa.String(32)),\n', "")
+EVERY_KIND_UP = "\n".join(
+    [
+        'op.execute("CREATE EXTENSION pg_trgm")',
+        TOUCH,
+        TRIGGER,
+        'op.execute("ALTER TABLE readings ENABLE ROW LEVEL SECURITY")',
+        'op.execute("CREATE POLICY mine ON readings USING (value > 0)")',
+        'op.execute("GRANT SELECT ON readings TO PUBLIC")',
+        'op.execute("REVOKE EXECUTE ON FUNCTION touch() FROM PUBLIC")',
+        "op.execute(\"COMMENT ON FUNCTION touch() IS 'keeps rows fresh'\")",
+        "op.execute(\"COMMENT ON INDEX readings_pkey IS 'by id'\")",
+    ]
+)
+EVERY_KIND_DOWN = "\n".join(
+    [
+        'op.execute("COMMENT ON INDEX readings_pkey IS NULL")',
+        'op.execute("REVOKE SELECT ON readings FROM PUBLIC")',
+        'op.execute("DROP POLICY mine ON readings")',
+        'op.execute("ALTER TABLE readings DISABLE ROW LEVEL SECURITY")',
+        'op.execute("DROP TRIGGER trg ON readings")',
+        'op.execute("DROP FUNCTION touch()")',
+        'op.execute("DROP EXTENSION pg_trgm")',
+    ]
+)
+
+
+def test_functions_triggers_policies_grants_and_extensions_undone_pass_and_are_no_drift(
+    tmp_path: Path, pg_server: Server
+) -> None:
+    rev = Rev("0002", "0001", upgrade=EVERY_KIND_UP, downgrade=EVERY_KIND_DOWN, message="the rest")
+    checks = check_on(pg_server, make_project(tmp_path, models=FIRST_MODELS, revisions=[FIRST, rev]))
+    assert [(c.name, c.status) for c in checks] == [
+        ("stairway", PASS),
+        ("stairway", PASS),
+        ("round-trip", PASS),
+        ("drift", PASS),
+    ]
