@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -336,3 +337,156 @@ def test_finding_shows_the_command_or_column_it_is_about() -> None:
         "CREATE TABLE events (... at timestamp ...)",
         "CREATE TABLE events (... code char(2) ...)",
     ]
+
+
+# --- the rules of issue 21, case by case: (SQL of one revision, the findings of the rule) ----
+
+FLAGGED_AND_NOT: list[tuple[str, str, int]] = [
+    # require-concurrent-index-deletion
+    ("require-concurrent-index-deletion", "DROP INDEX IF EXISTS public.ix_readings_value;", 1),
+    ("require-concurrent-index-deletion", "DROP INDEX ix_a, ix_b;", 2),
+    ("require-concurrent-index-deletion", "CREATE INDEX ix_new ON readings (value); DROP INDEX ix_new;", 0),
+    ("require-concurrent-index-deletion", "DROP TABLE readings;", 0),
+    # require-lock-timeout: once per revision, only ACCESS EXCLUSIVE on an existing table
+    ("require-lock-timeout", "ALTER TABLE readings RENAME COLUMN a TO b;", 1),
+    ("require-lock-timeout", "TRUNCATE readings; DROP TABLE devices;", 1),
+    ("require-lock-timeout", "SET lock_timeout = 0; ALTER TABLE readings ADD COLUMN n TEXT;", 1),
+    (
+        "require-lock-timeout",
+        "SET lock_timeout = '2s'; RESET lock_timeout; ALTER TABLE readings DROP COLUMN a;",
+        1,
+    ),
+    ("require-lock-timeout", "SET LOCAL lock_timeout = '1s'; ALTER TABLE readings ADD COLUMN n TEXT;", 0),
+    (
+        "require-lock-timeout",
+        "SELECT set_config('lock_timeout', '2s', false); ALTER TABLE r ADD COLUMN n TEXT;",
+        0,
+    ),
+    ("require-lock-timeout", "CREATE TABLE t (id BIGINT PRIMARY KEY); ALTER TABLE t ADD COLUMN n TEXT;", 0),
+    ("require-lock-timeout", "CREATE INDEX ix ON readings (value);", 0),  # SHARE, not ACCESS EXCLUSIVE
+    (
+        "require-lock-timeout",
+        "ALTER TABLE readings ADD CONSTRAINT fk FOREIGN KEY (d) REFERENCES devices (id);",
+        0,
+    ),
+    ("require-lock-timeout", "ALTER TABLE readings VALIDATE CONSTRAINT fk;", 0),
+    # concurrently-in-transaction
+    ("concurrently-in-transaction", "BEGIN; DROP INDEX CONCURRENTLY ix_a; COMMIT;", 1),
+    ("concurrently-in-transaction", "BEGIN; REINDEX INDEX CONCURRENTLY ix_a; COMMIT;", 1),
+    (
+        "concurrently-in-transaction",
+        "START TRANSACTION; CREATE INDEX CONCURRENTLY ix ON readings (value);",
+        1,
+    ),
+    ("concurrently-in-transaction", "CREATE INDEX CONCURRENTLY ix ON readings (value);", 0),
+    ("concurrently-in-transaction", "BEGIN; ROLLBACK; REINDEX INDEX CONCURRENTLY ix_a;", 0),
+    # adding-not-nullable-field: a validated CHECK first
+    ("adding-not-nullable-field", "ALTER TABLE readings ALTER COLUMN d SET NOT NULL;", 1),
+    (
+        "adding-not-nullable-field",
+        "ALTER TABLE readings ADD CONSTRAINT ck CHECK (d IS NOT NULL) NOT VALID; "
+        "ALTER TABLE readings ALTER COLUMN d SET NOT NULL;",
+        1,  # not validated
+    ),
+    (
+        "adding-not-nullable-field",
+        "ALTER TABLE readings ADD CONSTRAINT ck CHECK (value IS NOT NULL) NOT VALID; COMMIT; BEGIN; "
+        "ALTER TABLE readings VALIDATE CONSTRAINT ck; ALTER TABLE readings ALTER COLUMN d SET NOT NULL;",
+        1,  # a check of another column
+    ),
+    (
+        "adding-not-nullable-field",
+        "BEGIN; ALTER TABLE readings ADD CONSTRAINT ck CHECK (d IS NOT NULL) NOT VALID; COMMIT; "
+        "ALTER TABLE readings VALIDATE CONSTRAINT ck; BEGIN; "
+        "ALTER TABLE readings ALTER COLUMN d SET NOT NULL;",
+        0,
+    ),
+    (
+        "adding-not-nullable-field",
+        "ALTER TABLE readings ADD CONSTRAINT ck CHECK (d IS NOT NULL); "
+        "ALTER TABLE readings ALTER COLUMN d SET NOT NULL;",
+        0,  # the CHECK itself is flagged by constraint-missing-not-valid
+    ),
+    # constraint-missing-not-valid: VALIDATE in the transaction that added it NOT VALID
+    (
+        "constraint-missing-not-valid",
+        "BEGIN; ALTER TABLE readings ADD CONSTRAINT ck CHECK (v > 0) NOT VALID; "
+        "ALTER TABLE readings VALIDATE CONSTRAINT ck; COMMIT;",
+        1,
+    ),
+    (
+        "constraint-missing-not-valid",
+        "BEGIN; ALTER TABLE readings ADD CONSTRAINT ck CHECK (v > 0) NOT VALID; COMMIT; "
+        "ALTER TABLE readings VALIDATE CONSTRAINT ck;",
+        0,
+    ),
+    # adding-foreign-key-constraint: on a table with rows (one the revision did not create)
+    ("adding-foreign-key-constraint", "ALTER TABLE readings ADD FOREIGN KEY (d) REFERENCES devices (id);", 1),
+    (
+        "adding-foreign-key-constraint",
+        "CREATE TABLE t (id BIGINT PRIMARY KEY, d BIGINT); "
+        "ALTER TABLE t ADD FOREIGN KEY (d) REFERENCES devices (id);",
+        0,
+    ),
+]
+
+
+@pytest.mark.parametrize(("rule", "sql", "count"), FLAGGED_AND_NOT)
+def test_new_rules_flag_what_they_must_and_nothing_else(rule: str, sql: str, count: int) -> None:
+    assert rules_of(sql, lock_timeout=True).count(rule) == count, rules_of(sql, lock_timeout=True)
+
+
+def test_set_not_null_passes_when_the_database_has_a_validated_check() -> None:
+    sql = "ALTER TABLE readings ALTER COLUMN d SET NOT NULL;"
+    found = lint(parse_statements(sql), not_null_checked=["readings.d"])
+    assert [f.rule for f in found if f.rule != LOCK_TIMEOUT] == []
+    found = lint(parse_statements(sql), not_null_checked=["readings.other"])
+    assert "adding-not-nullable-field" in [f.rule for f in found]
+
+
+def traced(sql: str, facts: lint_rules.Facts) -> list[str]:
+    statements = [replace(s, facts=facts) for s in parse_statements(sql)]
+    return [f.rule for f in lint(statements)]
+
+
+EXCLUSIVE = lint_rules.Lock("readings", lint_rules.ACCESS_EXCLUSIVE)
+
+
+def test_traced_type_change_is_flagged_only_when_it_rewrote() -> None:
+    sql = "ALTER TABLE readings ALTER COLUMN unit TYPE VARCHAR(64);"
+    assert "changing-column-type" not in traced(sql, lint_rules.Facts(locks=(EXCLUSIVE,)))
+    rewrote = lint_rules.Facts(locks=(EXCLUSIVE,), rewritten=("readings",))
+    assert "changing-column-type" in traced(sql, rewrote)
+    [finding] = [
+        f for f in lint([replace(parse_statements(sql)[0], facts=rewrote)]) if f.rule != LOCK_TIMEOUT
+    ]
+    assert "(traced: ACCESS EXCLUSIVE on readings, table readings rewritten)" in finding.line()
+
+
+def test_traced_volatile_default_is_flagged_only_when_it_rewrote() -> None:
+    sql = "ALTER TABLE readings ADD COLUMN at TIMESTAMPTZ DEFAULT clock_timestamp();"
+    assert "adding-field-with-default" not in traced(sql, lint_rules.Facts(locks=(EXCLUSIVE,)))
+    assert "adding-field-with-default" in traced(sql, lint_rules.Facts(rewritten=("readings",)))
+
+
+def test_traced_locks_decide_the_lock_timeout_rule() -> None:
+    sql = "SELECT 1;"  # what the statement is does not matter: the lock it took does
+    assert traced(sql, lint_rules.Facts(locks=(EXCLUSIVE,))) == [LOCK_TIMEOUT]
+    new_table = lint_rules.Lock("sites", lint_rules.ACCESS_EXCLUSIVE, existed=False)
+    assert traced(sql, lint_rules.Facts(locks=(new_table,))) == []
+    share = lint_rules.Lock("readings", "ShareLock")
+    assert traced(sql, lint_rules.Facts(locks=(share,))) == []
+
+
+def test_traced_transaction_state_decides_concurrently() -> None:
+    sql = "BEGIN; CREATE INDEX CONCURRENTLY ix ON readings (value);"
+    assert "concurrently-in-transaction" not in traced(sql, lint_rules.Facts(in_transaction=False))
+    failed = lint_rules.Facts(
+        in_transaction=True, error="CREATE INDEX CONCURRENTLY cannot run inside a transaction block"
+    )
+    assert "concurrently-in-transaction" in traced("CREATE INDEX CONCURRENTLY ix ON r (v);", failed)
+
+
+def test_lock_label_reads_as_postgres_documents_it() -> None:
+    assert EXCLUSIVE.label() == "ACCESS EXCLUSIVE"
+    assert lint_rules.Lock("r", "ShareRowExclusiveLock").label() == "SHARE ROW EXCLUSIVE"

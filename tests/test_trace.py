@@ -251,3 +251,30 @@ def test_offline_lint_says_it_is_offline_and_flags_every_type_change(tmp_path: P
     rules = _rules(report)
     assert "changing-column-type" in rules["0002"]  # offline cannot know it does not rewrite
     assert "offline SQL" in lint_migrations.render_text(report).splitlines()[-1]
+
+
+# --- our 25 cases (tests/data/lint_cases.py), each a history of its own ------------------
+
+
+def _case_ids() -> list[str]:
+    from data.lint_cases import CASES
+
+    return [case_id for case_id, _, _ in CASES]
+
+
+@pytest.mark.parametrize("case_id", _case_ids())
+def test_lint_trace_finds_every_problem_of_our_cases_and_raises_no_false_alarm(
+    tmp_path: Path, case_id: str
+) -> None:
+    from data.lint_cases import BASE, CASES
+
+    [(_, body, problem)] = [case for case in CASES if case[0] == case_id]
+    ini = make_project(
+        tmp_path, revisions=[Rev("0000", None, upgrade=BASE), Rev("0001", "0000", upgrade=body)]
+    )
+    with loaded_project(ini) as project:
+        report = lint_migrations.run(project, everything=True, trace=True)
+    base, case = report.results
+    assert [f.rule for f in base.findings] == []
+    flagged = [f.rule for f in case.findings if f.allowed is None]
+    assert bool(flagged) == problem, flagged

@@ -139,7 +139,8 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "constraint-missing-not-valid",
         ERROR,
-        "a CHECK constraint without NOT VALID on an existing table",
+        "a CHECK constraint without NOT VALID on an existing table, or VALIDATE CONSTRAINT in the "
+        "transaction that added it NOT VALID",
         "validating the constraint scans the whole table under an ACCESS EXCLUSIVE lock",
         "op.create_check_constraint(..., postgresql_not_valid=True), then "
         "ALTER TABLE ... VALIDATE CONSTRAINT in a later migration",
@@ -287,6 +288,7 @@ class Facts:
     duration_s: float = 0.0
     in_transaction: bool | None = None  # None: not known
     error: str | None = None  # the statement failed with this message
+    transaction: int | None = None  # which transaction of the revision it ran in (0, 1, ...)
 
     def access_exclusive(self) -> list[str]:
         """Existing tables it holds ACCESS EXCLUSIVE on."""
@@ -596,6 +598,8 @@ class _Checker:
         self.indexes_created: set[str] = set()
         self.not_null_checked: set[str] = set()  # table.column with a validated IS NOT NULL check
         self.unvalidated: dict[str, str] = {}  # NOT VALID IS NOT NULL checks: name -> table.column
+        self.not_valid: dict[str, int] = {}  # NOT VALID constraints of existing tables: name -> transaction
+        self.transaction = 0  # offline: the number of BEGIN / COMMIT / ROLLBACK seen
         self.lock_timeout = False  # a non-zero lock_timeout is set
         self.lock_timeout_flagged = False
         self.in_transaction = False  # offline SQL: inside BEGIN ... COMMIT
@@ -625,6 +629,12 @@ class _Checker:
         self.findings.append(
             Finding(rule.id, rule.severity, statement, target, rule.why, rule.safe, None, self.line, traced)
         )
+
+    def current_transaction(self) -> int:
+        facts = self.facts
+        if facts is not None and facts.transaction is not None:
+            return facts.transaction
+        return self.transaction
 
     def in_transaction_block(self) -> bool:
         facts = self.facts
@@ -666,6 +676,13 @@ class _Checker:
             self.lock_timeout = "'0'" not in text
 
     def on_TransactionStmt(self, node: ast.TransactionStmt) -> None:
+        if node.kind in (
+            TransactionStmtKind.TRANS_STMT_BEGIN,
+            TransactionStmtKind.TRANS_STMT_START,
+            TransactionStmtKind.TRANS_STMT_COMMIT,
+            TransactionStmtKind.TRANS_STMT_ROLLBACK,
+        ):
+            self.transaction += 1
         if node.kind in (TransactionStmtKind.TRANS_STMT_BEGIN, TransactionStmtKind.TRANS_STMT_START):
             self.in_transaction = True
         elif node.kind in (
@@ -732,8 +749,16 @@ class _Checker:
                 self.remember_not_null_check(table, cmd.def_)
                 if existing:
                     self.add_constraint(table, cmd.def_)
-            elif subtype == AlterTableType.AT_ValidateConstraint and cmd.name in self.unvalidated:
-                self.not_null_checked.add(self.unvalidated.pop(cmd.name))
+                    constraint = cmd.def_
+                    if isinstance(constraint, ast.Constraint) and constraint.skip_validation:
+                        self.not_valid[constraint.conname or ""] = self.current_transaction()
+            elif subtype == AlterTableType.AT_ValidateConstraint:
+                name = cast(str, cmd.name)
+                if self.not_valid.get(name) == self.current_transaction():
+                    # its ADD took ACCESS EXCLUSIVE, held until commit: the scan runs under it
+                    self.flag("constraint-missing-not-valid", f"{table}.{name}")
+                if name in self.unvalidated:
+                    self.not_null_checked.add(self.unvalidated.pop(name))
         self.part = None
 
     def checked_not_null(self, relation: ast.RangeVar, column: str) -> bool:

@@ -133,6 +133,13 @@ class _Recorder:
         self.trace = trace
         self.path = os.path.realpath(revision_path)
         self.pending: dict[int, tuple[float, dict[int, Relation], set[tuple[int, str]], int | None]] = {}
+        self.transaction = -1  # which transaction of the revision the statement runs in
+
+    def next_transaction(self, dbapi: Any) -> None:
+        """Count a new transaction when this statement starts one (autocommit: each does)."""
+        status = getattr(getattr(dbapi, "info", None), "transaction_status", None)
+        if _in_transaction(dbapi) is False or status == 0 or self.transaction < 0:  # 0: idle
+            self.transaction += 1
 
     def line(self) -> int | None:
         for frame in reversed(traceback.extract_stack()):
@@ -142,6 +149,7 @@ class _Recorder:
 
     def before(self, conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
         dbapi = _dbapi(conn)
+        self.next_transaction(dbapi)
         try:
             rels, locks = relations(dbapi), held_locks(dbapi)
         except Exception:  # a driver that cannot open a second cursor here: time it only
@@ -168,6 +176,7 @@ class _Recorder:
             duration_s=time.perf_counter() - started,
             in_transaction=_in_transaction(dbapi) if dbapi is not None else None,
             error=message[0] if message else type(error).__name__,
+            transaction=self.transaction,
         )
         self.trace.statements.append(TracedStatement(str(context.statement or ""), line, facts))
 
@@ -203,7 +212,7 @@ class _Recorder:
                 and after[oid].filenode != rel.filenode
             )
         )
-        facts = Facts(locks, rewritten, duration, in_transaction)
+        facts = Facts(locks, rewritten, duration, in_transaction, None, self.transaction)
         self.trace.statements.append(TracedStatement(sql, line, facts))
 
 
