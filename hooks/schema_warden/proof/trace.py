@@ -224,8 +224,10 @@ def recording(connection: Any, revision_path: str) -> Iterator[Trace]:
     from sqlalchemy.engine import Engine
 
     dbapi = _dbapi(connection)
-    trace = Trace(revision_path, before=relations(dbapi), not_null_checked=not_null_checks(dbapi))
-    if _in_transaction(dbapi):
+    trace = Trace(revision_path)
+    with contextlib.suppress(Exception):  # a driver whose cursors cannot be used here: timed only
+        trace.before, trace.not_null_checked = relations(dbapi), not_null_checks(dbapi)
+    if not connection.in_transaction() and _in_transaction(dbapi):
         dbapi.rollback()  # the catalog reads opened a transaction the migration must not inherit
     recorder = _Recorder(trace, revision_path)
     hooks = (
