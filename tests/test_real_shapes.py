@@ -519,3 +519,60 @@ def test_accepting_the_findings_of_an_old_history(tmp_path: Path, capsys: pytest
     code, out = _check(ini, capsys)
     assert code == 0, out
     assert "note accepted: stale entry in" in out
+
+
+def test_generated_rows_never_invent_a_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A data migration that asserts what the app's own data looks like (a row-count check and a
+    JSON cast of a text column), as workflow engines write them: it fails on generated rows,
+    passes on empty tables; the check goes on and says so."""
+    revisions = [
+        READINGS_REVISIONS[0],
+        Rev(
+            "0002",
+            "0001",
+            """
+            op.add_column("readings", sa.Column("device", sa.String(32)))
+            bind = op.get_bind()
+            count = bind.execute(sa.text("SELECT count(*) FROM readings")).scalar()
+            if count:
+                raise RuntimeError(f"expected a fresh install, found {count} readings")
+            """,
+            'op.drop_column("readings", "device")',
+            "add device",
+        ),
+    ]
+    ini = make_project(tmp_path, models=READINGS_MODELS, revisions=revisions)
+    code, out = _check(ini, capsys)
+    assert code == 0, out
+    assert (
+        "note stairway: revision 0002" in out and "rejects the generated rows: RuntimeError: expected" in out
+    )
+    assert "proven without data" in out and "ok   round-trip" in out
+    (tmp_path / "pyproject.toml").write_text('[tool.schema-warden]\nno-data = ["0002"]\n')
+    code, out = _check(ini, capsys)
+    assert code == 0, out
+    assert "proven on empty tables (no-data in [tool.schema-warden])" in out
+
+
+def test_a_not_null_column_without_default_still_fails_on_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The counterpart: NOT NULL without a default fails on every table with rows; not excused."""
+    revisions = [
+        READINGS_REVISIONS[0],
+        Rev(
+            "0002",
+            "0001",
+            'op.add_column("readings", sa.Column("device", sa.String(32), nullable=False))',
+            'op.drop_column("readings", "device")',
+            "add device",
+        ),
+    ]
+    ini = make_project(
+        tmp_path,
+        models=READINGS_MODELS.replace("sa.String(32))", "sa.String(32), nullable=False)"),
+        revisions=revisions,
+    )
+    code, out = _check(ini, capsys)
+    assert code == 1, out
+    assert "FAIL stairway: revision 0002" in out and "upgrade failed" in out and "server default" in out

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -216,8 +216,9 @@ def _version_table(env: Any) -> str:
 
 def _replay(project: Project, server: Any, database: str, target: str) -> None:
     """Upgrade database ``database`` plainly to ``target`` (own connection, env.py runs)."""
-    from schema_warden.proof.stairway import migrate
     from sqlalchemy import create_engine, pool
+
+    from schema_warden.proof.stairway import migrate
 
     engine = create_engine(server.url(database), poolclass=pool.NullPool)
     try:
@@ -243,9 +244,10 @@ def _pristine_head(
     project: Project, server: Any, plan: Any, env: Any, database: str, connection: Any | None
 ) -> Pristine | None:
     """Database ``database`` brought to head plainly (``connection``: it is there already)."""
+    from sqlalchemy import create_engine, pool
+
     from schema_warden.cache import proofs as cache
     from schema_warden.proof.stairway import migrate, snapshot
-    from sqlalchemy import create_engine, pool
 
     heads = project.script.get_heads()
     if len(heads) != 1:
@@ -306,6 +308,22 @@ _BASELINE_NOTE = (
 )
 
 
+def _span(project: Project, count: int) -> str:
+    """``0001-0047`` (47 revisions): the first ``count`` revisions, base to head."""
+    ids = [r.revision for r in project.revisions()[:count]]
+    if not ids:
+        return "none"
+    span = ids[0] if len(ids) == 1 else f"{ids[0]}–{ids[-1]}"
+    return f"{span}, {len(ids)} revision{'s' if len(ids) != 1 else ''}"
+
+
+def _cached_message(project: Project, start: int) -> str:
+    proven = _span(project, start)
+    left = len(project.revisions()) - start
+    now = "nothing new to prove" if left <= 0 else f"{left} proven now (below)"
+    return f"{proven} proven by an earlier run (cache; --no-cache proves them again); {now}"
+
+
 def _run_checks(
     project: Project,
     server: Any,
@@ -322,11 +340,12 @@ def _run_checks(
     copy when it has revisions to prove) so that the run can save it, when that pays
     (:data:`SAVE_AFTER`); ``at``: the revision database ``database`` holds already (started
     from a saved data directory)."""
+    from sqlalchemy import create_engine, pool
+
     from schema_warden.proof import baseline
     from schema_warden.proof.drift import check_drift
     from schema_warden.proof.parallel import run_stairway
     from schema_warden.proof.stairway import migrate, round_trip
-    from sqlalchemy import create_engine, pool
 
     if database != DATABASE:
         server.create_database(database)
@@ -373,10 +392,7 @@ def _run_checks(
                 if not copy and at != plan.resume:
                     _replay_proven(project, connection, plan.resume, migrate)
                 start = plan.start
-                proven = f"{start} revisions up to {plan.resume} proven by an earlier run"
-                checks.append(
-                    CheckResult("stairway", PASS, f"{proven} (cache; --no-cache proves them again)")
-                )
+                checks.append(CheckResult("stairway", PASS, _cached_message(project, start)))
             stairway = run_stairway(  # jobs=None: a forked child shares the work (proof/parallel.py)
                 project, connection, fail_fast=fail_fast, data_check=data_check, start=start, jobs=None
             )
@@ -397,8 +413,20 @@ def _run_checks(
                 )
             else:
                 minimum = project.settings.minimum_downgrade_revision
-                if start and plan.resume:
+                if start and plan.resume and start >= len(project.revisions()):
+                    trip = CheckResult(
+                        "round-trip",
+                        PASS,
+                        f"not run again: nothing after {plan.resume}, whose round trip an earlier run proved "
+                        "(cache; --no-cache runs it again)",
+                    )
+                elif start and plan.resume:
                     trip = round_trip(project, connection, stairway.base, stairway.head, plan.resume)
+                    if trip.status == PASS:
+                        proven = _span(project, start)
+                        trip = replace(
+                            trip, message=f"{trip.message}; below it: proven by an earlier run ({proven})"
+                        )
                 elif minimum is not None and stairway.minimum is not None:
                     trip = round_trip(
                         project,
@@ -471,10 +499,11 @@ def _models_ahead(
 
 def _holds(project: Project, server: Any, entry: Any) -> bool:
     """Does the server started from ``entry`` hold what the entry says (revision and schema)?"""
-    from schema_warden.cache import proofs as cache
-    from schema_warden.proof.stairway import snapshot
     from sqlalchemy import create_engine, pool
     from sqlalchemy.exc import SQLAlchemyError
+
+    from schema_warden.cache import proofs as cache
+    from schema_warden.proof.stairway import snapshot
 
     if entry.database != DATABASE:
         return False

@@ -23,6 +23,7 @@ class Settings:
     schemas: tuple[str, ...] = ("public",)
     postgres_version: int | None = None
     irreversible: frozenset[str] = frozenset()
+    no_data: frozenset[str] = frozenset()  # revisions proven on empty tables (no generated rows)
     models: tuple[str, ...] = ()  # modules imported before env.py runs (their tables join its metadata)
     multiple_heads: bool = False  # several heads by design: every head is proven
     minimum_downgrade_revision: str | None = None  # downgrades are proven down to it only
@@ -146,6 +147,7 @@ def load_settings(config: str | os.PathLike[str] | None = None, *, cwd: Path | N
         schemas=_string_list(table, "schemas", ("public",), pyproject),
         postgres_version=version,
         irreversible=frozenset(_string_list(table, "irreversible", (), pyproject)),
+        no_data=frozenset(_string_list(table, "no-data", (), pyproject)),
         models=_string_list(table, "models", (), pyproject),
         multiple_heads=multiple_heads,
         minimum_downgrade_revision=minimum,
