@@ -324,8 +324,8 @@ def test_second_run_skips_proven_revisions_and_still_checks_drift(
     assert _proven_line(first) is None
     code, second = _check(ini, capsys)
     assert code == 0, second
-    assert "2 revisions up to 0002 proven by an earlier run" in _proven_line(second)
-    assert "round-trip: upgrade head, downgrade to 0002 (nothing left), upgrade head" in second
+    assert "0001–0002, 2 revisions proven by an earlier run" in _proven_line(second)
+    assert "round-trip: not run again: nothing after 0002, whose round trip an earlier run proved" in second
     assert "drift: the migrations build exactly what the models declare" in second
 
 
@@ -343,7 +343,7 @@ def test_editing_an_old_migration_proves_it_again_and_finds_its_new_problem(
     write_revision(ini.parent, replace(READINGS_REVISIONS[1], downgrade="op.execute('SELECT 1')"))
     code, out = _check(ini, capsys)
     assert code == 1, out
-    assert "1 revisions up to 0001 proven by an earlier run" in _proven_line(out)  # upgraded plainly
+    assert "0001, 1 revision proven by an earlier run" in _proven_line(out)  # upgraded plainly
     assert "downgrade leaves column readings.device behind" in out
 
 
@@ -371,7 +371,7 @@ def test_a_damaged_proof_is_proven_again_by_the_check(
     assert _proven_line(out) is None
     assert "stairway: 0001 (" in out and "stairway: 0002 (" in out
     code, out = _check(ini, capsys)
-    assert "2 revisions up to 0002 proven by an earlier run" in _proven_line(out)
+    assert "0001–0002, 2 revisions proven by an earlier run" in _proven_line(out)
 
 
 def test_a_check_constraint_keeps_its_text_when_resuming(
@@ -394,7 +394,7 @@ def test_a_check_constraint_keeps_its_text_when_resuming(
     for _ in range(2):
         code, out = _check(ini, capsys, "--no-data-check")  # generated rows would violate the CHECK
         assert code == 0, out
-    assert "3 revisions up to 0003 proven by an earlier run" in _proven_line(out)
+    assert "0001–0003, 3 revisions proven by an earlier run" in _proven_line(out)
 
 
 def test_two_checks_at_once_share_the_cache_safely(ini: Path, tmp_path: Path) -> None:
@@ -405,7 +405,7 @@ def test_two_checks_at_once_share_the_cache_safely(ini: Path, tmp_path: Path) ->
     assert [p.returncode for p in procs] == [0, 0], outs
     after = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     assert after.returncode == 0, after.stdout + after.stderr
-    assert "2 revisions up to 0002 proven by an earlier run" in after.stdout
+    assert "0001–0002, 2 revisions proven by an earlier run" in after.stdout
     [saved] = _clusters(tmp_path)  # both saved head 0002: one entry, whole
     assert cache.file_digest(saved / cache.CLUSTER_ARCHIVE) == _entry(saved)["files"]
     assert [p.name for p in saved.parent.iterdir() if p.name.startswith(".")] == []
@@ -478,7 +478,7 @@ def test_a_run_one_revision_past_the_saved_one_proves_it_in_place_and_saves_noth
     ups = len(_ups(marker))
     code, again = _json_check(ini, capsys)  # nothing to prove: 0003 replayed plainly from 0002
     assert code == 0, again
-    assert "3 revisions up to 0003 proven by an earlier run" in again[0]["message"]
+    assert "0001–0003, 3 revisions proven by an earlier run" in again[0]["message"]
     assert _ups(marker)[ups:] == ["up", "0003"]
 
 
@@ -531,7 +531,7 @@ def test_a_server_started_early_from_the_initdb_cluster_gives_way_to_a_saved_hea
     code, warm = _json_check(ini, capsys)
     assert code == 0, warm
     assert len(_ups(marker)) == ups  # started at the saved 0002: nothing replayed
-    assert "2 revisions up to 0002 proven by an earlier run" in warm[0]["message"]
+    assert "0001–0002, 2 revisions proven by an earlier run" in warm[0]["message"]
     [workdir] = started
     assert not workdir.exists()  # the early server was stopped and removed
 
@@ -553,7 +553,7 @@ def test_a_new_revision_is_proven_on_top_and_its_head_saved_pristine(
     ups = len(_ups(marker))
     code, checks = _json_check(ini, capsys)
     assert code == 0, checks
-    assert "2 revisions up to 0002 proven by an earlier run" in checks[0]["message"]
+    assert "0001–0002, 2 revisions proven by an earlier run" in checks[0]["message"]
     assert [c["revision"] for c in checks if c["revision"]] == ["0003"]
     assert set(_ups(marker)[ups:]) == {"up", "0003"}  # 0001 and 0002 were not replayed
     entries = {_entry(p)["revision"]: p for p in _clusters(tmp_path)}
@@ -576,7 +576,7 @@ def test_a_new_revision_is_proven_on_top_and_its_head_saved_pristine(
     ups = len(_ups(marker))
     code, again = _json_check(ini, capsys)
     assert code == 0 and len(_ups(marker)) == ups
-    assert "3 revisions up to 0003 proven by an earlier run" in again[0]["message"]
+    assert "0001–0003, 3 revisions proven by an earlier run" in again[0]["message"]
 
 
 def _change_a_byte(entry: Path) -> None:
@@ -776,7 +776,7 @@ def test_an_older_saved_revision_is_upgraded_plainly_to_the_last_proven_one(
     ups = len(_ups(marker))
     code, checks = _json_check(ini, capsys)
     assert code == 0, checks
-    assert "3 revisions up to 0003 proven by an earlier run" in checks[0]["message"]
+    assert "0001–0003, 3 revisions proven by an earlier run" in checks[0]["message"]
     ran = _ups(marker)[ups:]
     assert ran[:2] == ["up", "0003"] and set(ran[2:]) == {"up", "0004"}  # 0002 -> 0003 plainly, then 0004
     assert {_entry(p)["revision"] for p in _clusters(tmp_path)} == {"0002", "0004"}
@@ -795,7 +795,7 @@ def test_an_older_saved_revision_is_upgraded_plainly_to_the_last_proven_one(
     ups = len(_ups(marker))
     code, again = _json_check(ini, capsys)
     assert code == 0, again
-    assert "4 revisions up to 0004 proven by an earlier run" in again[0]["message"]
+    assert "0001–0004, 4 revisions proven by an earlier run" in again[0]["message"]
     assert _ups(marker)[ups:] == ["up", "0003", "up", "0004"]
     assert {_entry(p)["revision"] for p in _clusters(tmp_path)} == {"0002", "0004"}
     ups = len(_ups(marker))
