@@ -444,3 +444,29 @@ readings = sa.Table(
     strip = [line for line in outputs["2"][1].splitlines() if "duration_s" not in line]
     assert strip == [line for line in outputs["1"][1].splitlines() if "duration_s" not in line]
     assert "+ column readings.humidity" in outputs["2"][1]
+
+
+@pytest.mark.parametrize("at", [6, 16])
+def test_a_revision_proven_without_data_reads_the_same_in_either_part(
+    tmp_path: Path, pg_server: Server, at: int
+) -> None:
+    """A data migration that refuses tables with rows (proof/stairway.py upgrade_with_rows):
+    the child's part and the parent's rehearsal empty the tables the same way, so every split
+    gives one process's lines, rows and round trip."""
+    models, revisions = chain(20)
+    picky = revisions[at - 1]
+    guard = (
+        '\nif op.get_bind().execute(sa.text("SELECT count(*) FROM readings")).scalar():\n'
+        '    raise RuntimeError("expected no readings yet")'
+    )
+    revisions[at - 1] = Rev(picky.id, picky.down, picky.upgrade + guard, picky.downgrade, picky.message)
+    with loaded(make_project(tmp_path, models=models, revisions=revisions)) as project:
+        alone, alone_trip = stairway_on(pg_server, project, None)
+        noted = [c for c in alone.checks if c.status == NOTE]
+        assert [c.revision for c in noted] == [f"{at:04d}"]
+        assert "rejects the generated rows: RuntimeError: expected no readings yet" in noted[0].message
+        for split_at in (4, 11, 18):
+            result, trip = stairway_on(pg_server, project, split_at)
+            same(alone, result)
+            assert trip == alone_trip
+    assert databases(pg_server) == []
