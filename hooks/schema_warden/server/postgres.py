@@ -1,7 +1,7 @@
 """The throwaway PostgreSQL server: the only code in the guard that starts one.
 
 ``throwaway_server()`` yields a :class:`Server` reachable only over a unix socket in a
-private 0700 directory (no TCP), with trust auth and durability turned off. It always
+private 0700 directory (no TCP), with durability turned off. It always
 cleans up: the server is stopped and the directory removed on success, on an exception,
 on Ctrl-C and on SIGTERM.
 
@@ -11,24 +11,37 @@ that cluster and starts ``postgres`` directly, polling ``postmaster.pid`` for re
 
 Root: ``initdb`` and ``postgres`` refuse to run as root, so as root the server runs as an
 unprivileged user (``nobody`` unless ``SCHEMA_WARDEN_PG_USER`` names another).
+
+Secrets: every child started here gets an environment built from an allow-list
+(:func:`child_env`), never the user's ``DATABASE_URL``, passwords or ``PG*``. The server
+accepts only SCRAM with a password made for each start (:mod:`secrets`), set before it
+starts (single-user mode, the verifier on stdin: 0.04 s) and known to this process only,
+through a 0600 passfile (``PGPASSFILE``, and ``passfile=`` in every URL of :class:`Server`):
+any other process, of any uid, that reaches the socket is refused. The verifier has few
+PBKDF2 iterations: the password is 32 random bytes, so iterations would buy nothing against
+guessing and would cost every connection (4096 of them: ~2 ms a connect).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
 import fcntl
 import glob
 import hashlib
+import hmac
 import os
 import pwd
 import re
+import secrets
 import shutil
 import signal
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -42,6 +55,11 @@ _T = TypeVar("_T")
 
 SUPERUSER = "postgres"
 PORT = 5432  # no TCP: the port only names the socket file inside our private directory
+# each server's port is drawn from this range: the passfile line asyncpg matches (it names
+# every socket "localhost") then fits no real server on this machine
+PORT_RANGE = (20000, 60000)
+SCRAM_ITERATIONS = 16
+HBA = "local all all scram-sha-256\n"
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 _POLL_S = 0.005
@@ -70,7 +88,7 @@ class Binaries:
 
 @dataclass(frozen=True)
 class Server:
-    """A running throwaway server. Connection details only, no password exists."""
+    """A running throwaway server. Connection details only: its password is in ``passfile``."""
 
     socket_dir: Path
     binaries: Binaries
@@ -78,19 +96,38 @@ class Server:
     user: str = SUPERUSER
     pid: int = 0  # the postmaster's process id
     data_dir: Path | None = None
+    passfile: Path | None = None  # 0600, this process's: the per-start password
+    # in-process only (url, connect_kwargs): a user's PGPASSWORD would win over the passfile
+    password: str | None = field(default=None, repr=False)
     # stops the server cleanly (fast shutdown, checkpoint); set by throwaway_server
     _shutdown: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
+    def _query(self) -> str:
+        query = f"host={self.socket_dir}&port={self.port}"
+        return query + (f"&passfile={self.passfile}" if self.passfile is not None else "")
+
     def url(self, dbname: str = "postgres") -> str:
-        """SQLAlchemy URL (psycopg2) for a database of this server."""
-        return f"postgresql+psycopg2://{self.user}@/{dbname}?host={self.socket_dir}&port={self.port}"
+        """SQLAlchemy URL (psycopg2) for a database of this server, for this process's engines
+        (its password included: never hand it to a child, use :meth:`libpq_url` there)."""
+        secret = f":{self.password}" if self.password else ""
+        return f"postgresql+psycopg2://{self.user}{secret}@/{dbname}?{self._query()}"
 
     def libpq_url(self, dbname: str = "postgres") -> str:
-        """libpq URL, for psql/pg_dump/pg_restore (``-d``)."""
-        return f"postgresql://{self.user}@/{dbname}?host={self.socket_dir}&port={self.port}"
+        """libpq URL, for psql/pg_dump/pg_restore (``-d``): safe in argv, it holds no password."""
+        return f"postgresql://{self.user}@/{dbname}?{self._query()}"
 
     def connect_kwargs(self, dbname: str = "postgres") -> dict[str, object]:
-        return {"host": str(self.socket_dir), "port": self.port, "user": self.user, "dbname": dbname}
+        kwargs: dict[str, object] = {
+            "host": str(self.socket_dir),
+            "port": self.port,
+            "user": self.user,
+            "dbname": dbname,
+        }
+        if self.passfile is not None:
+            kwargs["passfile"] = str(self.passfile)
+        if self.password:
+            kwargs["password"] = self.password
+        return kwargs
 
     def execute(self, sql: str, dbname: str = "postgres") -> None:
         """Run one autocommit statement (CREATE/DROP DATABASE and the like)."""
@@ -151,7 +188,11 @@ class Server:
 def _version_of(bindir: Path) -> tuple[str, int]:
     try:
         out = subprocess.run(
-            [str(bindir / "postgres"), "--version"], capture_output=True, text=True, timeout=30
+            [str(bindir / "postgres"), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=child_env(),
         ).stdout
     except OSError as err:
         raise EnvironmentProblem(f"cannot run {bindir / 'postgres'}: {err.strerror}") from err
@@ -170,7 +211,7 @@ def _candidate_bindirs() -> Iterator[tuple[str, Path]]:
     if pg_config:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             out = subprocess.run(
-                [pg_config, "--bindir"], capture_output=True, text=True, timeout=30
+                [pg_config, "--bindir"], capture_output=True, text=True, timeout=30, env=child_env()
             ).stdout.strip()
             if out:
                 yield "pg_config --bindir", Path(out)
@@ -253,11 +294,155 @@ def _run_kwargs(account: pwd.struct_passwd | None) -> dict[str, object]:
     return kwargs
 
 
-def _server_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env["LC_ALL"] = "C"
+# what a child of the guard may inherit; everything else (DATABASE_URL, *_PASSWORD, tokens,
+# the user's PG*) stays in this process
+_ALLOWED_ENV = ("PATH", "LANG", "TZ", "TMPDIR")
+
+
+def child_env(account: pwd.struct_passwd | None = None, **extra: str) -> dict[str, str]:
+    """The environment of every child the guard starts: an allow-list (PATH, LANG, LC_*, TZ,
+    TMPDIR) and the HOME of the account the child runs as; ``extra`` on top."""
+    env = {k: v for k, v in os.environ.items() if k in _ALLOWED_ENV or k.startswith("LC_")}
+    if account is None:
+        try:
+            account = pwd.getpwuid(os.geteuid())
+        except KeyError:
+            account = None
+    if account is not None:
+        env["HOME"] = account.pw_dir
+    env.update(extra)
+    return env
+
+
+def _server_env(account: pwd.struct_passwd | None = None) -> dict[str, str]:
+    env = child_env(account, LC_ALL="C")
     env.pop("LANG", None)
     return env
+
+
+def scram_verifier(password: str, iterations: int = SCRAM_ITERATIONS) -> str:
+    """The SCRAM-SHA-256 secret Postgres stores for ``password`` (RFC 5802/7677, as
+    ``pg_authid.rolpassword`` holds it): set as such, the password never reaches the server."""
+    salt = secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    stored = hashlib.sha256(client_key).digest()
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored)}:{b64(server_key)}"
+
+
+# --- the passfile: this process's passwords of its running servers --------------------------
+
+_pass_lock = threading.Lock()
+_passwords: dict[tuple[str, int], str] = {}  # (socket dir, port) -> password
+_pass_state: dict[str, Any] = {"dir": None, "pid": 0, "saved": None, "set": False}
+
+
+def _pass_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def _user_passfile(saved: str | None) -> str:
+    """The passfile libpq would read without ours: its lines follow ours, so the user's own
+    connections made while a throwaway server runs still find their passwords."""
+    path = saved or os.path.join(os.path.expanduser("~"), ".pgpass")
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return ""
+
+
+def _write_passfile() -> Path:
+    """Under ``_pass_lock``: write the passfile (0600, in a 0700 dir of ours) and point
+    ``PGPASSFILE`` at it, for libpq and asyncpg connections of this process only."""
+    if _pass_state["dir"] is None or _pass_state["pid"] != os.getpid():
+        # a forked child (maybe of another uid now) writes its own, the parent's lines included
+        _pass_state["dir"] = Path(tempfile.mkdtemp(prefix="schema-warden-pass-"))
+        _pass_state["pid"] = os.getpid()
+    if not _pass_state["set"]:
+        _pass_state["saved"] = os.environ.get("PGPASSFILE")
+    path = Path(_pass_state["dir"]) / "pgpass"
+    lines = []
+    for (socket_dir, port), password in sorted(_passwords.items()):
+        pw = _pass_escape(password)
+        lines.append(f"{_pass_escape(socket_dir)}:{port}:*:{SUPERUSER}:{pw}")
+        lines.append(f"localhost:{port}:*:{SUPERUSER}:{pw}")  # asyncpg names a socket "localhost"
+    text = "\n".join(lines) + "\n" + _user_passfile(_pass_state["saved"])
+    staging = path.with_name(f".pgpass.{uuid.uuid4().hex[:8]}")
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(staging, path)
+    os.environ["PGPASSFILE"] = str(path)
+    _pass_state["set"] = True
+    return path
+
+
+def _register_password(socket_dir: Path, port: int, password: str) -> Path:
+    with _pass_lock:
+        _passwords[(str(socket_dir), port)] = password
+        return _write_passfile()
+
+
+def _forget_password(socket_dir: Path, port: int) -> None:
+    with _pass_lock:
+        if _passwords.pop((str(socket_dir), port), None) is None:
+            return
+        if _passwords:
+            _write_passfile()
+            return
+        if _pass_state["set"]:
+            saved = _pass_state["saved"]
+            if saved is None:
+                os.environ.pop("PGPASSFILE", None)
+            else:
+                os.environ["PGPASSFILE"] = saved
+            _pass_state["set"] = False
+        if _pass_state["dir"] is not None and _pass_state["pid"] == os.getpid():
+            shutil.rmtree(_pass_state["dir"], ignore_errors=True)
+        _pass_state["dir"] = None
+
+
+def _set_password(
+    binaries: Binaries, account: pwd.struct_passwd | None, data: Path, workdir: Path, verifier: str
+) -> None:
+    """Store the superuser's password in a stopped cluster: one statement in single-user mode,
+    the verifier on stdin (not argv, not the environment). 0.04 s."""
+    statement = f"ALTER ROLE {SUPERUSER} PASSWORD '{verifier}'\n"
+    result = _run_or_explain(
+        subprocess.run,
+        binaries,
+        account,
+        [
+            binaries.path("postgres"),
+            "--single",
+            "-D",
+            str(data),
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "log_min_messages=fatal",
+            "postgres",
+        ],
+        input=statement.encode(),
+        capture_output=True,
+        env=_server_env(account),
+        cwd=str(workdir),
+        **_run_kwargs(account),
+    )
+    if result.returncode != 0:
+        tail = result.stderr.decode(errors="replace").strip().splitlines()[-3:]
+        raise EnvironmentProblem(
+            f"cannot set the throwaway server's password ({binaries.bindir}): "
+            f"{' / '.join(tail) or 'no output'}"
+        )
 
 
 def _chown_tree(root: Path, account: pwd.struct_passwd) -> None:
@@ -375,7 +560,7 @@ def _initdb(binaries: Binaries, target: Path, account: pwd.struct_passwd | None)
             ],
             capture_output=True,
             text=True,
-            env=_server_env(),
+            env=_server_env(account),
             cwd=str(work),
             **_run_kwargs(account),
         )
@@ -467,6 +652,7 @@ def _tar_to(source: Path, out: Any, digest: Any) -> None:
     excludes = [f"--exclude=./{name}" for name in sorted(RUNTIME_FILES)]
     proc = subprocess.Popen(
         [tar, "-C", str(source), *excludes, "-cf", "-", "."],
+        env=child_env(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -535,6 +721,7 @@ def extract_data_dir(archive: Path, target: Path, account: pwd.struct_passwd | N
             stdin=source,
             capture_output=True,
             text=True,
+            env=child_env(account),
             **_run_kwargs(account),
         )
     if result.returncode != 0:
@@ -674,7 +861,8 @@ def throwaway_server(
     """Start a private PostgreSQL server; stop it and delete every trace on exit.
 
     ``settings`` are extra ``postgres -c`` options. ``hba`` replaces pg_hba.conf (default:
-    trust over the socket), e.g. to prove how a client handles a password failure.
+    SCRAM over the socket, the superuser's password made for this start), e.g. to prove how a
+    client handles a password failure.
     ``memory`` puts the data in ``/dev/shm`` when it has room (>= 1 GiB free), else in the
     temp dir: several times faster on slow disks, for schema work, not for restoring
     large dumps (the data then lives in RAM).
@@ -705,6 +893,7 @@ def throwaway_server(
     }
     proc: subprocess.Popen[bytes] | None = None
     workdir: Path | None = None
+    registered: int | None = None  # the port whose password is in the passfile
     with _terminate_as_interrupt():
         try:
             with signals_blocked():
@@ -719,15 +908,21 @@ def throwaway_server(
                 else:  # contents only: per-file metadata copies (copy2) cost a third of the time
                     shutil.copytree(cluster, data, symlinks=True, copy_function=shutil.copyfile)
                 os.chmod(data, 0o700)
-                if hba is not None:  # rewritten in place: its owner stays
-                    (data / "pg_hba.conf").write_text(hba.rstrip() + "\n")
+                # rewritten in place: its owner stays. The initdb'd cluster's trust is never used
+                (data / "pg_hba.conf").write_text((hba or HBA).rstrip() + "\n")
                 if account is not None and not owned:
                     _chown_tree(workdir, account)
             except OSError as err:  # a full disk, most likely
                 raise EnvironmentProblem(
                     f"cannot prepare the throwaway server's files in {workdir}: {err}"
                 ) from None
-            argv = [binaries.path("postgres"), "-D", str(data), "-k", str(workdir), "-p", str(PORT)]
+            password = secrets.token_urlsafe(32)
+            _set_password(binaries, account, data, workdir, scram_verifier(password))
+            port = PORT_RANGE[0] + secrets.randbelow(PORT_RANGE[1] - PORT_RANGE[0])
+            with signals_blocked():
+                passfile = _register_password(workdir, port, password)
+                registered = port
+            argv = [binaries.path("postgres"), "-D", str(data), "-k", str(workdir), "-p", str(port)]
             for name, value in options.items():
                 argv += ["-c", f"{name}={value}"]
             with open(workdir / "server.log", "wb") as log, signals_blocked():
@@ -739,7 +934,7 @@ def throwaway_server(
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    env=_server_env(),
+                    env=_server_env(account),
                     cwd=str(workdir),
                     start_new_session=True,  # Ctrl-C reaches us, and we stop the server
                     **_run_kwargs(account),
@@ -749,13 +944,18 @@ def throwaway_server(
             yield Server(
                 socket_dir=workdir,
                 binaries=binaries,
+                port=port,
                 pid=proc.pid,
                 data_dir=data,
+                passfile=passfile,
+                password=password,
                 _shutdown=lambda: _shutdown_cleanly(running, where),
             )
         finally:
             with signals_blocked():
                 if proc is not None:
                     _stop(proc)
+                if registered is not None and workdir is not None:
+                    _forget_password(workdir, registered)
                 if workdir is not None:
                     shutil.rmtree(workdir, ignore_errors=True)
