@@ -1,21 +1,28 @@
-"""``python database/manage.py db-restore FILE``: checksum first, then one transaction.
+"""``python database/manage.py db-restore FILE``: checksum, completeness, then one transaction.
+
+Before anything is applied the dump is checked whole: a plain pg_dump script must end with
+pg_dump's end marker (a script cut at a line boundary inside a ``COPY`` is valid SQL: psql
+ends the COPY at the end of input and would commit the rows it got); a custom archive must
+list (``pg_restore --list``) and read to its end (``pg_restore -f /dev/null``).
 
 Both formats go through ``psql --single-transaction -v ON_ERROR_STOP=1``: a plain file is
 fed as it is, a custom archive through ``pg_restore -f -``. We feed psql ourselves, so it
 sees the end of its input only when the whole script arrived; a failure or Ctrl-C kills
-psql first and the target is left as it was. ``--clean`` drops the target's schemas in the
-same transaction.
+psql first and the target is left as it was. ``--clean`` drops the target's schemas and
+large objects in the same transaction. A target is empty only when it holds no user object
+of any kind: no relation, schema, function, type, sequence or large object.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from schema_warden.api import EnvironmentProblem, ProjectError, WardenError
 
@@ -49,6 +56,77 @@ class RestoreFailed(WardenError):
     """psql or pg_restore failed on the script (exit 1); the transaction was rolled back."""
 
     exit_code = 1
+
+
+class IncompleteDump(WardenError):
+    """The dump is cut short or unreadable: refused before anything is applied (exit 1)."""
+
+    exit_code = 1
+
+
+PLAIN_HEADER = b"-- PostgreSQL database dump"
+PLAIN_END = b"-- PostgreSQL database dump complete"
+_TAIL = 4096
+
+
+def check_complete(backup: Path, fmt: str, tools: ClientTools, name: str | None = None) -> None:
+    """Raise :class:`IncompleteDump` unless ``backup`` is whole; reads it, applies nothing."""
+    name = name or backup.name
+    if fmt == "plain":
+        with open(backup, "rb") as fh:
+            head = fh.read(_TAIL)
+            fh.seek(max(0, backup.stat().st_size - _TAIL))
+            tail = fh.read()
+        # a script that is not pg_dump's (no header) has no marker to look for
+        if PLAIN_HEADER in head and PLAIN_END not in tail:
+            raise IncompleteDump(
+                f"{name} is cut short: pg_dump's end marker ({PLAIN_END.decode()!r}) is missing, "
+                "nothing was restored; use a complete backup (db-backup writes it whole or not at all)"
+            )
+        return
+    for argv in (
+        [tools.path("pg_restore"), "--list", str(backup)],
+        [tools.path("pg_restore"), "--no-owner", "--no-privileges", "-f", os.devnull, str(backup)],
+    ):
+        result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise IncompleteDump(
+                f"pg_restore cannot read {name}, nothing was restored (the archive is cut short or "
+                f"damaged): {first_error(result.stderr)}"
+            )
+
+
+_USER_OBJECTS = """
+    SELECT format('function %s.%s', n.nspname, p.proname)
+    FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_'
+      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::regclass
+                      AND d.objid = p.oid AND d.deptype = 'e')
+    UNION ALL
+    SELECT format('type %s.%s', n.nspname, t.typname)
+    FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_'
+      AND (t.typrelid = 0 OR (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) = 'c')
+      AND NOT (t.typcategory = 'A' AND t.typelem <> 0)
+      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_type'::regclass
+                      AND d.objid = t.oid AND d.deptype = 'e')
+    UNION ALL
+    SELECT format('large object %s', m.oid) FROM pg_catalog.pg_largeobject_metadata m
+    ORDER BY 1
+"""
+
+
+def user_objects(cur: Any) -> list[str]:
+    """Every user object a restore would meet: relations and schemas (``user_relations``),
+    functions, types (composite, enum, domain, range, base) and large objects; extensions'
+    own objects excluded."""
+    present = user_relations(cur)
+    cur.execute(_USER_OBJECTS)
+    return present + [r[0] for r in cur.fetchall()]
+
+
+# --clean: large objects live outside every schema, so dropping schemas keeps them
+CLEAN_LARGE_OBJECTS = "SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata;"
 
 
 class CountMismatch(WardenError):
@@ -178,6 +256,8 @@ def restore_command(args: argparse.Namespace) -> int:
     dumpfiles.verify_checksum(backup)
     fmt = dumpfiles.detect_format(backup)
     manifest = dumpfiles.read_manifest(backup)
+    tools = find_client_tools(args.pg_bin)
+    check_complete(backup, fmt, tools)
     if args.target_url:
         target = check_url(args.target_url, "--target-url")
         refuse_pooled(target.url, target.masked, source="--target-url", allow=args.allow_pooler)
@@ -187,13 +267,12 @@ def restore_command(args: argparse.Namespace) -> int:
         settings = get_settings(warn=False)
         refuse_pooled(settings.url, settings.masked, source="DATABASE_URL", allow=args.allow_pooler)
         target = Target.from_settings(settings)
-    tools = find_client_tools(args.pg_bin)
     with sigterm_as_interrupt():
         with connect(target) as conn, conn.cursor() as cur:
             cur.execute("SELECT current_setting('server_version_num')::int / 10000")
             target_major = int(cur.fetchone()[0])
-            present = user_relations(cur)
-            clean = clean_statements(cur) if args.clean else []
+            present = user_objects(cur)
+            clean = [*clean_statements(cur), CLEAN_LARGE_OBJECTS] if args.clean else []
             conn.rollback()
         if present and not args.clean:
             shown = ", ".join(present[:3]) + (", ..." if len(present) > 3 else "")

@@ -214,3 +214,64 @@ def test_truncated_archive_changes_nothing(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pg_restore cannot read" in err
     assert tables(pg_server, target) == {}
+
+
+# --- all or nothing: a cut dump is refused before anything changes; empty means empty -------
+
+
+def _cut_inside_copy(backup: Path) -> Path:
+    """The plain dump cut at a line boundary inside the COPY of readings (valid SQL still)."""
+    data = backup.read_bytes()
+    start = data.index(b"COPY public.readings")
+    cut = data.index(b"\n", data.index(b"\n", start) + 4000) + 1
+    assert b"\\.\n" not in data[start:cut]
+    return write_with_checksum(backup, data[:cut])
+
+
+@pytest.mark.parametrize("with_manifest", [True, False])
+def test_a_plain_dump_cut_inside_a_copy_is_refused_before_anything_changes(
+    pg_server: Server,
+    fresh_db: str,
+    database_url: str,
+    target: str,
+    tmp_path: Path,
+    capsys,
+    with_manifest: bool,
+) -> None:
+    backup = make_backup("plain", pg_server, fresh_db, tmp_path)
+    if not with_manifest:
+        dumpfiles.manifest_path(backup).unlink()
+    _cut_inside_copy(backup)
+    query(pg_server, target, "CREATE TABLE precious (x int); INSERT INTO precious VALUES (1), (2)")
+    assert restore(backup, pg_server, target, "--yes", "--clean") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cut short" in err and "nothing was restored" in err
+    assert tables(pg_server, target) == {"public.precious": 2}
+    query(pg_server, target, "DROP TABLE precious")
+    assert restore(backup, pg_server, target, "--yes") == 1
+    assert tables(pg_server, target) == {}
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        "CREATE TYPE public.mood AS ENUM ('ok')",
+        "CREATE DOMAIN public.positive AS int CHECK (VALUE > 0)",
+        "SELECT lo_create(0)",
+    ],
+)
+def test_a_target_with_any_user_object_is_not_empty(
+    backup: Path, pg_server: Server, target: str, capsys, sql: str
+) -> None:
+    query(pg_server, target, sql)
+    assert restore(backup, pg_server, target, "--yes") == 2
+    assert "is not empty" in capsys.readouterr().err
+    assert tables(pg_server, target) == {}
+
+
+def test_clean_removes_large_objects_too(backup: Path, pg_server: Server, target: str) -> None:
+    query(pg_server, target, "SELECT lo_create(0); SELECT lo_create(0)")
+    assert restore(backup, pg_server, target, "--yes", "--clean") == 0
+    assert query(pg_server, target, "SELECT count(*) FROM pg_largeobject_metadata") == [(0,)]
+    assert tables(pg_server, target)["public.readings"] == 500
