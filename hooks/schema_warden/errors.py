@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 EXIT_OK = 0
@@ -41,6 +42,51 @@ class EnvironmentProblem(WardenError):
     exit_code = EXIT_ENVIRONMENT
 
 
+class TimedOut(WardenError):
+    """The run passed its deadline (``--timeout``): exit 1 when a revision was running (a
+    finding about it), 2 when env.py was (it never returns), 1 otherwise. ``check`` names the
+    check in a report (``stairway``, ``env.py``)."""
+
+    def __init__(
+        self, message: str, *, exit_code: int, check: str, revision: str | None = None, detail: str = ""
+    ) -> None:
+        super().__init__(message, detail=detail)
+        self.exit_code = exit_code
+        self.check = check
+        self.revision = revision
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, unwinding like Ctrl-C so that every cleanup runs."""
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise Interrupted(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def interrupts() -> Iterator[None]:
+    """In the block (on the main thread) Ctrl-C raises KeyboardInterrupt, SIGTERM and SIGHUP
+    raise :class:`Interrupted`; the previous handlers come back after."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    wanted = {
+        signal.SIGINT: signal.default_int_handler,
+        signal.SIGTERM: _interrupt,
+        signal.SIGHUP: _interrupt,
+    }
+    previous = {sig: signal.signal(sig, handler) for sig, handler in wanted.items()}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: set in C
+
+
 def report_error(err: WardenError) -> int:
     """Print a WardenError as the one-line message (plus detail) and return its exit code."""
     import sys
@@ -58,18 +104,28 @@ class Command(Protocol):
 
 
 def guarded(main: Command) -> Command:
-    """Decorate a command's ``main(argv) -> int``: WardenError -> one line + exit code, Ctrl-C -> 130."""
+    """Decorate a command's ``main(argv) -> int``: WardenError -> one line + exit code, Ctrl-C,
+    SIGTERM and SIGHUP -> 130 (handled from the wrapper's first line: :func:`interrupts`)."""
     import functools
     import sys
 
     @functools.wraps(main)
     def wrapper(argv: Sequence[str] | None = None) -> int:
+        code = EXIT_INTERRUPTED
         try:
-            return main(argv)
-        except WardenError as err:
-            return report_error(err)
-        except KeyboardInterrupt:
-            print("interrupted: the throwaway server was stopped and its files removed", file=sys.stderr)
-            return EXIT_INTERRUPTED
+            with interrupts():
+                try:
+                    code = main(argv)
+                except WardenError as err:
+                    code = report_error(err)
+                except KeyboardInterrupt:
+                    print(
+                        "interrupted: the throwaway server was stopped and its files removed",
+                        file=sys.stderr,
+                    )
+                    code = EXIT_INTERRUPTED
+        except KeyboardInterrupt:  # a signal after the result (or while reporting it): it stands
+            pass
+        return code
 
     return wrapper

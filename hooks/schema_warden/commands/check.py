@@ -17,14 +17,25 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from schema_warden.errors import EXIT_ENVIRONMENT, EXIT_OK, EXIT_PROBLEMS, ProjectError, WardenError, guarded
-from schema_warden.project.frames import relative
-from schema_warden.project.imports import isolated_imports
-from schema_warden.project.loader import Project, import_alembic, open_project, project_cwd
-from schema_warden.project.settings import find_config
+from schema_warden.errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    EXIT_USAGE,
+    ProjectError,
+    TimedOut,
+    WardenError,
+    guarded,
+)
 from schema_warden.render.report import FAIL, FORMATS, NOTE, PASS, CheckResult, Report, render
+
+if TYPE_CHECKING:
+    from schema_warden.project.loader import Project
+
+# The project layer (0.05 s of imports) loads inside main(), after errors.guarded handles
+# Ctrl-C and SIGTERM: a signal in the first tenth of a second is an interrupt too (exit 130).
 
 DATABASE = "postgres"  # the throwaway server's own empty database: no CREATE DATABASE to wait for
 
@@ -38,7 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
             "the migrations and the models. Never connects to DATABASE_URL."
         ),
         epilog=(
-            "exit codes: 0 clean, 1 problems found, 2 project error, 3 no PostgreSQL, 130 interrupted. "
+            "exit codes: 0 clean, 1 problems found, 2 project error, 3 no PostgreSQL, 130 interrupted "
+            "(Ctrl-C, SIGTERM). Past --timeout: 1 when a migration was running (the failure names "
+            "the revision), 2 when env.py was. A sys.exit() or os._exit() in env.py or a migration "
+            "is a failure naming it, never exit 0. "
             "Proofs of passing revisions, the server's data directory at head and the models' "
             "schema (by the SQL they compile to) are cached in $XDG_CACHE_HOME/schema-warden/proofs "
             "(--no-cache ignores them; deleting them is safe). SCHEMA_WARDEN_JOBS=1 "
@@ -69,7 +83,28 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="prove every revision again, ignoring (and not writing) the cache of earlier proofs",
     )
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help=(
+            "end the run after SECONDS (default: [tool.schema-warden] timeout, else 600): the running "
+            "statement is cancelled and the server stopped; exit 1 naming the revision that was "
+            "running, or 2 when env.py was"
+        ),
+    )
     return parser
+
+
+def _seconds(text: str) -> float:
+    """A positive number of seconds (``--timeout``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def _interruptible_wait(conn: Any) -> None:
@@ -79,7 +114,7 @@ def _interruptible_wait(conn: Any) -> None:
     from psycopg2 import Error
     from psycopg2.extensions import POLL_OK, POLL_READ, POLL_WRITE
 
-    interrupted = False
+    interrupted: KeyboardInterrupt | None = None  # raised again as it came (SIGTERM's, say)
     while True:
         try:
             state = conn.poll()
@@ -89,16 +124,16 @@ def _interruptible_wait(conn: Any) -> None:
                 select.select([conn.fileno()], [], [])
             elif state == POLL_WRITE:
                 select.select([], [conn.fileno()], [])
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as err:
+            interrupted = err
             with contextlib.suppress(Error):
                 conn.cancel()
         except Error:
-            if interrupted:
-                raise KeyboardInterrupt from None
+            if interrupted is not None:
+                raise interrupted from None
             raise
-    if interrupted:
-        raise KeyboardInterrupt
+    if interrupted is not None:
+        raise interrupted
 
 
 @contextlib.contextmanager
@@ -142,6 +177,8 @@ def _guess_plan(settings: Any, files: list[Any], major: int, options: dict[str, 
 def _preload() -> threading.Thread:
     """Import SQLAlchemy and Alembic (0.25 s) in a thread while the server starts (which
     mostly waits for tar and postgres); joined before anything forks."""
+
+    from schema_warden.project.loader import import_alembic
 
     def load() -> None:
         with contextlib.suppress(Exception):  # the real import later reports any problem
@@ -635,15 +672,117 @@ def run(
     cwd: Path | None = None,
     on_report: Callable[[Report], None] | None = None,
     accept: bool = False,
+    timeout: float | None = None,
 ) -> Report:
     """The check's report. ``on_report`` gets it as soon as it is complete, before the run
-    saves its data directory for the next run (the one step left then)."""
-    from schema_warden.cache import proofs as cache
-    from schema_warden.cache import static as static_cache
-    from schema_warden.server.postgres import build_id, cluster_ready, find_binaries
+    saves its data directory for the next run (the one step left then).
+
+    ``timeout`` (default: the ``timeout`` setting, 600 s) bounds the run: past it, the
+    running statement is cancelled and the project's code interrupted (proof/watchdog.py),
+    the server stopped, and :class:`TimedOut` names what was running. While the run lasts,
+    ``os._exit()`` in the project's code raises (project/exits.py); a ``sys.exit()`` or
+    ``os._exit()`` that no step caught is a ProjectError naming where it was called."""
+    from schema_warden.project.exits import exits_raise
+    from schema_warden.project.settings import find_config
+    from schema_warden.proof.watchdog import Watchdog
 
     started = time.perf_counter()
     settings = find_config(config, cwd=cwd)
+    seconds = settings.timeout if timeout is None else timeout
+    seen: dict[str, Any] = {}  # the project once open, the report once shown
+    dog = Watchdog(seconds)
+
+    def shown(report: Report) -> None:
+        seen["report"] = report
+        if on_report is not None:
+            on_report(report)
+
+    try:
+        with dog, exits_raise():
+            return _run(
+                settings,
+                started,
+                dog,
+                seen,
+                pg_bin=pg_bin,
+                fail_fast=fail_fast,
+                data_check=data_check,
+                use_cache=use_cache,
+                on_report=shown,
+                accept=accept,
+            )
+    except KeyboardInterrupt as err:
+        if not dog.fired:
+            raise
+        if "report" in seen:  # the deadline passed while the run saved its data: the report stands
+            return seen["report"]  # type: ignore[no-any-return]
+        raise _timed_out(err, seen.get("project"), seconds) from None
+    except SystemExit as err:  # the project's sys.exit() or os._exit() outside every step
+        raise _exited(err, settings, seen.get("project")) from None
+
+
+def _timed_out(err: BaseException, project: Project | None, seconds: float) -> TimedOut:
+    """What was running when the deadline passed, as the error the run ends with."""
+    from schema_warden.project.frames import relative
+    from schema_warden.project.steps import interrupted_in
+    from schema_warden.proof.stairway import label
+
+    after = f"timed out after {seconds:g} s"
+    hint = "raise --timeout or [tool.schema-warden] timeout if it is slow on purpose"
+    running = interrupted_in(err)
+    if project is None or running is None:
+        return TimedOut(f"schema-warden check {after}: {hint}", exit_code=EXIT_PROBLEMS, check="timeout")
+    revision, upgrade = running
+    if revision is None:
+        return TimedOut(
+            f"{relative(project.env_py, project.root)} {after} (env.py did not return): "
+            "look for a loop or a wait in env.py or a module it imports",
+            exit_code=EXIT_USAGE,
+            check="env.py",
+        )
+    step = "proof" if upgrade is None else "upgrade" if upgrade else "downgrade"
+    return TimedOut(
+        f"{label(project, revision)}: {step} {after}: the statement was cancelled; {hint}",
+        exit_code=EXIT_PROBLEMS,
+        check="stairway",
+        revision=revision.revision,
+    )
+
+
+def _exited(err: SystemExit, settings: Any, project: Project | None) -> ProjectError:
+    from schema_warden.project.exits import culprit, exit_text
+    from schema_warden.project.frames import user_traceback
+
+    root = settings.alembic_config.parent
+    where = culprit(
+        err,
+        root,
+        project.env_py if project is not None else None,
+        project.revisions() if project is not None else [],
+    )
+    return ProjectError(f"{where}: {exit_text(err)}", detail=user_traceback(err, root))
+
+
+def _run(
+    settings: Any,
+    started: float,
+    dog: Any,
+    seen: dict[str, Any],
+    *,
+    pg_bin: str | None,
+    fail_fast: bool,
+    data_check: bool,
+    use_cache: bool,
+    on_report: Callable[[Report], None],
+    accept: bool,
+) -> Report:
+    from schema_warden.cache import proofs as cache
+    from schema_warden.cache import static as static_cache
+    from schema_warden.project.frames import relative
+    from schema_warden.project.imports import isolated_imports
+    from schema_warden.project.loader import open_project, project_cwd
+    from schema_warden.server.postgres import build_id, cluster_ready, find_binaries
+
     options = {"data_check": data_check}
     if settings.baseline is not None:  # what the baseline builds is not in the proofs' keys
         use_cache = False
@@ -673,6 +812,7 @@ def run(
             early.callback(launched.stack.close)  # closes nothing once handed over
         preload.join()
         project = open_project(settings=settings, lazy=True)
+        seen["project"] = project
         count = len(project.revisions())
         title = f"schema-warden check: {relative(project.ini, Path.cwd())} ({count} revisions)"
         store, plan = cache.plan_project(
@@ -689,6 +829,7 @@ def run(
                 launched.stack.close()  # the static reading and Alembic disagree: no guessing
                 launched = None
             server, at = _start_server(stack, project, binaries, clusters, entry, launched, initdb)
+            dog.server = server  # at the deadline, its running statements are cancelled
             # what this run can execute imports now: a broken revision file is exit 2 here,
             # and a forked worker of the stairway inherits the modules
             project.load_modules(after=at)
@@ -705,8 +846,7 @@ def run(
             )
             checks = _accepted(project, outcome.checks, accept)
             report = Report(title, tuple(checks), time.perf_counter() - started, tuple(notes))
-            if on_report is not None:
-                on_report(report)
+            on_report(report)
             if report.ok and outcome.pristine is not None:
                 _save(server, clusters, outcome.pristine)
     return report
@@ -715,6 +855,7 @@ def run(
 def _accepted(project: Project, checks: Sequence[CheckResult], accept: bool) -> list[CheckResult]:
     """Findings listed as accepted become notes; ``accept``: list today's findings first."""
     from schema_warden.project import accepted
+    from schema_warden.project.frames import relative
 
     path = project.settings.accepted_findings or project.root / accepted.DEFAULT_FILE
     where = relative(path, Path.cwd().resolve())
@@ -728,10 +869,13 @@ def _accepted(project: Project, checks: Sequence[CheckResult], accept: bool) -> 
 def error_report(err: WardenError, started: float) -> Report:
     """A project or environment error as a report, so JSON and Markdown readers always get one."""
     name = "environment" if err.exit_code == EXIT_ENVIRONMENT else "project"
+    revision = None
+    if isinstance(err, TimedOut):
+        name, revision = err.check, err.revision
     details = tuple(err.detail.rstrip().splitlines()) if err.detail else ()
     return Report(
         "schema-warden check",
-        (CheckResult(name, FAIL, err.message, None, details),),
+        (CheckResult(name, FAIL, err.message, revision, details),),
         time.perf_counter() - started,
     )
 
@@ -754,6 +898,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             use_cache=not args.no_cache,
             on_report=show,
             accept=args.accept,
+            timeout=args.timeout,
         )
     except WardenError as err:
         if args.format != "text":  # the one-line error still goes to stderr, with its exit code

@@ -25,12 +25,19 @@ from typing import Any
 
 from schema_warden.errors import ProjectError, one_line
 from schema_warden.project.environment import quiet_logging, throwaway_environment
+from schema_warden.project.exits import exit_text, exits_raise
 from schema_warden.project.frames import import_failure, relative, syntax_error, user_traceback
 from schema_warden.project.imports import isolated_imports
 from schema_warden.project.lazy import lazy_revision_map
 from schema_warden.project.session import EnvSession, create_version_schema, in_anyio_worker, watch_env
 from schema_warden.project.settings import Settings, find_config
-from schema_warden.project.steps import Guarded, MigrationFailed, is_database_error, raised_in_migration
+from schema_warden.project.steps import (
+    Guarded,
+    MigrationFailed,
+    is_database_error,
+    mark_interrupted,
+    raised_in_migration,
+)
 
 
 @dataclass(frozen=True)
@@ -173,12 +180,12 @@ class Project:
         from sqlalchemy import MetaData
 
         module_name, _, attr = baseline.partition(":")
-        with self._on_path():
+        with self._on_path(), exits_raise():
             try:
                 found: Any = importlib.import_module(module_name)
                 for part in (attr or "metadata").split("."):
                     found = getattr(found, part)
-            except Exception as err:
+            except (Exception, SystemExit) as err:
                 raise ProjectError(
                     f"[tool.schema-warden] baseline {baseline!r}: {type(err).__name__}: "
                     f'{one_line(str(err))}: name a declarative Base or a MetaData as "package.module:Base"',
@@ -220,9 +227,9 @@ class Project:
             if name in sys.modules:
                 continue
             try:
-                with self._on_path():
+                with self._on_path(), exits_raise():
                     importlib.import_module(name)
-            except Exception as err:
+            except (Exception, SystemExit) as err:
                 raise ProjectError(
                     f"[tool.schema-warden] models: {name} failed to import: {type(err).__name__}: "
                     f"{one_line(str(err))}: fix the module name (a dotted module path, importable from "
@@ -293,10 +300,16 @@ class Project:
             in_anyio_worker(run)
 
     def _exec_env(self, run: Callable[[], None], ran: list[Any] | None = None) -> None:
-        """Run env.py (or the steps it configured); ``ran``: the steps that returned so far."""
+        """Run env.py (or the steps it configured); ``ran``: the steps that returned so far.
+
+        ``os._exit()`` raises here (exits.py) instead of ending the guard's process."""
         try:
-            self._call(run, ran)
+            with exits_raise():
+                self._call(run, ran)
         except (MigrationFailed, ProjectError):  # a revision file imported on first use failed
+            raise
+        except KeyboardInterrupt as err:  # outside every step: env.py's own code was running
+            mark_interrupted(err, None, None)
             raise
         except SyntaxError as err:
             what = "env.py" if Path(err.filename or "").name == "env.py" else "a module env.py imports"
@@ -307,13 +320,16 @@ class Project:
                 "check the module names and prepend_sys_path in alembic.ini",
                 detail=user_traceback(err, self.root),
             ) from None
-        except (Exception, SystemExit) as err:  # sys.exit() in env.py too
+        except (Exception, SystemExit) as err:  # sys.exit() and os._exit() in env.py too
             if raised_in_migration(err, self):
                 raise
             if ran and is_database_error(err):  # the commit after the steps (deferred checks)
                 raise MigrationFailed(ran[-1].revision, ran[-1].is_upgrade, err, at_commit=True) from err
+            what = f"raised {type(err).__name__}: {one_line(str(err))}"
+            if isinstance(err, SystemExit):
+                what = exit_text(err)
             raise ProjectError(
-                f"{relative(self.env_py, self.root)} raised {type(err).__name__}: {one_line(str(err))}",
+                f"{relative(self.env_py, self.root)} {what}",
                 detail=user_traceback(err, self.root),
             ) from None
 

@@ -12,6 +12,7 @@ from typing import Any
 from schema_warden.errors import ProjectError
 
 DEFAULT_EXCLUDE_TABLES = ("_prisma_migrations",)
+DEFAULT_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Settings:
     baseline: str | None = None  # "pkg.module:Base" or an absolute path to a .sql file
     baseline_revision: str | None = None  # the baseline is stamped at this revision ("head": every head)
     accepted_findings: Path | None = None  # findings accepted as history (None: beside alembic.ini)
+    timeout: float = DEFAULT_TIMEOUT_S  # seconds a check may run (--timeout overrides)
     lint: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     raw: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
@@ -139,6 +141,11 @@ def load_settings(config: str | os.PathLike[str] | None = None, *, cwd: Path | N
     accepted = table.get("accepted-findings")
     if accepted is not None and not isinstance(accepted, str):
         raise ProjectError(f"{pyproject}: [tool.schema-warden] accepted-findings must be a file path")
+    timeout = table.get("timeout", DEFAULT_TIMEOUT_S)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+        raise ProjectError(
+            f"{pyproject}: [tool.schema-warden] timeout must be a positive number of seconds like 600"
+        )
     listed = _string_list(table, "version-locations", (), pyproject)
     locations = tuple((pyproject.parent / entry).resolve() for entry in listed)
     return Settings(
@@ -155,6 +162,7 @@ def load_settings(config: str | os.PathLike[str] | None = None, *, cwd: Path | N
         baseline=baseline,
         baseline_revision=baseline_revision,
         accepted_findings=(pyproject.parent / accepted).resolve() if accepted else None,
+        timeout=float(timeout),
         lint=dict(lint) if isinstance(lint, dict) else {},
         raw=table,
     )

@@ -61,12 +61,27 @@ class Guarded:
         def run(**kw: Any) -> Any:
             try:
                 result = fn(**kw)
-            except (Exception, SystemExit) as err:
+            except (Exception, SystemExit) as err:  # sys.exit() and os._exit() (exits.py) too
                 raise MigrationFailed(step.revision, step.is_upgrade, err) from err
+            except KeyboardInterrupt as err:  # Ctrl-C, SIGTERM or the timeout: say where it was
+                mark_interrupted(err, step.revision, step.is_upgrade)
+                raise
             self._ran.append(step)
             return result
 
         return run
+
+
+def mark_interrupted(err: BaseException, revision: Any, upgrade: bool | None) -> None:
+    """Remember on ``err`` the innermost revision (``upgrade`` True or False) or env.py
+    (``revision`` None) that was running when an interrupt arrived."""
+    if not hasattr(err, "schema_warden_running"):
+        err.schema_warden_running = (revision, upgrade)  # type: ignore[attr-defined]
+
+
+def interrupted_in(err: BaseException) -> tuple[Any, bool | None] | None:
+    """(revision or None for env.py, upgrade) marked by :func:`mark_interrupted`, if any."""
+    return getattr(err, "schema_warden_running", None)
 
 
 def is_database_error(err: BaseException) -> bool:

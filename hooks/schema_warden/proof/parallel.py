@@ -19,8 +19,11 @@ about one CPU busy. For the revisions still to prove, ``[start, N)``:
 The results are merged in revision order and are the same as one process's: a revision whose
 upgrade fails in the child's part ends the stairway there (the parent's rehearsal stops at
 the same revision). A child that crashes is replaced by the parent proving its part itself on
-a new database. Ctrl-C or SIGTERM kills and reaps the child (its database goes with the
-throwaway server); an error in the parent kills it and drops its database.
+a new database; a child killed by a signal is a failure of the revision it was proving (the
+stairway stops there: proving it in the parent might kill the guard too). The child ends
+with the real ``os._exit``: the project's own calls of it raise (project/exits.py). Ctrl-C or
+SIGTERM kills and reaps the child (its database goes with the throwaway server); an error in
+the parent kills it and drops its database.
 
 One process instead: fewer than ``MIN_REVISIONS`` to prove, a child's plain upgrade to
 ``start`` costing more than a quarter of the proofs, --fail-fast, a history with branches or
@@ -46,18 +49,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schema_warden.errors import ProjectError, one_line
+from schema_warden.project.exits import real_exit
 from schema_warden.project.loader import Project
+from schema_warden.project.steps import mark_interrupted
 from schema_warden.proof.data_check import Filler
 from schema_warden.proof.stairway import (
+    NAME,
     StairwayResult,
     Stretch,
     assemble,
+    label,
     migrate,
     prove,
     rehearse,
     snapshot,
 )
-from schema_warden.render.report import CheckResult
+from schema_warden.proof.watchdog import other_threads
+from schema_warden.render.report import FAIL, CheckResult
 from schema_warden.server.postgres import signals_blocked
 
 JOBS_ENV = "SCHEMA_WARDEN_JOBS"
@@ -175,14 +183,13 @@ def is_linear(revisions: Sequence[Any]) -> bool:
 def parallel_plan(revisions: Sequence[Any], start: int, jobs: int | None) -> bool:
     """Whether ``[start, N)`` is worth a child: long enough, and the child's plain upgrade to
     ``start`` (its database starts empty) costs little against the proofs."""
-    import threading
 
     end = len(revisions)
     return (
         end - start >= min_revisions()
         and REPLAY_MS * start <= PROOF_MS * weight(start, end) / 4
         and sys.platform.startswith("linux")  # fork is only safe there (macOS frameworks are not)
-        and threading.active_count() == 1  # another thread might hold a lock the child needs
+        and other_threads() == 0  # another thread might hold a lock the child needs
         and is_linear(revisions)
         and wanted_jobs(jobs) >= 2
     )
@@ -271,6 +278,9 @@ def run_parallel(
                 current = snapshot(project, connection)
             mine = prove(project, connection, revisions[position:], current, filler)
         theirs = child.result()
+    except KeyboardInterrupt as err:  # waiting for the child: the revision it was proving
+        mark_interrupted(err, revisions[min(child.next, end - 1)], None)
+        raise
     except Exception:
         child.stop()
         with contextlib.suppress(Exception):
@@ -279,6 +289,8 @@ def run_parallel(
     finally:
         child.stop()
     switch = position + 1 if rehearsal_stop else position
+    if child.killed_by is not None and child.next < switch:
+        theirs = _killed(project, revisions[child.next], child.killed_by)
     theirs = _complete(theirs, switch - start)
     if theirs is None:  # the child crashed: prove its part here, on a database of its own
         theirs = prove_range(project, url, _database_name(url, os.getpid()), start, switch, data_check)
@@ -293,6 +305,21 @@ def run_parallel(
     reversible = mine.reversible and not any(theirs.empty)
     stretch = Stretch(theirs.checks + mine.checks, mine.after, mine.stopped, reversible)
     return assemble(base, revisions[start:], stretch, dict(filler.unfilled) if filler is not None else {})
+
+
+def _killed(project: Project, revision: Any, signum: int) -> PartResult:
+    """The child was killed while it proved ``revision``: a failure naming it, where the
+    stairway stops (proving it again here could kill the guard itself)."""
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    message = (
+        f"{label(project, revision)}: the process proving it was killed by {name} "
+        "(does the migration end its own process, or did the machine run out of memory?): "
+        f"run with {JOBS_ENV}=1 to prove it in the guard's own process"
+    )
+    return PartResult((CheckResult(NAME, FAIL, message, revision.revision),), (False,), True, {})
 
 
 def _complete(result: PartResult | None, count: int) -> PartResult | None:
@@ -409,6 +436,7 @@ class _Child:
         self.buffer = b""
         self.payload: bytes | None = None
         self.reaped = False
+        self.killed_by: int | None = None  # the signal that ended it (not one of ours)
 
     @classmethod
     def start(cls, project: Project, url: Any, start: int, data_check: bool) -> _Child:
@@ -437,7 +465,7 @@ class _Child:
                 _quiet()
                 status = _child_main(project, url, start, data_check, results_write, control_read)
             finally:
-                os._exit(status)
+                real_exit(status)  # not the project's os._exit (exits.py)
         os.close(results_write)
         os.close(control_read)
         os.set_blocking(results_read, False)
@@ -486,6 +514,8 @@ class _Child:
             self._parse()
         _pid, status = os.waitpid(self.pid, 0)
         self.reaped = True
+        if os.WIFSIGNALED(status):
+            self.killed_by = os.WTERMSIG(status)
         value = None
         if self.payload is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
             with contextlib.suppress(Exception):
@@ -570,13 +600,10 @@ def _quiet() -> None:
 
 def can_fork() -> bool:
     """Linux, one thread, a second process allowed (``SCHEMA_WARDEN_JOBS`` is not 1)."""
-    import threading
 
     text = os.environ.get(JOBS_ENV, "").strip()
     return (
-        sys.platform.startswith("linux")
-        and threading.active_count() == 1
-        and not (text.isdigit() and int(text) < 2)
+        sys.platform.startswith("linux") and other_threads() == 0 and not (text.isdigit() and int(text) < 2)
     )
 
 
@@ -618,7 +645,7 @@ class Forked:
                     view = view[os.write(write, view) :]
                 status = 0
             finally:
-                os._exit(status)
+                real_exit(status)  # not the project's os._exit (exits.py)
         gc.unfreeze()
         os.close(write)
         self.fd = read
