@@ -193,9 +193,10 @@ def pytest_collection_modifyitems(
 
     try:
         project = Checks.for_session(session)
+        collected = list(project.collect())  # an unreadable alembic.ini is a ProjectError here
     except WardenError as err:
         raise pytest.UsageError(f"schema-warden: {err.message}") from None
-    report = pytest.CollectReport(project.nodeid, "passed", None, list(project.collect()))
+    report = pytest.CollectReport(project.nodeid, "passed", None, collected)
     config.hook.pytest_collectreport(report=report)  # counted in "collected N items"
     items.extend(report.result)  # type: ignore[arg-type]
 
@@ -320,8 +321,8 @@ class _Failure:
     reprcrash: _Crash
 
     def toterminal(self, tw: Any) -> None:
-        for line in self.lines:
-            tw.line(line, red=line is self.lines[0])
+        for index, line in enumerate(self.lines):
+            tw.line(line, red=index == 0)
 
     def __str__(self) -> str:
         return "\n".join(self.lines)
