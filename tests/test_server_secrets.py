@@ -140,3 +140,16 @@ def test_during_a_check_the_server_environment_holds_no_secret(
     seen = json.loads(out.read_text())
     _secret_free(seen["env"])
     assert seen["env"].get("LC_ALL") == "C"
+
+
+def test_a_passfile_left_by_a_killed_guard_is_swept() -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    left = Path(postgres.tempfile.mkdtemp(prefix=f"{postgres._PASS_PREFIX}{int(dead.stdout)}-"))
+    (left / "pgpass").write_text("x:1:*:postgres:secret\n")
+    mine = Path(postgres.tempfile.mkdtemp(prefix=f"{postgres._PASS_PREFIX}{os.getpid()}-"))
+    try:
+        postgres.sweep_stale_dirs()
+        assert not left.exists() and mine.exists()
+    finally:
+        postgres.shutil.rmtree(left, ignore_errors=True)
+        postgres.shutil.rmtree(mine, ignore_errors=True)

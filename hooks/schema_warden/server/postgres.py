@@ -337,6 +337,7 @@ def scram_verifier(password: str, iterations: int = SCRAM_ITERATIONS) -> str:
 
 # --- the passfile: this process's passwords of its running servers --------------------------
 
+_PASS_PREFIX = "schema_warden_pass-"  # then the owner's pid: swept once that process is gone
 _pass_lock = threading.Lock()
 _passwords: dict[tuple[str, int], str] = {}  # (socket dir, port) -> password
 _pass_state: dict[str, Any] = {"dir": None, "pid": 0, "saved": None, "set": False}
@@ -362,7 +363,7 @@ def _write_passfile() -> Path:
     ``PGPASSFILE`` at it, for libpq and asyncpg connections of this process only."""
     if _pass_state["dir"] is None or _pass_state["pid"] != os.getpid():
         # a forked child (maybe of another uid now) writes its own, the parent's lines included
-        _pass_state["dir"] = Path(tempfile.mkdtemp(prefix="schema-warden-pass-"))
+        _pass_state["dir"] = Path(tempfile.mkdtemp(prefix=f"{_PASS_PREFIX}{os.getpid()}-"))
         _pass_state["pid"] = os.getpid()
     if not _pass_state["set"]:
         _pass_state["saved"] = os.environ.get("PGPASSFILE")
@@ -663,6 +664,7 @@ def _tar_to(source: Path, out: Any, digest: Any) -> None:
             digest.update(chunk)
             out.write(chunk)
         errors = proc.stderr.read().decode(errors="replace").strip()
+        proc.wait()  # tar closes its pipes a moment before it exits: not a reason to kill it
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -742,6 +744,13 @@ def sweep_stale_dirs(parent: Path | None = None) -> list[Path]:
     removed = []
     base = Path(parent or tempfile.gettempdir())
     now = time.time()
+    for path in Path(tempfile.gettempdir()).glob(f"{_PASS_PREFIX}*"):
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(path.name[len(_PASS_PREFIX) :].split("-", 1)[0])
+            if path.is_symlink() or path.lstat().st_uid != os.geteuid() or _alive(pid):
+                continue
+            shutil.rmtree(path)
+            removed.append(path)
     for path in base.glob("schema-warden-*"):
         with contextlib.suppress(OSError):
             if not path.is_dir() or path.is_symlink() or now - path.stat().st_mtime < STALE_AFTER_S:
@@ -751,6 +760,16 @@ def sweep_stale_dirs(parent: Path | None = None) -> list[Path]:
             shutil.rmtree(path)
             removed.append(path)
     return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _read_log(workdir: Path) -> str:
