@@ -33,6 +33,7 @@ RANK = {
     "commands": 6,
     "cli": 6,
     "__main__": 7,
+    "pytest_plugin": 7,  # pytest loads it: the top, beside the CLI
     "": 7,  # the package's __init__ (its version only)
 }
 PURE = ("schema_warden.schema.diff", "schema_warden.lint", "schema_warden.render")

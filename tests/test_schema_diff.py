@@ -426,10 +426,12 @@ def test_lint_result_is_shown_beside_the_diff_and_a_failed_lint_exits_1(
     assert out.splitlines()[0] == (
         "### Schema diff — 2 new revisions, 3 schema changes (2 destructive) · ❌ lint failed"
     )
-    assert "**Lint:** ❌ failed — 1 error, 0 warnings, 2 allowed (2 revisions linted)" in out
+    assert "**Lint:** ❌ failed — 1 error, 2 warnings, 2 allowed (2 revisions linted)" in out
     lint_lines = [line for line in out.splitlines() if line.startswith("- ") and " on `00" in line]
     assert lint_lines == [
         "- ❌ `ban-drop-column` on `0004` (`readings.device`)",
+        "- ⚠️ `require-lock-timeout` on `0003` (`readings`) · warning",
+        "- ⚠️ `require-lock-timeout` on `0004` (`readings`) · warning",
         "- ✅ `require-concurrent-index-creation` on `0003` (`readings`) — allowed: "
         "“readings holds a few rows”",
         "- ✅ `ban-drop-table` on `0003` (`legacy`) — allowed: “nothing has read legacy since 2024”",
@@ -442,9 +444,10 @@ def test_lint_result_is_shown_beside_the_diff_and_a_failed_lint_exits_1(
     args = ("--base", "HEAD~1", "--format", "json", "--lint-result", str(result), "--no-sql")
     assert run_main(two_commits, *args, monkeypatch=monkeypatch) == 0
     lint = json.loads(capsys.readouterr().out)["lint"]
-    assert lint["ok"] is True and (lint["errors"], lint["warnings"], lint["allowed"]) == (0, 0, 2)
+    assert lint["ok"] is True and (lint["errors"], lint["warnings"], lint["allowed"]) == (0, 1, 2)
     assert lint["selection"] == "revisions new or changed since HEAD~1" and lint["revisions"] == 1
     assert [(f["rule"], f["revision"], f["allowed"]) for f in lint["findings"]] == [
+        ("require-lock-timeout", "0003", None),
         ("require-concurrent-index-creation", "0003", "readings holds a few rows"),
         ("ban-drop-table", "0003", "nothing has read legacy since 2024"),
     ]
@@ -533,7 +536,7 @@ def test_workflow_steps_write_the_summary_and_the_marked_comment(
         " · ✅ guard passed · ✅ lint passed"
     )
     assert "| ⚠️ | `legacy` | **table dropped**: 1 column, PK id |" in summary
-    assert "**Lint:** ✅ passed — 0 errors, 0 warnings, 2 allowed (1 revision linted)" in summary
+    assert "**Lint:** ✅ passed — 0 errors, 1 warning, 2 allowed (1 revision linted)" in summary
     assert (
         "- ✅ `ban-drop-table` on `0003` (`legacy`) — allowed: “nothing has read legacy since 2024”"
         in summary
