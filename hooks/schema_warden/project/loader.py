@@ -269,7 +269,7 @@ class Project:
         self.config.attributes["connection"] = connection
         try:
             with throwaway_environment(connection, self.config), quiet_logging(), session.env:
-                self._exec_env(migrate, ran)
+                self._exec_env(migrate, ran, env_runs=False)
         except BaseException:
             session.forget_heads()  # rolled back: the version table is what it was, or unknown
             raise
@@ -299,8 +299,11 @@ class Project:
             self._anyio_worker = True
             in_anyio_worker(run)
 
-    def _exec_env(self, run: Callable[[], None], ran: list[Any] | None = None) -> None:
-        """Run env.py (or the steps it configured); ``ran``: the steps that returned so far.
+    def _exec_env(
+        self, run: Callable[[], None], ran: list[Any] | None = None, *, env_runs: bool = True
+    ) -> None:
+        """Run env.py (or, ``env_runs`` False, the steps it configured); ``ran``: the steps that
+        returned so far.
 
         ``os._exit()`` raises here (exits.py) instead of ending the guard's process."""
         try:
@@ -308,8 +311,11 @@ class Project:
                 self._call(run, ran)
         except (MigrationFailed, ProjectError):  # a revision file imported on first use failed
             raise
-        except KeyboardInterrupt as err:  # outside every step: env.py's own code was running
-            mark_interrupted(err, None, None)
+        except KeyboardInterrupt as err:  # outside a migration function
+            if ran:  # Alembic was recording (or committing) the last step that returned
+                mark_interrupted(err, ran[-1].revision, ran[-1].is_upgrade)
+            elif env_runs:  # env.py's own code
+                mark_interrupted(err, None, None)
             raise
         except SyntaxError as err:
             what = "env.py" if Path(err.filename or "").name == "env.py" else "a module env.py imports"
