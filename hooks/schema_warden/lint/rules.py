@@ -498,10 +498,11 @@ def _comments(source: str) -> Iterator[tuple[int, str]]:
 
 def statement_line(sql: str) -> str:
     """A statement as one line, shortened, as findings show it."""
-    return _one_line(sql)
+    return _shortened(sql)
 
 
-def _one_line(sql: str, limit: int = 140) -> str:
+def _shortened(sql: str, limit: int = 140) -> str:
+    """All of a statement on one line (not only its first), cut at ``limit``."""
     text = " ".join(sql.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -526,7 +527,7 @@ def _display(relation: ast.RangeVar) -> str:
 def _printed(node: ast.Node) -> str | None:
     """A node as SQL text (pglast's printer), None if the printer cannot print it alone."""
     try:
-        return _one_line(RawStream()(node))
+        return _shortened(RawStream()(node))
     except Exception:
         return None
 
@@ -623,7 +624,7 @@ class _Checker:
 
     def flag(self, rule_id: str, target: str) -> None:
         rule = RULES_BY_ID[rule_id]
-        statement = self.part or _one_line(self.current)
+        statement = self.part or _shortened(self.current)
         facts = self.facts
         traced = facts.summary() if facts is not None and facts.risky() else None
         self.findings.append(

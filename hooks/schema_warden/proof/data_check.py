@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from schema_warden.errors import one_line
 from schema_warden.schema.snapshot import Column, Snapshot, Table
 
 ROWS_PER_TABLE = 3
@@ -106,7 +107,7 @@ class Filler:
         except exc.DBAPIError as err:
             connection.exec_driver_sql("ROLLBACK TO SAVEPOINT schema_warden_fill")
             connection.exec_driver_sql("RELEASE SAVEPOINT schema_warden_fill")
-            return _first_line(str(err.orig) if err.orig is not None else str(err))
+            return one_line(str(err.orig) if err.orig is not None else str(err))
         return None
 
     def _rows(
@@ -147,10 +148,6 @@ class Filler:
 
 class Unfillable(Exception):
     """The table cannot be filled with generated rows (the reason is the message)."""
-
-
-def _first_line(text: str) -> str:
-    return " ".join(text.strip().splitlines()[0].split()) if text.strip() else text
 
 
 def _key(table: Table) -> str:
