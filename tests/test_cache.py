@@ -898,3 +898,74 @@ def test_real_path_is_realpath_for_files_links_and_linked_directories(tmp_path: 
         assert cache.real_path(path) == os.path.realpath(path) == str(target)
     relative = os.path.relpath(target)
     assert cache.real_path(relative) == str(target)
+
+
+# --- the key is every input: files the revisions read, and the project itself ---------------
+
+SQL_REVISIONS = (
+    READINGS_REVISIONS[0],
+    Rev(
+        "0002",
+        "0001",
+        upgrade="""
+            from pathlib import Path
+            op.execute(Path(__file__).with_name("0002.sql").read_text())
+        """,
+        downgrade='op.drop_column("readings", "device")',
+        message="add device",
+        filename="0002_add_device.py",
+    ),
+)
+GOOD_SQL = "ALTER TABLE readings ADD COLUMN device varchar(32);\n"
+BAD_SQL = "ALTER TABLE readings ADD COLUMN device nonsense_type;\n"
+
+
+def _sql_project(root: Path) -> Path:
+    ini = make_project(root, models=READINGS_MODELS, revisions=SQL_REVISIONS)
+    (root / "migrations" / "versions" / "0002.sql").write_text(GOOD_SQL)
+    return ini
+
+
+def _break_sql(root: Path) -> None:
+    (root / "migrations" / "versions" / "0002.sql").write_text(BAD_SQL)
+
+
+def test_a_revision_that_reads_sql_beside_it_is_proven_again_when_the_sql_changes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ini = _sql_project(tmp_path / "proj")
+    code, cold = _check(ini, capsys)
+    assert code == 0, cold
+    code, warm = _check(ini, capsys)
+    assert code == 0 and _proven_line(warm), warm  # the run that first saw the SQL keyed it
+    _break_sql(tmp_path / "proj")
+    code, broken = _check(ini, capsys)
+    assert code == 1, broken
+    assert "nonsense_type" in broken
+
+
+def test_two_copies_of_a_project_do_not_share_proofs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = _sql_project(tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    _break_sql(tmp_path / "b")
+    code, first = _check(good, capsys)
+    assert code == 0, first
+    code, second = _check(tmp_path / "b" / "alembic.ini", capsys)
+    assert code == 1, second
+
+
+def test_reads_are_recorded_under_the_root_only_and_not_python(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    (root / "sub").mkdir(parents=True)
+    for name in ("sub/data.sql", "mod.py", "alembic.ini", "outside.txt"):
+        (root / name).write_text("x")
+    (tmp_path / "elsewhere.sql").write_text("x")
+    cache.watch(root)
+    for name in ("sub/data.sql", "mod.py", "alembic.ini"):
+        (root / name).read_text()
+    (tmp_path / "elsewhere.sql").read_text()
+    with open(root / "written.log", "w") as fh:
+        fh.write("not an input")
+    assert cache.watched(root) == ["sub/data.sql"]

@@ -7,7 +7,16 @@ the same schema). What made that proof true is hashed into the revision's key:
 - the keys of its parents, so editing any ancestor changes every key after it;
 - a context: alembic.ini, env.py, the Postgres major, the guard's version and source,
   Alembic's and SQLAlchemy's versions and the settings that change what a check sees
-  (schemas, excluded tables, irreversible revisions).
+  (schemas, excluded tables, irreversible revisions);
+- the project's identity (its root's real path): two copies of a project with the same
+  revision files never share proofs, since they may differ in what the revisions read;
+- every other file under the project's root that the project's code read while it ran (a
+  SQL file beside a revision, a JSON of seed rows): an audit hook on ``open`` records the
+  paths while a check runs (:func:`watch`), the list is kept per project under ``reads/``
+  and only grows, and each file's content is in the key from then on. The run that first
+  sees a file records its proofs under the keys that include it (:meth:`ProofCache.record`
+  computes them again), so its next run is warm. Python modules are left to the imports
+  above (and the models deliberately out), as are alembic.ini and pyproject.toml.
 
 The models are deliberately not part of a key: a proof is about the migrations, and drift
 (migrations vs models) is compared on every run (only the build of the models' side is
@@ -303,6 +312,108 @@ def file_lock(path: Path, exclusive: bool) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+# --- I/O: the files the project's code reads while it runs --------------------------------
+
+# not recorded: Python's own files (covered by the imports, or deliberately out: the models)
+# and the configuration whose content or settings the context holds already
+_SKIPPED_SUFFIXES = (".py", ".pyc", ".pyo", ".pyi")
+_SKIPPED_NAMES = frozenset({"alembic.ini", "pyproject.toml"})
+READS_SUBDIR = "reads"
+
+
+class _Reads:
+    """Paths opened for reading under one project root while :func:`watch` is on."""
+
+    def __init__(self) -> None:
+        self.root: str | None = None
+        self.paths: set[str] = set()
+        self.hooked = False
+
+    def hook(self, event: str, args: tuple[Any, ...]) -> None:
+        if event != "open" or self.root is None:
+            return
+        try:
+            path, mode, flags = args
+            if not isinstance(path, (str, bytes, os.PathLike)):
+                return  # a file descriptor
+            if isinstance(mode, str):
+                if any(c in mode for c in "wax+"):
+                    return
+            elif isinstance(flags, int) and flags & os.O_ACCMODE != os.O_RDONLY:
+                return
+            self.paths.add(os.path.abspath(os.fsdecode(path)))
+        except Exception:  # an audit hook must never break the code it watches
+            return
+
+
+_reads = _Reads()
+
+
+def watch(root: str | os.PathLike[str]) -> None:
+    """From now on, record the files under ``root`` that this process opens for reading
+    (until :func:`watched` takes them). An audit hook cannot be removed: it is added once and
+    does nothing while no root is watched."""
+    if not _reads.hooked:
+        sys.addaudithook(_reads.hook)
+        _reads.hooked = True
+    real = os.path.realpath(root)
+    if _reads.root != real:
+        _reads.paths = set()
+    _reads.root = real
+
+
+def watched(root: str | os.PathLike[str], exclude: Iterable[str | os.PathLike[str]] = ()) -> list[str]:
+    """The files under ``root`` read since :func:`watch`, relative to it, sorted."""
+    real_root = os.path.realpath(root)
+    if _reads.root != real_root:
+        return []
+    skip_dirs = [os.path.realpath(d) + os.sep for d in exclude]
+    found = set()
+    for path in list(_reads.paths):
+        real = os.path.realpath(path)
+        if not real.startswith(real_root + os.sep) or any(real.startswith(d) for d in skip_dirs):
+            continue
+        rel = os.path.relpath(real, real_root)
+        parts = rel.split(os.sep)
+        if "__pycache__" in parts or ".git" in parts or parts[-1] in _SKIPPED_NAMES:
+            continue
+        if rel.endswith(_SKIPPED_SUFFIXES) or not os.path.isfile(real):
+            continue
+        found.add(rel)
+    return sorted(found)
+
+
+def project_identity(root: str | os.PathLike[str]) -> str:
+    return os.path.realpath(root)
+
+
+def _reads_path(cache_root: Path, project_root: str) -> Path:
+    return cache_root / READS_SUBDIR / f"{_sha('reads', project_identity(project_root))[:32]}.json"
+
+
+def recorded_reads(cache_root: Path, project_root: str) -> list[str]:
+    """The files (relative to the root) this project's code was seen reading; [] when none or damaged."""
+    try:
+        payload = unseal(_reads_path(cache_root, project_root).read_bytes())
+    except OSError:
+        return []
+    if payload is None or payload.get("root") != project_identity(project_root):
+        return []
+    files = payload.get("files")
+    return [str(f) for f in files] if isinstance(files, list) else []
+
+
+def read_inputs(cache_root: Path, project_root: str) -> dict[str, bytes]:
+    """``read:<path>`` -> content (or a marker for a file gone) of every recorded read."""
+    inputs = {}
+    for rel in recorded_reads(cache_root, project_root):
+        try:
+            inputs[f"read:{rel}"] = Path(project_root, rel).read_bytes()
+        except OSError:
+            inputs[f"read:{rel}"] = b"\0missing"
+    return inputs
+
+
 @dataclass(frozen=True)
 class Plan:
     """What the cache knows before a run."""
@@ -315,6 +426,9 @@ class Plan:
     # early_plan only: the search roots and each file's code digest (real path -> digest)
     roots: tuple[str, ...] = ()
     digests: dict[str, str] = field(default_factory=dict, compare=False)
+    # the project whose reads are watched, and how its keys are computed again once they grew
+    project_root: str | None = field(default=None, compare=False)
+    rekey: Any = field(default=None, compare=False, repr=False)
 
 
 class ProofCache:
@@ -391,10 +505,24 @@ class ProofCache:
                         found.add(key)
         return found
 
-    def plan(self, revisions: Sequence[RevisionInput], context: str) -> Plan:
-        keys = chain_keys(context, revisions)
+    def plan(
+        self,
+        revisions: Sequence[RevisionInput],
+        context: str | Any,
+        project_root: str | None = None,
+    ) -> Plan:
+        """``context``: the context key, or a function of this cache's root giving it (so a
+        record can compute the keys again once the project's reads grew)."""
+        make_context = context if callable(context) else (lambda _root: context)
+
+        def rekey() -> dict[str, str]:
+            return chain_keys(make_context(self.root), revisions)
+
+        keys = rekey()
         if not self.enabled:
             return Plan(keys=keys, enabled=False)
+        if project_root is not None:
+            watch(project_root)
         have = self.proven_keys(keys.values())
         proven = proven_closure(revisions, [r for r, k in keys.items() if k in have])
         resume, start = None, 0
@@ -403,17 +531,46 @@ class ProofCache:
             if index is not None:
                 resume, start = revision, index
                 break
-        return Plan(keys=keys, proven=tuple(proven), resume=resume, start=start)
+        return Plan(
+            keys=keys,
+            proven=tuple(proven),
+            resume=resume,
+            start=start,
+            project_root=project_root,
+            rekey=rekey if project_root is not None else None,
+        )
 
     def record(self, plan: Plan, revisions: Iterable[str]) -> None:
-        """Remember that these revisions' stairways passed (under their plan's keys)."""
+        """Remember that these revisions' stairways passed (under their plan's keys).
+
+        Files the project's code read in this run that its keys do not cover yet are added
+        to the project's reads first, and ``plan.keys`` are computed again (in place: what
+        the run saves after this uses the new keys), so the proofs are under keys that hold
+        every input."""
         if not plan.enabled:
             return
+        revisions = list(revisions)
+        if plan.project_root is not None:
+            self._add_reads(plan)
         with self._locked(exclusive=True):
             for revision in revisions:
                 key = plan.keys[revision]
                 payload = {"format": FORMAT, "key": key, "revision": revision}
                 self._write(self._entry(key), seal(payload).encode())
+
+    def _add_reads(self, plan: Plan) -> None:
+        assert plan.project_root is not None
+        seen = watched(plan.project_root, exclude=[self.root])
+        with self._locked(exclusive=True):
+            known = recorded_reads(self.root, plan.project_root)
+            files = sorted(set(known) | set(seen))
+            if files != known:
+                path = _reads_path(self.root, plan.project_root)
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                payload = {"format": FORMAT, "kind": "reads", "root": project_identity(plan.project_root)}
+                self._write(path, seal({**payload, "files": files}).encode())
+        if plan.rekey is not None:
+            plan.keys.update(plan.rekey())
 
 
 # --- the project as the cache sees it ---------------------------------------------------------
@@ -481,12 +638,24 @@ def plan_project(
     """
     cache = ProofCache(enabled=enabled)
     revisions, files = project_inputs(project, known)
-    return cache, cache.plan(revisions, _context(files, project.settings, postgres_major, options))
+    root = str(project.root)
+
+    def context(cache_root: Path) -> str:
+        return _context(files, project.settings, postgres_major, options, root, cache_root)
+
+    return cache, cache.plan(revisions, context, project_root=root)
 
 
 def _context(
-    files: Mapping[str, bytes], settings: Any, postgres_major: int, options: Mapping[str, object] | None
+    files: Mapping[str, bytes],
+    settings: Any,
+    postgres_major: int,
+    options: Mapping[str, object] | None,
+    project_root: str | None = None,
+    cache_root: Path | None = None,
 ) -> str:
+    if project_root is not None:
+        files = {**files, **read_inputs(cache_root or proofs_dir(), project_root)}
     return context_key(
         files,
         postgres_major=postgres_major,
@@ -498,6 +667,7 @@ def _context(
             # a revision at or below it is proven without its downgrade
             "minimum_downgrade_revision": getattr(settings, "minimum_downgrade_revision", None),
             "options": dict(options or {}),
+            "project": project_identity(project_root) if project_root is not None else None,
         },
     )
 
@@ -556,7 +726,12 @@ def early_plan(
     env_py = Path(script_dir) / "env.py"
     if env_py.is_file():
         context_files["env.py"] = env_py.read_bytes()
-    plan = ProofCache().plan(revisions, _context(context_files, settings, postgres_major, options))
+    root = str(ini.parent)
+
+    def context(cache_root: Path) -> str:
+        return _context(context_files, settings, postgres_major, options, root, cache_root)
+
+    plan = ProofCache().plan(revisions, context, project_root=root)
     return dataclasses.replace(plan, roots=tuple(roots), digests=digests)
 
 
