@@ -576,3 +576,47 @@ def test_a_not_null_column_without_default_still_fails_on_rows(
     code, out = _check(ini, capsys)
     assert code == 1, out
     assert "FAIL stairway: revision 0002" in out and "upgrade failed" in out and "server default" in out
+
+
+def test_check_trace_lists_what_each_upgrade_locked_and_rewrote(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An IoT history that widens a varchar (no rewrite) and turns an integer column into a
+    bigint (rewrite under ACCESS EXCLUSIVE) while the tables hold rows: --trace tells them apart."""
+    models = READINGS_MODELS.replace(
+        'sa.Column("device", sa.String(32))', 'sa.Column("device", sa.String(64))'
+    )
+    models = models.replace("\n)\n", '\n    sa.Column("total", sa.BigInteger),\n)\n', 1)
+    revisions = [
+        *READINGS_REVISIONS,
+        Rev(
+            "0003",
+            "0002",
+            'op.alter_column("readings", "device", type_=sa.String(64), existing_type=sa.String(32))',
+            'op.alter_column("readings", "device", type_=sa.String(32), existing_type=sa.String(64))',
+            "widen device",
+        ),
+        Rev("0004", "0003", 'op.add_column("readings", sa.Column("total", sa.Integer))',
+            'op.drop_column("readings", "total")', "add total"),
+        Rev(
+            "0005",
+            "0004",
+            'op.alter_column("readings", "total", type_=sa.BigInteger, existing_type=sa.Integer)',
+            'op.alter_column("readings", "total", type_=sa.Integer, existing_type=sa.BigInteger)',
+            "bigint totals",
+        ),
+    ]  # fmt: skip
+    ini = make_project(tmp_path, models=models, revisions=revisions)
+    code, out = _check(ini, capsys, "--trace")
+    assert code == 0, out
+    traced = [line for line in out.splitlines() if line.startswith("note trace:")]
+    assert any(
+        line.startswith("note trace: 0005: ALTER TABLE readings ALTER COLUMN total TYPE BIGINT")
+        and "ACCESS EXCLUSIVE on readings" in line
+        and "rewritten" in line
+        and "ms with the generated rows" in line
+        for line in traced
+    ), traced
+    # widening takes the lock too, briefly, but rewrites nothing
+    widened = [line for line in traced if line.startswith("note trace: 0003:")]
+    assert widened and all("rewritten" not in line for line in widened), traced

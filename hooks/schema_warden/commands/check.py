@@ -70,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not fill the tables with generated rows before each upgrade (data preservation)",
     )
     parser.add_argument(
+        "--trace",
+        action="store_true",
+        help=(
+            "record what each statement of each upgrade did, with the generated rows in the tables: "
+            "the locks it took and whether it rewrote a table; risky ones are listed per revision "
+            "(one process; adds a catalog read per statement)"
+        ),
+    )
+    parser.add_argument(
         "--accept",
         action="store_true",
         help=(
@@ -345,6 +354,33 @@ _BASELINE_NOTE = (
 )
 
 
+def _traced(project: Project) -> list[CheckResult]:
+    """``check --trace``: each upgrade statement that locked an existing table ACCESS EXCLUSIVE,
+    rewrote a table or failed, one line each, in revision order."""
+    from schema_warden.lint.rules import statement_line
+
+    if project.traces is None:
+        return []
+    found = []
+    for revision in project.revisions():
+        recorded = project.traces.get(revision.revision)
+        for statement in recorded.statements if recorded is not None else ():
+            if statement.facts.risky():
+                took = f"{statement.facts.duration_s * 1000:.0f} ms with the generated rows"
+                what = f"{statement_line(statement.sql)} — {statement.facts.summary()} ({took})"
+                where = f"line {statement.line}" if statement.line else project.revision_file(revision)
+                found.append(
+                    CheckResult("trace", NOTE, f"{revision.revision}: {what}", revision.revision, (where,))
+                )
+    if not found:
+        found.append(
+            CheckResult(
+                "trace", PASS, "no upgrade statement locked an existing table exclusively or rewrote one"
+            )
+        )
+    return found
+
+
 def _span(project: Project, count: int) -> str:
     """``0001-0047`` (47 revisions): the first ``count`` revisions, base to head."""
     ids = [r.revision for r in project.revisions()[:count]]
@@ -430,10 +466,12 @@ def _run_checks(
                     _replay_proven(project, connection, plan.resume, migrate)
                 start = plan.start
                 checks.append(CheckResult("stairway", PASS, _cached_message(project, start)))
+            jobs = 1 if project.traces is not None else None  # a child's traces stay in the child
             stairway = run_stairway(  # jobs=None: a forked child shares the work (proof/parallel.py)
-                project, connection, fail_fast=fail_fast, data_check=data_check, start=start, jobs=None
+                project, connection, fail_fast=fail_fast, data_check=data_check, start=start, jobs=jobs
             )
             checks.extend(stairway.checks)
+            checks.extend(_traced(project))
             failed = any(c.status == FAIL for c in checks)
             if stairway.head is None or (failed and fail_fast):
                 checks.append(CheckResult("round-trip", NOTE, "skipped: the stairway did not reach head"))
@@ -673,6 +711,7 @@ def run(
     on_report: Callable[[Report], None] | None = None,
     accept: bool = False,
     timeout: float | None = None,
+    trace: bool = False,
 ) -> Report:
     """The check's report. ``on_report`` gets it as soon as it is complete, before the run
     saves its data directory for the next run (the one step left then).
@@ -710,6 +749,7 @@ def run(
                 use_cache=use_cache,
                 on_report=shown,
                 accept=accept,
+                trace=trace,
             )
     except KeyboardInterrupt as err:
         if not dog.fired:
@@ -775,6 +815,7 @@ def _run(
     use_cache: bool,
     on_report: Callable[[Report], None],
     accept: bool,
+    trace: bool = False,
 ) -> Report:
     from schema_warden.cache import proofs as cache
     from schema_warden.cache import static as static_cache
@@ -784,7 +825,8 @@ def _run(
     from schema_warden.server.postgres import build_id, cluster_ready, find_binaries
 
     options = {"data_check": data_check}
-    if settings.baseline is not None:  # what the baseline builds is not in the proofs' keys
+    # a baseline is not in the proofs' keys; a trace needs every upgrade to run
+    if settings.baseline is not None or trace:
         use_cache = False
     with (
         project_cwd(settings.alembic_config),
@@ -812,6 +854,8 @@ def _run(
             early.callback(launched.stack.close)  # closes nothing once handed over
         preload.join()
         project = open_project(settings=settings, lazy=True)
+        if trace:
+            project.traces = {}
         seen["project"] = project
         count = len(project.revisions())
         title = f"schema-warden check: {relative(project.ini, Path.cwd())} ({count} revisions)"
@@ -898,6 +942,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             use_cache=not args.no_cache,
             on_report=show,
             accept=args.accept,
+            trace=args.trace,
             timeout=args.timeout,
         )
     except WardenError as err:

@@ -65,6 +65,7 @@ class Project:
         self._session: EnvSession | None = None
         self.lazy = False  # revision modules imported on first use (open_project(lazy=True))
         self._below_minimum: set[str] | None = None
+        self.traces: dict[str, Any] | None = None  # revision -> its upgrade's trace (check --trace)
         self._anyio_worker: bool | None = None  # env.py runs in an AnyIO worker thread
 
     def revisions(self) -> list[Any]:

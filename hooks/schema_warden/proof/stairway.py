@@ -208,6 +208,19 @@ def _empty_tables(connection: Any, counts: dict[str, int]) -> None:
         connection.commit()
 
 
+def _traced_apply(project: Project, connection: Any, revision: Any) -> StepError | None:
+    """The upgrade, recorded statement by statement when ``project.traces`` asks for it
+    (``check --trace``): with the generated rows in the tables, as production has rows."""
+    if project.traces is None:
+        return apply(project, connection, revision)
+    from schema_warden.proof import trace
+
+    with trace.recording(connection, revision.path) as recorded:
+        error = apply(project, connection, revision)
+    project.traces[revision.revision] = recorded
+    return error
+
+
 def upgrade_with_rows(
     project: Project, connection: Any, revision: Any, before: Snapshot, filler: Filler | None
 ) -> tuple[dict[str, int], StepError | None, str | None]:
@@ -224,7 +237,7 @@ def upgrade_with_rows(
         _empty_tables(connection, counts)
         error = apply(project, connection, revision)
         return {}, error, None if error else "proven on empty tables (no-data in [tool.schema-warden])"
-    error = apply(project, connection, revision)
+    error = _traced_apply(project, connection, revision)
     if error is None or not counts or error.sqlstate == NOT_NULL_VIOLATION:
         return counts, error, None
     _empty_tables(connection, counts)
