@@ -315,7 +315,8 @@ def file_lock(path: Path, exclusive: bool) -> Iterator[None]:
 # --- I/O: the files the project's code reads while it runs --------------------------------
 
 # not recorded: Python's own files (covered by the imports, or deliberately out: the models)
-# and the configuration whose content or settings the context holds already
+# and the configuration whose content or settings the context holds already; also
+# packaging metadata
 _SKIPPED_SUFFIXES = (".py", ".pyc", ".pyo", ".pyi")
 _SKIPPED_NAMES = frozenset({"alembic.ini", "pyproject.toml"})
 READS_SUBDIR = "reads"
@@ -377,6 +378,8 @@ def watched(root: str | os.PathLike[str], exclude: Iterable[str | os.PathLike[st
         parts = rel.split(os.sep)
         if "__pycache__" in parts or ".git" in parts or parts[-1] in _SKIPPED_NAMES:
             continue
+        if any(p.endswith((".dist-info", ".egg-info")) or p == "site-packages" for p in parts):
+            continue  # installed packages' metadata (entry points read by importlib.metadata)
         if rel.endswith(_SKIPPED_SUFFIXES) or not os.path.isfile(real):
             continue
         found.add(rel)
