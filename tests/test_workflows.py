@@ -418,7 +418,15 @@ def test_schema_check_writes_only_in_the_comment_job_and_skips_forks() -> None:
         for job_id, job in jobs.items()
         if any(v == "write" for v in (job.get("permissions") or {}).values())
     ]
-    assert writers == ["comment"]
+    assert writers == ["code-scanning", "comment"]
+    # the code-scanning job runs no PR code: it writes the check job's SARIF and uploads it
+    scanning = jobs["code-scanning"]
+    assert scanning["permissions"] == {"security-events": "write"}
+    assert "github.event.pull_request.head.repo.full_name == github.repository" in scanning["if"]
+    assert [s.get("uses", "").split("@")[0] for s in scanning["steps"]] == [
+        "",
+        "github/codeql-action/upload-sarif",
+    ]
 
 
 def test_schema_check_fails_the_job_after_the_report_when_the_guard_or_the_lint_failed() -> None:
