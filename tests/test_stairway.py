@@ -341,3 +341,70 @@ def test_functions_triggers_policies_grants_and_extensions_undone_pass_and_are_n
         ("round-trip", PASS),
         ("drift", PASS),
     ]
+
+
+@pytest.mark.parametrize(
+    ("upgrade", "downgrade", "left"),
+    [
+        ('op.execute("CREATE SCHEMA iot")', 'op.execute("SELECT 1")', "schema iot"),
+        (
+            'op.execute("CREATE DOMAIN positive AS numeric CHECK (VALUE > 0)")',
+            'op.execute("SELECT 1")',
+            "domain positive",
+        ),
+        (
+            'op.execute("CREATE VIEW big AS SELECT id FROM readings WHERE value > 10")',
+            'op.execute("SELECT 1")',
+            "view big",
+        ),
+        (
+            'op.execute("CREATE MATERIALIZED VIEW totals AS SELECT count(*) AS n FROM readings")',
+            'op.execute("SELECT 1")',
+            "view totals",
+        ),
+        ('op.execute("CREATE SEQUENCE counter INCREMENT 5")', 'op.execute("SELECT 1")', "sequence counter"),
+        (
+            f"{TOUCH}\n{TRIGGER}",
+            'op.execute("DROP FUNCTION touch() CASCADE")\n' + TOUCH,
+            "function touch()",
+        ),
+        (
+            'op.execute("ALTER TABLE readings ENABLE ROW LEVEL SECURITY")',
+            'op.execute("SELECT 1")',
+            "row security readings",
+        ),
+        (
+            'op.execute("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO PUBLIC")',
+            'op.execute("SELECT 1")',
+            "default privileges for tables created by postgres in schema public to PUBLIC",
+        ),
+        (
+            'op.execute("CREATE TABLE events (at date NOT NULL, n int) PARTITION BY RANGE (at)")\n'
+            'op.execute("CREATE TABLE events_2026 PARTITION OF events "\n'
+            "\"FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')\")",
+            'op.execute("DROP TABLE events_2026")',
+            "table events",
+        ),
+    ],
+    ids=["schema", "domain", "view", "materialized-view", "sequence", "function-recreated", "row-security",
+         "default-privileges", "partitioned-table"],
+)  # fmt: skip
+def test_downgrade_forgetting_any_other_kind_names_it(
+    tmp_path: Path,
+    pg_server: Server,
+    upgrade: str,
+    downgrade: str,
+    left: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every kind the snapshot holds is part of the leftover check, not only tables and columns."""
+    if left == "schema iot":  # a schema shows only when it is one the project compares
+        (tmp_path / "pyproject.toml").write_text('[tool.schema-warden]\nschemas = ["public", "iot"]\n')
+    rev = Rev("0002", "0001", upgrade=upgrade, downgrade=downgrade, message="leaky")
+    checks = check_on(pg_server, make_project(tmp_path, models=READINGS_MODELS, revisions=[FIRST, rev]))
+    failures = _failures(checks)
+    assert failures and failures[0].revision == "0002", [c.message for c in checks]
+    assert failures[0].message.startswith(
+        'revision 0002 (migrations/versions/0002_leaky.py, "leaky"): downgrade '
+    )
+    assert left in " ".join([failures[0].message, *failures[0].details]), failures[0]
