@@ -87,6 +87,17 @@ def interrupts() -> Iterator[None]:
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: set in C
 
 
+def main_thread_only() -> None:
+    """Called first in a helper thread: Ctrl-C, SIGTERM and SIGHUP are never delivered to it.
+
+    Python runs handlers in the main thread whichever thread the kernel picked, so a signal
+    caught by a helper thread would get past the main thread's ``pthread_sigmask`` (the
+    server's cleanup, a fork) and interrupt what it holds off."""
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+
+
 def report_error(err: WardenError) -> int:
     """Print a WardenError as the one-line message (plus detail) and return its exit code."""
     import sys

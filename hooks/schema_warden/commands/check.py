@@ -28,6 +28,7 @@ from schema_warden.errors import (
     TimedOut,
     WardenError,
     guarded,
+    main_thread_only,
 )
 from schema_warden.render.report import FAIL, FORMATS, NOTE, PASS, CheckResult, Report, render
 
@@ -190,6 +191,7 @@ def _preload() -> threading.Thread:
     from schema_warden.project.loader import import_alembic
 
     def load() -> None:
+        main_thread_only()
         with contextlib.suppress(Exception):  # the real import later reports any problem
             import_alembic()
 
@@ -209,6 +211,7 @@ class _Initdb:
         self.error: BaseException | None = None
 
         def work() -> None:
+            main_thread_only()
             try:
                 self.cluster = prepare_cluster(binaries)
             except BaseException as err:  # raised again by result(), in the main thread
@@ -822,7 +825,7 @@ def _run(
     from schema_warden.project.frames import relative
     from schema_warden.project.imports import isolated_imports
     from schema_warden.project.loader import open_project, project_cwd
-    from schema_warden.server.postgres import build_id, cluster_ready, find_binaries
+    from schema_warden.server.postgres import build_id, cluster_ready, find_binaries, signals_blocked
 
     options = {"data_check": data_check}
     # a baseline is not in the proofs' keys; a trace needs every upgrade to run
@@ -846,12 +849,13 @@ def _run(
         entry = clusters.find(guess) if guess is not None else None
         preload = _preload()
         # the server starts while Alembic imports; a saved one is checked once the project is open
-        if entry is not None:
-            launched = _launch(binaries, clusters, entry)
-        elif initdb is None:
-            launched = _launch_plain(binaries)
-        if launched is not None:
-            early.callback(launched.stack.close)  # closes nothing once handed over
+        with signals_blocked():  # see _start_server: a signal waits until it is registered
+            if entry is not None:
+                launched = _launch(binaries, clusters, entry)
+            elif initdb is None:
+                launched = _launch_plain(binaries)
+            if launched is not None:
+                early.callback(launched.stack.close)  # closes nothing once handed over
         preload.join()
         project = open_project(settings=settings, lazy=True)
         if trace:
@@ -872,7 +876,11 @@ def _run(
             ):
                 launched.stack.close()  # the static reading and Alembic disagree: no guessing
                 launched = None
-            server, at = _start_server(stack, project, binaries, clusters, entry, launched, initdb)
+            # Starting a server runs programs with a preexec_fn (tar, postgres), so Python runs
+            # its fork hooks: Ctrl-C inside logging's would print "Exception ignored" and
+            # leave its lock in doubt. Signals wait the 0.1 s; the server is in the stack first.
+            with signals_blocked():
+                server, at = _start_server(stack, project, binaries, clusters, entry, launched, initdb)
             dog.server = server  # at the deadline, its running statements are cancelled
             # what this run can execute imports now: a broken revision file is exit 2 here,
             # and a forked worker of the stairway inherits the modules
@@ -892,7 +900,8 @@ def _run(
             report = Report(title, tuple(checks), time.perf_counter() - started, tuple(notes))
             on_report(report)
             if report.ok and outcome.pristine is not None:
-                _save(server, clusters, outcome.pristine)
+                with signals_blocked():  # the report is out: the last step, a speed-up, finishes
+                    _save(server, clusters, outcome.pristine)
     return report
 
 

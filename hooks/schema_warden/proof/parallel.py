@@ -442,30 +442,17 @@ class _Child:
     def start(cls, project: Project, url: Any, start: int, data_check: bool) -> _Child:
         results_read, results_write = os.pipe()
         control_read, control_write = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # the parent's objects are never collected in the child: no finalizer there closes a
-        # connection of the parent's (psycopg2 would say goodbye on the shared socket)
-        gc.freeze()
-        pid = -1
+
+        def work() -> int:
+            os.close(results_read)
+            os.close(control_write)
+            return _child_main(project, url, start, data_check, results_write, control_read)
+
         try:
-            pid = os.fork()
-        except OSError:  # no process to spare: the caller runs the stairway alone
-            for fd in (results_read, results_write, control_read, control_write):
-                os.close(fd)
+            pid = _fork(work)
+        except BaseException:  # no process to spare (the caller runs the stairway alone), Ctrl-C
+            _close(results_read, results_write, control_read, control_write)
             raise
-        finally:
-            if pid != 0:
-                gc.unfreeze()
-        if pid == 0:  # the child: never returns, never runs the parent's cleanup
-            status = 1
-            try:
-                os.close(results_read)
-                os.close(control_write)
-                _quiet()
-                status = _child_main(project, url, start, data_check, results_write, control_read)
-            finally:
-                real_exit(status)  # not the project's os._exit (exits.py)
         os.close(results_write)
         os.close(control_read)
         os.set_blocking(results_read, False)
@@ -568,6 +555,41 @@ def _child_main(project: Project, url: Any, start: int, data_check: bool, out: i
     return 0
 
 
+def _fork(work: Callable[[], int]) -> int:
+    """Fork; the child runs ``work()`` and ends with its status, never returning from here
+    (never running the parent's cleanup). Returns the child's pid in the parent.
+
+    Ctrl-C and SIGTERM are held off across the fork: one inside the fork's hooks (logging's
+    locks) would leave a lock held or released twice. The child sets its own handlers before
+    it lets them in (:func:`_quiet`); in the parent a signal that waited is raised as they
+    come back, and the child is then killed before it can outlive the guard.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # the parent's objects are never collected in the child: no finalizer there closes a
+    # connection of the parent's (psycopg2 would say goodbye on the shared socket)
+    gc.freeze()
+    pid = -1
+    try:
+        with signals_blocked():
+            pid = os.fork()
+            if pid == 0:
+                status = 1
+                try:
+                    _quiet()
+                    status = work()
+                finally:
+                    real_exit(status)  # not the project's os._exit (exits.py)
+    except BaseException:
+        if pid > 0:
+            _kill_and_reap(pid)
+        raise
+    finally:
+        if pid != 0:
+            gc.unfreeze()
+    return pid
+
+
 def _kill_and_reap(pid: int) -> None:
     """SIGKILL a child of ours (if it still runs) and wait for it, Ctrl-C held off meanwhile."""
     with contextlib.suppress(ProcessLookupError):
@@ -585,9 +607,11 @@ def _close(*fds: int) -> None:
 
 def _quiet() -> None:
     """In the child: default signal handling (the parent kills it), no output at all."""
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    for sig in signals:
         with contextlib.suppress(OSError, ValueError):
             signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)  # held off by _fork
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
@@ -621,32 +645,26 @@ class Forked:
         self.pid = -1
         self.fd = -1
         read, write = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        gc.freeze()  # no finalizer in the child closes a connection of the parent's
-        try:
-            self.pid = os.fork()
-        except OSError:
+
+        def work() -> int:
             os.close(read)
-            os.close(write)
-            gc.unfreeze()
-            return
-        if self.pid == 0:  # the child
-            status = 1
             try:
-                os.close(read)
-                _quiet()
-                try:
-                    payload = pickle.dumps(("ok", fn()))
-                except BaseException as err:
-                    payload = pickle.dumps(("error", f"{type(err).__name__}: {one_line(str(err))}"))
-                view = memoryview(payload)
-                while view:
-                    view = view[os.write(write, view) :]
-                status = 0
-            finally:
-                real_exit(status)  # not the project's os._exit (exits.py)
-        gc.unfreeze()
+                payload = pickle.dumps(("ok", fn()))
+            except BaseException as err:
+                payload = pickle.dumps(("error", f"{type(err).__name__}: {one_line(str(err))}"))
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(write, view) :]
+            return 0
+
+        try:
+            self.pid = _fork(work)
+        except OSError:
+            _close(read, write)
+            return
+        except BaseException:
+            _close(read, write)
+            raise
         os.close(write)
         self.fd = read
 

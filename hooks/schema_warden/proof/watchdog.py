@@ -19,6 +19,8 @@ import threading
 import time
 from typing import Any
 
+from schema_warden.errors import main_thread_only
+
 NAME = "schema-warden-watchdog"  # proof/parallel.py forks with this thread running
 GRACE_S = 10.0
 
@@ -55,6 +57,7 @@ class Watchdog:
             self._thread.join()
 
     def _watch(self) -> None:
+        main_thread_only()
         if self._done.wait(self.seconds):
             return
         while True:
