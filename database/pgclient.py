@@ -98,6 +98,9 @@ class Target:
 
     def child_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ if base is None else base)
+        # a PGPASSWORD of the user's shell is for another server: it would beat the passfile
+        # the throwaway server's URL names
+        env.pop("PGPASSWORD", None)
         password = self.password
         if password is not None:
             env["PGPASSWORD"] = password
