@@ -620,3 +620,16 @@ def test_check_trace_lists_what_each_upgrade_locked_and_rewrote(
     # widening takes the lock too, briefly, but rewrites nothing
     widened = [line for line in traced if line.startswith("note trace: 0003:")]
     assert widened and all("rewritten" not in line for line in widened), traced
+
+
+def test_a_schema_setting_the_database_does_not_have_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``schemas = ["pubic"]`` (a typo) would compare nothing: a model column with no migration
+    must not pass as "ok"."""
+    ini = make_project(tmp_path, models=READINGS_MODELS, revisions=READINGS_REVISIONS[:1])
+    (tmp_path / "pyproject.toml").write_text('[tool.schema-warden]\nschemas = ["pubic"]\n')
+    code, out = _check(ini, capsys)
+    assert code == 1, out
+    assert "FAIL schemas: [tool.schema-warden] schemas names 'pubic', which the migrated database" in out
+    assert "(did you mean 'public'?)" in out

@@ -357,6 +357,40 @@ _BASELINE_NOTE = (
 )
 
 
+def _missing_schemas(project: Project, connection: Any) -> list[CheckResult]:
+    """A schema of the ``schemas`` setting that the migrated database does not have at head:
+    nothing in it was compared, so the check must not pass on it (a typo such as "pubic")."""
+    import difflib
+
+    from sqlalchemy import text
+
+    rows = connection.execute(
+        text(
+            "SELECT nspname FROM pg_catalog.pg_namespace "
+            "WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'"
+        )
+    )
+    have = sorted(row[0] for row in rows)
+    connection.rollback()
+    found = []
+    for schema in project.settings.schemas:
+        if schema in have:
+            continue
+        near = difflib.get_close_matches(schema, have, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        found.append(
+            CheckResult(
+                "schemas",
+                FAIL,
+                f"[tool.schema-warden] schemas names {schema!r}, which the migrated database does not have "
+                f"at head{hint}: nothing in it was checked; fix the name",
+                None,
+                (f"schemas at head: {', '.join(have)}",),
+            )
+        )
+    return found
+
+
 def _traced(project: Project) -> list[CheckResult]:
     """``check --trace``: each upgrade statement that locked an existing table ACCESS EXCLUSIVE,
     rewrote a table or failed, one line each, in revision order."""
@@ -522,6 +556,7 @@ def _run_checks(
                 if checks[-1].status == PASS:  # stairway and round trip clean: remember the proofs
                     store.record(plan, [c.revision for c in stairway.checks if c.revision])
                     recorded = plan.enabled
+            checks.extend(_missing_schemas(project, connection))
             checks.append(
                 check_drift(
                     project,
