@@ -54,11 +54,7 @@ def _startup(env: dict[str, str]) -> float:
     return 1.5 * max(times)
 
 
-@pytest.mark.xfail(
-    reason="residual (issue 23): a few signals in 40 land in logging's at-fork hook of a fork not "
-    "yet found and print 'Exception ignored in _releaseLock' (exit still 130, nothing left)",
-    strict=False,
-)
+@pytest.mark.slow  # 55-70 s on two shared CPUs: 40 runs of the guard
 def test_sigint_and_sigterm_at_random_moments_exit_130_and_leave_nothing(
     tmp_path: Path, short_tmpdir: Path
 ) -> None:
@@ -97,9 +93,9 @@ def test_sigint_and_sigterm_at_random_moments_exit_130_and_leave_nothing(
         expected = {130, 0} | ({-sig, 1} if early else set())
         name = signal.Signals(sig).name
         if code not in expected:
-            problems.append(f"{name} after {delay:.3f} s: exit {code}: {err.strip()[-300:]}")
+            problems.append(f"{name} after {delay:.3f} s: exit {code}: {err.strip()[-3000:]}")
         elif "Traceback" in err and not early:
-            problems.append(f"{name} after {delay:.3f} s: a traceback: {err.strip()[-300:]}")
+            problems.append(f"{name} after {delay:.3f} s: a traceback: {err.strip()[-3000:]}")
         interrupted += code == 130
         left = list(short_tmpdir.iterdir())
         if left:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -64,25 +64,89 @@ def _interrupt(signum: int, _frame: object) -> None:
     raise Interrupted(f"signal {signum}")
 
 
+# While the main thread forks (os.fork, or a subprocess with a preexec_fn), Python runs the
+# modules' fork hooks (logging's takes and gives back its lock): an interrupt raised inside
+# one prints "Exception ignored" and leaves the lock in doubt. So around a fork the handlers
+# only note a signal, and it is raised as the fork returns.
+_fork_state: dict[str, Any] = {"active": False, "saved": None, "noted": []}
+
+
+def _note(signum: int, _frame: object) -> None:
+    _fork_state["noted"].append(signum)
+
+
+def _before_fork() -> None:
+    import signal
+    import threading
+
+    if not _fork_state["active"] or threading.current_thread() is not threading.main_thread():
+        return
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    _fork_state["saved"] = {sig: signal.signal(sig, _note) for sig in sigs}
+
+
+def _after_fork_in_parent() -> None:
+    import _thread
+    import signal
+
+    saved = _fork_state["saved"]
+    if saved is None:
+        return
+    _fork_state["saved"] = None
+    for sig, handler in saved.items():
+        signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+    noted, _fork_state["noted"] = _fork_state["noted"], []
+    if noted:  # raised by the handler the fork's caller had, once it runs Python again
+        _thread.interrupt_main(noted[0])
+
+
+def _after_fork_in_child() -> None:
+    import signal
+
+    saved = _fork_state["saved"]
+    _fork_state["saved"] = None
+    _fork_state["noted"] = []
+    if saved is not None:  # the child sets its own handlers next (or execs)
+        for sig, handler in saved.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+def _watch_forks() -> None:
+    """Register the fork hooks once, after logging's: ours then run first before a fork and
+    last after it."""
+    import logging  # noqa: F401
+    import os
+
+    if not _fork_state.get("registered"):
+        _fork_state["registered"] = True
+        os.register_at_fork(
+            before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+        )
+
+
 @contextlib.contextmanager
 def interrupts() -> Iterator[None]:
     """In the block (on the main thread) Ctrl-C raises KeyboardInterrupt, SIGTERM and SIGHUP
-    raise :class:`Interrupted`; the previous handlers come back after."""
+    raise :class:`Interrupted`; the previous handlers come back after. Around a fork a
+    signal waits until the fork returns."""
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _watch_forks()
     wanted = {
         signal.SIGINT: signal.default_int_handler,
         signal.SIGTERM: _interrupt,
         signal.SIGHUP: _interrupt,
     }
     previous = {sig: signal.signal(sig, handler) for sig, handler in wanted.items()}
+    _fork_state["active"] = True
     try:
         yield
     finally:
+        _fork_state["active"] = False
         for sig, handler in previous.items():
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: set in C
 
