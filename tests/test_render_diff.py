@@ -448,3 +448,30 @@ def test_a_huge_report_keeps_the_note_while_everything_else_shrinks() -> None:
     assert mermaid.DIFF_LEFT_OUT_NOTE.strip() in fitted and "erDiagram" not in fitted
     assert "```sql" not in fitted and "more change" in fitted
     assert render_markdown(_report(diagram=None), max_chars=COMMENT_LIMIT).count("ER diagram") == 0
+
+
+def test_markdown_shows_what_the_traced_statements_locked_and_rewrote() -> None:
+    """``lint --trace`` JSON carries each risky statement; the PR comment lists them per revision."""
+    data = report_dict(_lint_report())
+    data["revisions"][0]["risky"] = [
+        {
+            "statement": "ALTER TABLE readings ALTER COLUMN total TYPE BIGINT",
+            "line": 14,
+            "did": "ACCESS EXCLUSIVE on readings, table readings rewritten",
+        }
+    ]
+    lint = lint_from_json(json.loads(json.dumps(data)))
+    revision = data["revisions"][0]["revision"]
+    assert lint.risky == (
+        (
+            revision,
+            "ALTER TABLE readings ALTER COLUMN total TYPE BIGINT",
+            "ACCESS EXCLUSIVE on readings, table readings rewritten",
+        ),
+    )
+    markdown = render_markdown(_report(guard=GuardResult(ok=True, headline="stairway ✅ 3/3"), lint=lint))
+    assert "**What the migrations lock and rewrite** (traced on a throwaway server):" in markdown
+    assert (
+        f"- `{revision}`: `ALTER TABLE readings ALTER COLUMN total TYPE BIGINT` — "
+        "ACCESS EXCLUSIVE on readings, table readings rewritten"
+    ) in markdown.splitlines()

@@ -77,6 +77,7 @@ class LintResult:
     findings: tuple[LintFinding, ...] = ()  # errors, then warnings, then allowed ones
     problems: tuple[str, ...] = ()  # bad allow comments, or why there is no result: one line each
     bad_allows: int = 0  # how many of the problems are bad allow comments
+    risky: tuple[tuple[str, str, str], ...] = ()  # lint --trace: (revision, statement, what it did)
 
     def count(self, severity: str) -> int:
         return sum(1 for f in self.findings if f.allowed is None and f.severity == severity)
@@ -331,6 +332,15 @@ def _md_lint(lint: LintResult, limits: _Limits) -> list[str]:
         lines.append(f"- … {_plural(hidden, 'more lint finding')}: see {limits.more}")
     if lint.count("error") or lint.count("warning"):
         lines += ["", f"{_code(lint_command(lint))} shows why each one is risky and the safe way."]
+    if lint.risky:  # what the traced statements did on the throwaway server
+        lines += ["", "**What the migrations lock and rewrite** (traced on a throwaway server):", ""]
+        traced = [f"- {_code(rev)}: {_code(stmt)} — {_escape(did)}" for rev, stmt, did in lint.risky]
+        shown_traced = traced if limits.lint is None else traced[: limits.lint]
+        lines += shown_traced
+        if len(traced) > len(shown_traced):
+            lines.append(
+                f"- … {_plural(len(traced) - len(shown_traced), 'more statement')}: see {limits.more}"
+            )
     return lines
 
 
@@ -602,9 +612,13 @@ def lint_from_json(data: object) -> LintResult:
         raise ValueError("not the JSON of `schema-warden lint --format json` (no 'command': 'lint')")
     findings: list[LintFinding] = []
     problems: list[str] = []
+    risky: list[tuple[str, str, str]] = []
     revisions = [r for r in data["revisions"] if isinstance(r, dict)]
     for rev in revisions:
         revision = str(rev.get("revision") or "?")
+        for traced in rev.get("risky") or ():
+            if isinstance(traced, dict):
+                risky.append((revision, str(traced.get("statement") or ""), str(traced.get("did") or "")))
         file = str(rev.get("file") or revision)
         for problem in rev.get("allow_problems") or ():
             if isinstance(problem, dict):
@@ -632,4 +646,5 @@ def lint_from_json(data: object) -> LintResult:
         findings=tuple(findings),
         problems=tuple(problems),
         bad_allows=len(problems),
+        risky=tuple(risky),
     )
