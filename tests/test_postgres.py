@@ -551,3 +551,24 @@ def test_the_initdb_cluster_is_kept_as_an_archive_too_and_servers_start_from_it(
     assert postgres._cached_cluster(binaries, account) == directory
     with throwaway_server() as server:
         assert query_one(server, "SELECT 1") == (1,)
+
+
+def test_a_cut_initdb_archive_is_made_again_with_a_warning(
+    empty_cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The cached cluster's archive cut short (a full disk, a killed run) no longer fails every
+    later run with "tar cannot unpack": it is removed, made again from the directory, and said."""
+    with throwaway_server():
+        pass
+    with throwaway_server():  # the second start writes the archive
+        pass
+    [archive] = list((empty_cache / "schema-warden").glob("pg*.tar"))
+    whole = archive.stat().st_size
+    with open(archive, "r+b") as fh:
+        fh.truncate(whole // 2)
+    with throwaway_server() as server:
+        assert query_one(server, "SELECT 1") == (1,)
+    assert "the cached cluster" in capsys.readouterr().err and archive.stat().st_size == whole
+    with throwaway_server() as server:  # and the next run uses the new archive quietly
+        assert query_one(server, "SELECT 1") == (1,)
+    assert capsys.readouterr().err == ""

@@ -606,6 +606,34 @@ def _cached_cluster(binaries: Binaries, account: pwd.struct_passwd | None) -> Pa
     return archive if use_archive else cluster
 
 
+def _unpack_cached(
+    binaries: Binaries, account: pwd.struct_passwd | None, archive: Path, data: Path
+) -> tuple[bool, Path]:
+    """Unpack the initdb'd cluster's archive into ``data``; a damaged archive (cut short by a
+    full disk or a killed run) is removed with a one-line warning and made again from the
+    cluster's directory, so one bad file never fails every later run."""
+    try:
+        return extract_data_dir(archive, data, account), archive
+    except OSError as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(
+            f"schema-warden: warning: the cached cluster {archive} is damaged ({first}): made again",
+            file=sys.stderr,
+        )
+        with contextlib.suppress(OSError):
+            archive.unlink()
+        shutil.rmtree(data, ignore_errors=True)
+        cluster, _lock = _cluster_paths(binaries)
+        with contextlib.suppress(OSError):
+            if not (cluster / "PG_VERSION").is_file():
+                shutil.rmtree(cluster, ignore_errors=True)
+        again = _cached_cluster(binaries, account)
+        if again.is_file():
+            return extract_data_dir(again, data, account), again
+        shutil.copytree(again, data, symlinks=True, copy_function=shutil.copyfile)
+        return False, again
+
+
 def cluster_ready(binaries: Binaries) -> bool:
     """Is the initdb'd cluster of this build there already (no initdb on the next start)?"""
     cluster, _lock = _cluster_paths(binaries)
@@ -891,6 +919,7 @@ def throwaway_server(
     """
     binaries = binaries or find_binaries(pg_bin)
     account = _server_account()
+    cached = cluster is None  # the initdb'd cluster of this build: repaired when damaged
     if cluster is None:
         cluster = _cached_cluster(binaries, account)
     parent = memory_dir() if memory else None
@@ -922,7 +951,9 @@ def throwaway_server(
                 owned = False  # the files are the server account's already
                 if account is not None:
                     os.chown(workdir, account.pw_uid, account.pw_gid)
-                if cluster.is_file():  # a saved archive
+                if cluster.is_file() and cached:
+                    owned, cluster = _unpack_cached(binaries, account, cluster, data)
+                elif cluster.is_file():  # a saved archive
                     owned = extract_data_dir(cluster, data, account)
                 else:  # contents only: per-file metadata copies (copy2) cost a third of the time
                     shutil.copytree(cluster, data, symlinks=True, copy_function=shutil.copyfile)
