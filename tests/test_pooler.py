@@ -97,7 +97,7 @@ def pgbouncer(pg_server: Server) -> Iterator[int]:
     (workdir / "pgbouncer.ini").write_text(
         f"""\
 [databases]
-* = host={pg_server.socket_dir} port={pg_server.port} user={pg_server.user}
+* = host={pg_server.socket_dir} port={pg_server.port} user={pg_server.user} password={pg_server.password}
 
 [pgbouncer]
 listen_addr = 127.0.0.1
