@@ -436,8 +436,7 @@ def test_schema_check_fails_the_job_after_the_report_when_the_guard_or_the_lint_
     assert guard["continue-on-error"] is True and lint["continue-on-error"] is True
     assert names.index("guard") < names.index("diff") and names.index("lint") < names.index("diff")
     assert (
-        lint["run"]
-        == 'schema-warden lint --base "origin/$GITHUB_BASE_REF" --trace --format json '
+        lint["run"] == 'schema-warden lint --base "origin/$GITHUB_BASE_REF" --trace --format json '
         '> "$RUNNER_TEMP/lint.json"'
     )
     assert '--check-result "$RUNNER_TEMP/guard.json"' in diff["run"]

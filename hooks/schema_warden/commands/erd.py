@@ -53,12 +53,13 @@ class Schema:
 
 def schema_at_head(config: str | None = None, *, pg_bin: str | None = None) -> Schema:
     """Upgrade the project at ``config`` to head in a throwaway server and snapshot the result."""
+    from sqlalchemy import create_engine, pool
+
     from schema_warden.errors import one_line
     from schema_warden.project.loader import loaded_project
     from schema_warden.project.steps import MigrationFailed
     from schema_warden.schema.snapshot import take
     from schema_warden.server.postgres import throwaway_server
-    from sqlalchemy import create_engine, pool
 
     with loaded_project(config) as project:
         settings = project.settings
