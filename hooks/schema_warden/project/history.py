@@ -110,11 +110,9 @@ def _split_locations(value: str, separator: str) -> list[str]:
     return [v for v in value.replace(",", " ").split() if v]
 
 
-def version_dirs(ini: Path, extra: Iterable[Path] = ()) -> tuple[Path, list[Path], list[Path], bool]:
-    """(script dir, version dirs, prepend_sys_path dirs, recursive) from alembic.ini, without Alembic.
-
-    ``extra``: the ``version-locations`` setting, for an env.py that picks its versions
-    directory at run time (looked in as well, after the ini's)."""
+def read_ini(ini: Path) -> configparser.ConfigParser:
+    """alembic.ini parsed as Alembic reads it (no interpolation here); one line naming the
+    file for anything it cannot be: unreadable, not UTF-8, not an ini, no [alembic]."""
     parser = configparser.ConfigParser(interpolation=None)
     try:
         data = ini.read_bytes()
@@ -132,6 +130,15 @@ def version_dirs(ini: Path, extra: Iterable[Path] = ()) -> tuple[Path, list[Path
         raise ProjectError(
             f"{ini}: no [alembic] section: pass the project's alembic.ini (`alembic init` writes one)"
         )
+    return parser
+
+
+def version_dirs(ini: Path, extra: Iterable[Path] = ()) -> tuple[Path, list[Path], list[Path], bool]:
+    """(script dir, version dirs, prepend_sys_path dirs, recursive) from alembic.ini, without Alembic.
+
+    ``extra``: the ``version-locations`` setting, for an env.py that picks its versions
+    directory at run time (looked in as well, after the ini's)."""
+    parser = read_ini(ini)
     here = ini.parent
 
     def option(name: str) -> str:

@@ -395,25 +395,9 @@ class Project:
 
 
 def _script_location(ini: Path) -> str:
-    import configparser
+    from schema_warden.project.history import read_ini
 
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        data = ini.read_bytes()
-        parser.read_string(data.decode("utf-8"), source=str(ini))
-    except OSError as err:
-        raise ProjectError(f"{ini}: cannot read: {err.strerror}") from None
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise ProjectError(
-            f"{ini}: not UTF-8 text (byte 0x{data[err.start]:02x} on line {line}): save the file as UTF-8"
-        ) from None
-    except configparser.Error as err:
-        raise ProjectError(f"{ini}: not a valid ini file: {one_line(str(err))}") from None
-    if not parser.has_section("alembic"):
-        raise ProjectError(
-            f"{ini}: no [alembic] section: pass the project's alembic.ini (`alembic init` writes one)"
-        )
+    parser = read_ini(ini)
     location = parser.get("alembic", "script_location", fallback="").strip()
     if not location:
         raise ProjectError(f"{ini}: no script_location in section [alembic]: add the migrations directory")
