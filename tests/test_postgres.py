@@ -464,7 +464,7 @@ def test_initdb_runs_once_then_the_cache_is_reused(
 
 
 def test_cache_falls_back_to_a_private_temp_dir_when_home_is_unusable(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
@@ -473,6 +473,11 @@ def test_cache_falls_back_to_a_private_temp_dir_when_home_is_unusable(
     fallback = postgres.cache_dir()
     assert fallback == tmp_path / f"schema_warden_cache_{os.geteuid()}"
     assert stat.S_IMODE(fallback.stat().st_mode) == 0o700
+    # XDG_CACHE_HOME was the user's choice: one line says why it is not used, once
+    warned = capsys.readouterr().err.splitlines()
+    assert len(warned) == 1 and warned[0].startswith(f"schema-warden: warning: cannot use {blocker}/cache/")
+    postgres.cache_dir()
+    assert capsys.readouterr().err == ""
 
     fallback.chmod(0o777)  # someone else could have planted files in it: refuse it
     with pytest.raises(EnvironmentProblem) as info:

@@ -455,14 +455,16 @@ def _chown_tree(root: Path, account: pwd.struct_passwd) -> None:
 
 def cache_dir() -> Path:
     """``$XDG_CACHE_HOME/schema-warden`` (``~/.cache/...``); a private temp dir when HOME is unusable."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    explicit = os.environ.get("XDG_CACHE_HOME")
+    base = explicit or os.path.join(os.path.expanduser("~"), ".cache")
     preferred = Path(base) / "schema-warden"
+    why = "not writable"
     try:
         preferred.mkdir(parents=True, exist_ok=True, mode=0o700)
         if os.access(preferred, os.W_OK | os.X_OK):
             return preferred
-    except OSError:
-        pass
+    except OSError as err:
+        why = err.strerror or type(err).__name__
     # CI and container users often have no writable home (nobody's is /nonexistent)
     fallback = Path(tempfile.gettempdir()) / f"schema_warden_cache_{os.geteuid()}"
     with contextlib.suppress(FileExistsError):
@@ -473,7 +475,15 @@ def cache_dir() -> Path:
             f"cannot use {preferred} and {fallback} is not a private directory of ours: "
             "set XDG_CACHE_HOME to a writable directory"
         )
+    if explicit and preferred not in _WARNED:  # the user chose that directory: say why it is not used
+        _WARNED.add(preferred)
+        print(
+            f"schema-warden: warning: cannot use {preferred} ({why}): caching in {fallback}", file=sys.stderr
+        )
     return fallback
+
+
+_WARNED: set[Path] = set()  # cache directories already warned about in this process
 
 
 def memory_dir() -> Path | None:
