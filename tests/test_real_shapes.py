@@ -633,3 +633,44 @@ def test_a_schema_setting_the_database_does_not_have_fails(
     assert code == 1, out
     assert "FAIL schemas: [tool.schema-warden] schemas names 'pubic', which the migrated database" in out
     assert "(did you mean 'public'?)" in out
+
+
+def test_the_revisions_below_a_failure_stay_proven(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A long-lived app with one broken downgrade in the middle of its history: every commit
+    re-proved the whole history while the failure stood. The revisions below it now stay
+    proven; fixing it re-proves from there."""
+    revisions = [
+        READINGS_REVISIONS[0],
+        Rev("0002", "0001", 'op.add_column("readings", sa.Column("a", sa.Integer))',
+            'op.drop_column("readings", "a")', "add a"),
+        Rev("0003", "0002", 'op.add_column("readings", sa.Column("b", sa.Integer))',
+            'op.execute("SELECT 1")', "add b"),
+        Rev("0004", "0003", 'op.add_column("readings", sa.Column("c", sa.Integer))',
+            'op.drop_column("readings", "c")', "add c"),
+    ]  # fmt: skip
+    models = READINGS_MODELS.replace(
+        'sa.Column("device", sa.String(32)),',
+        'sa.Column("a", sa.Integer), sa.Column("b", sa.Integer), sa.Column("c", sa.Integer),',
+    )
+    ini = make_project(tmp_path, models=models, revisions=revisions)
+    assert check.main(["--config", str(ini)]) == 1
+    out = capsys.readouterr().out
+    assert "revision 0003" in out and "downgrade leaves column readings.b behind" in out
+    assert "note round-trip: not past the first failure (0003); below it:" in out
+    assert "0001–0002, 2 revisions kept as proven, the next run starts there" in out
+
+    assert check.main(["--config", str(ini)]) == 1
+    out = capsys.readouterr().out
+    assert "ok   stairway: 0001–0002, 2 revisions proven by an earlier run" in out
+    assert "stairway: 0001 (" not in out and "revision 0003" in out
+
+    write_revision(
+        tmp_path, Rev("0003", "0002", revisions[2].upgrade, 'op.drop_column("readings", "b")', "add b")
+    )
+    assert check.main(["--config", str(ini)]) == 0
+    out = capsys.readouterr().out
+    assert "ok   stairway: 0001–0002, 2 revisions proven by an earlier run" in out
+    assert "ok   stairway: 0003 (add b)" in out and "ok   stairway: 0004 (add c)" in out
+    assert "ok   round-trip: upgrade head, downgrade to 0002 (nothing left), upgrade head" in out

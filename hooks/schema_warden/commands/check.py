@@ -357,6 +357,63 @@ _BASELINE_NOTE = (
 )
 
 
+def _keep_prefix(
+    project: Project, server: Any, store: Any, plan: Any, stairway: Any, start: int, database: str
+) -> CheckResult | None:
+    """After a stairway that failed at a revision, the revisions before it stay proven for the
+    next run (which then starts there), once their own round trip passes in a database of
+    its own: the next run proves from the failure on, not from scratch. Linear histories only."""
+    from sqlalchemy import create_engine, pool
+
+    from schema_warden.proof.parallel import is_linear
+    from schema_warden.proof.stairway import diff, migrate, snapshot
+
+    revisions = project.revisions()
+    failed = {c.revision for c in stairway.checks if c.status == FAIL and c.revision}
+    first = next((i for i, r in enumerate(revisions) if r.revision in failed), None)
+    if not plan.enabled or first is None or first <= start or not is_linear(revisions):
+        return None
+    last, target = revisions[first - 1].revision, (plan.resume if start else "base")
+    name = f"{database}_prefix"
+    server.create_database(name)
+    engine = create_engine(server.url(name), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            project.environment(connection)
+            connection.rollback()
+            if start and migrate(project, connection, plan.resume) is not None:
+                return None
+            bottom = snapshot(project, connection)
+            if migrate(project, connection, last) is not None:
+                return None
+            top = snapshot(project, connection)
+            if migrate(project, connection, target, downgrade=True) is not None:
+                return None
+            if diff(project, bottom, snapshot(project, connection)):
+                return None
+            if migrate(project, connection, last) is not None or diff(
+                project, top, snapshot(project, connection)
+            ):
+                return None
+    finally:
+        engine.dispose()
+        server.drop_database(name)
+    store.record(plan, [r.revision for r in revisions[start:first]])
+    kept = _span_of(revisions[start:first])
+    return CheckResult(
+        "round-trip",
+        NOTE,
+        f"not past the first failure ({revisions[first].revision}); below it: upgrade {last}, downgrade to "
+        f"{target} (nothing left), upgrade {last}: {kept} kept as proven, the next run starts there",
+    )
+
+
+def _span_of(revisions: Sequence[Any]) -> str:
+    ids = [r.revision for r in revisions]
+    span = ids[0] if len(ids) == 1 else f"{ids[0]}–{ids[-1]}"
+    return f"{span}, {len(ids)} revision{'s' if len(ids) != 1 else ''}"
+
+
 def _missing_schemas(project: Project, connection: Any) -> list[CheckResult]:
     """A schema of the ``schemas`` setting that the migrated database does not have at head:
     nothing in it was compared, so the check must not pass on it (a typo such as "pubic")."""
@@ -420,11 +477,8 @@ def _traced(project: Project) -> list[CheckResult]:
 
 def _span(project: Project, count: int) -> str:
     """``0001-0047`` (47 revisions): the first ``count`` revisions, base to head."""
-    ids = [r.revision for r in project.revisions()[:count]]
-    if not ids:
-        return "none"
-    span = ids[0] if len(ids) == 1 else f"{ids[0]}–{ids[-1]}"
-    return f"{span}, {len(ids)} revision{'s' if len(ids) != 1 else ''}"
+    first = project.revisions()[:count]
+    return _span_of(first) if first else "none"
 
 
 def _cached_message(project: Project, start: int) -> str:
@@ -511,14 +565,22 @@ def _run_checks(
             checks.extend(_traced(project))
             failed = any(c.status == FAIL for c in checks)
             if stairway.head is None or (failed and fail_fast):
-                checks.append(CheckResult("round-trip", NOTE, "skipped: the stairway did not reach head"))
+                kept = (
+                    None
+                    if fail_fast
+                    else _keep_prefix(project, server, store, plan, stairway, start, database)
+                )
+                checks.append(
+                    kept or CheckResult("round-trip", NOTE, "skipped: the stairway did not reach head")
+                )
                 checks.append(CheckResult("drift", NOTE, "skipped: the stairway did not reach head"))
                 return Outcome(checks)
             recorded = False
             if not project.revisions():
                 pass
             elif failed:  # the round trip would repeat the stairway's failures
-                checks.append(CheckResult("round-trip", NOTE, "skipped: the stairway found problems"))
+                kept = _keep_prefix(project, server, store, plan, stairway, start, database)
+                checks.append(kept or CheckResult("round-trip", NOTE, "skipped: the stairway found problems"))
             elif not stairway.reversible:
                 checks.append(
                     CheckResult("round-trip", NOTE, "skipped: a downgrade is not implemented (irreversible)")
