@@ -21,26 +21,10 @@ from pathlib import Path
 import pytest
 from fixture_project import readings_project
 from leftovers import left_over, orphans, server_dirs
+from test_check_migrations import _start_check as _start
 
 SEED = 23
 PER_SIGNAL = 20
-
-
-def _default_sigint() -> None:
-    # a shell without job control starts background jobs with SIGINT ignored (and exec keeps
-    # it so): give the guard a terminal's default, as tests/test_check_migrations.py does
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _start(ini: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "schema_warden", "check", "--config", str(ini)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        preexec_fn=_default_sigint,
-    )
 
 
 def _startup(env: dict[str, str]) -> float:
