@@ -353,8 +353,9 @@ class Revision:
 class History:
     """The schema as the revisions build it, and the revisions themselves."""
 
-    def __init__(self, seed: int = SEED) -> None:
+    def __init__(self, seed: int = SEED, *, wide: bool = False) -> None:
         self.rng = random.Random(seed)
+        self.wide = wide  # one new table every 5 revisions: the schema grows with the history
         self.tables: dict[str, Table] = {}
         self.revisions: list[Revision] = []
         self._nouns = 0
@@ -531,12 +532,12 @@ class History:
         index = len(self.revisions) + 1
         result = None
         while result is None:
-            if len(self.tables) < 3:
+            if len(self.tables) < 3 or (self.wide and index % 5 == 1):
                 result = self._create_table()
                 break
             choice = self.rng.choices(
                 ("create", "column", "index", "fk", "unique", "data", "widen", "drop"),
-                weights=(18, 30, 12, 12, 5, 10, 6, 7),
+                weights=(0 if self.wide else 18, 30, 12, 12, 5, 10, 6, 7),
             )[0]
             if choice == "create":
                 result = self._create_table()
@@ -606,9 +607,9 @@ class History:
         return "\n".join(lines) + "\n"
 
 
-def build(n: int, *, extra: int | None = None) -> History:
+def build(n: int, *, extra: int | None = None, wide: bool = False) -> History:
     """The history of ``n`` revisions (plus an extra one for ``variant=extra``)."""
-    history = History()
+    history = History(wide=wide)
     for _ in range(n):
         history.step()
     if extra is not None:
@@ -622,11 +623,11 @@ def _write(path: Path, text: str) -> None:
         path.write_text(text)
 
 
-def generate(root: Path, n: int) -> History:
+def generate(root: Path, n: int, *, wide: bool = False) -> History:
     """Write a fresh project with ``n`` revisions into ``root`` (replacing what was there)."""
     if root.exists():
         shutil.rmtree(root)
-    history = build(n)
+    history = build(n, wide=wide)
     _write(root / "alembic.ini", ALEMBIC_INI)
     _write(root / "pyproject.toml", PYPROJECT)
     _write(root / "migrations" / "env.py", ENV_PY)
@@ -641,9 +642,9 @@ def generate(root: Path, n: int) -> History:
     return history
 
 
-def append_revision(root: Path, n: int, variant: int) -> Path:
+def append_revision(root: Path, n: int, variant: int, *, wide: bool = False) -> Path:
     """Add revision n+1 (a new column, variant-specific) and the matching model change."""
-    history = build(n, extra=variant)
+    history = build(n, extra=variant, wide=wide)
     extra = history.revisions[-1]
     path = root / "migrations" / "versions" / extra.filename
     _write(path, extra.render())
@@ -651,20 +652,21 @@ def append_revision(root: Path, n: int, variant: int) -> Path:
     return path
 
 
-def remove_revision(root: Path, n: int, path: Path) -> None:
+def remove_revision(root: Path, n: int, path: Path, *, wide: bool = False) -> None:
     """Undo :func:`append_revision`: back to the n-revision project."""
     path.unlink(missing_ok=True)
     for cached in (path.parent / "__pycache__").glob(path.stem + ".*"):
         cached.unlink(missing_ok=True)
-    _write(root / MODELS_PACKAGE / "models.py", build(n).render_models())
+    _write(root / MODELS_PACKAGE / "models.py", build(n, wide=wide).render_models())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.generate", description=__doc__.split("\n")[0])
     parser.add_argument("directory", type=Path)
     parser.add_argument("revisions", type=int)
+    parser.add_argument("--wide", action="store_true", help="one new table every 5 revisions")
     args = parser.parse_args(argv)
-    generate(args.directory, args.revisions)
+    generate(args.directory, args.revisions, wide=args.wide)
     print(f"wrote {args.revisions} revisions to {args.directory}")
     return 0
 

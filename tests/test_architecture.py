@@ -22,6 +22,7 @@ PACKAGE = "schema_warden"
 # a layer may import its own and the layers of a lower rank
 RANK = {
     "errors": 0,
+    "speed": 0,  # the names of the speed mechanisms and the benchmark's switch
     "schema": 1,  # snapshot (pg_catalog -> data) and diff (pure)
     "lint": 1,
     "server": 1,
