@@ -14,7 +14,7 @@ ENV = "SCHEMA_WARDEN_SPEED_OFF"
 MECHANISMS = {
     "proof-cache": "proofs of passing revisions reused by the next run (cache/proofs.py)",
     "cluster-archive": "the server's data directory at head kept and unpacked (cache/proofs.py)",
-    "initdb-cache": "one initdb'd cluster per PostgreSQL build, copied instead of initdb (server/postgres.py)",
+    "initdb-cache": "one initdb'd cluster per Postgres build, copied instead of initdb (server/postgres.py)",
     "static-cache": "the history's static facts keyed by file contents (cache/static.py)",
     "models-cache": "the models' schema keyed by the SQL they compile to (cache/models.py)",
     "two-processes": "a forked child proves the first part of a long stairway (proof/parallel.py)",

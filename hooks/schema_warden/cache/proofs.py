@@ -68,6 +68,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from schema_warden import speed
 from schema_warden.cache import sealed
 from schema_warden.cache.location import proofs_dir
 
@@ -441,7 +442,7 @@ class ProofCache:
         if root is None:
             root = proofs_dir()
         self.root = Path(root)
-        self.enabled = enabled
+        self.enabled = enabled and speed.enabled("proof-cache")
         self.discarded: list[str] = []  # damaged entries found (and removed) during this run
 
     # locking ---------------------------------------------------------------------------
@@ -829,7 +830,7 @@ class ClusterCache:
     def __init__(self, build: str, root: Path | None = None, *, enabled: bool = True) -> None:
         self.root = Path(root) if root is not None else proofs_dir() / CLUSTERS_SUBDIR
         self.build = build
-        self.enabled = enabled
+        self.enabled = enabled and speed.enabled("cluster-archive")
         self.discarded: list[str] = []
 
     def _name(self, key: str) -> str:

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from schema_warden import speed
 from schema_warden.cache import sealed
 
 FILE = "static.json"
@@ -103,7 +104,7 @@ _active: StaticCache | None = None
 def active(enabled: bool = True) -> Iterator[StaticCache | None]:
     """Remember static facts for the block (and save them at its end, also on errors)."""
     global _active
-    if not enabled:
+    if not enabled or not speed.enabled("static-cache"):
         yield None
         return
     from schema_warden.cache.location import proofs_dir

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from schema_warden import speed
 from schema_warden.errors import (
     EXIT_ENVIRONMENT,
     EXIT_OK,
@@ -332,7 +333,14 @@ def run_checks(
         project, server.binaries.major, enabled=use_cache, options={"data_check": data_check}
     )
     return _run_checks(
-        project, server, store, plan, fail_fast=fail_fast, data_check=data_check, database=database
+        project,
+        server,
+        store,
+        plan,
+        fail_fast=fail_fast,
+        data_check=data_check,
+        database=database,
+        use_cache=use_cache,
     ).checks
 
 
@@ -499,11 +507,13 @@ def _run_checks(
     database: str = DATABASE,
     clusters: Any = None,
     at: str | None = None,
+    use_cache: bool = True,
 ) -> Outcome:
     """The checks; ``clusters``: keep database ``database`` pristine (the stairway works in a
     copy when it has revisions to prove) so that the run can save it, when that pays
     (:data:`SAVE_AFTER`); ``at``: the revision database ``database`` holds already (started
-    from a saved data directory)."""
+    from a saved data directory); ``use_cache``: False with --no-cache (the models' side is
+    then built on every run, like the proofs)."""
     from sqlalchemy import create_engine, pool
 
     from schema_warden.proof import baseline
@@ -513,6 +523,7 @@ def _run_checks(
 
     if database != DATABASE:
         server.create_database(database)
+    models_cache = use_cache and speed.enabled("models-cache")
     pristine_db = database
     saving = clusters is not None and _worth_saving(project, at)
     copy = saving and plan.resume is not None and plan.start < len(project.revisions())
@@ -527,7 +538,7 @@ def _run_checks(
             env = project.environment(connection)  # env.py imports the models: ProjectError here
             connection.rollback()
             models_ahead = stack.enter_context(
-                _models_ahead(project, server, connection, env, f"{database}_models", plan.enabled)
+                _models_ahead(project, server, connection, env, f"{database}_models", models_cache)
             )
             checks: list[CheckResult] = []
             if project.settings.baseline is not None:
@@ -627,7 +638,7 @@ def _run_checks(
                     env,
                     models_db=f"{database}_models",
                     models=models_ahead(),
-                    use_cache=plan.enabled,
+                    use_cache=models_cache,
                 )
             )
             pristine = None
@@ -937,7 +948,8 @@ def _run(
         files = _history_problems(settings)
         binaries = find_binaries(pg_bin)
         initdb = None
-        if not cluster_ready(binaries):  # a first run on this machine: initdb meanwhile
+        # a first run on this machine: initdb meanwhile (into the cache, unless it is turned off)
+        if speed.enabled("initdb-cache") and not cluster_ready(binaries):
             initdb = _Initdb(binaries)
             early.callback(initdb.thread.join)  # also on errors: no initdb left behind
         clusters = cache.ClusterCache(build_id(binaries), enabled=use_cache)
@@ -990,8 +1002,9 @@ def _run(
                 plan,
                 fail_fast=fail_fast,
                 data_check=data_check,
-                clusters=clusters if use_cache else None,
+                clusters=clusters if clusters.enabled else None,
                 at=at,
+                use_cache=use_cache,
             )
             checks = _accepted(project, outcome.checks, accept)
             report = Report(title, tuple(checks), time.perf_counter() - started, tuple(notes))

@@ -44,10 +44,11 @@ import pickle
 import select
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from schema_warden import speed
 from schema_warden.errors import ProjectError, one_line
 from schema_warden.project.exits import real_exit
 from schema_warden.project.loader import Project
@@ -96,8 +97,7 @@ def wanted_jobs(jobs: int | None, environ: dict[str, str] | None = None) -> int:
     """
     if jobs is not None:
         return max(1, jobs)
-    env = os.environ if environ is None else environ
-    text = env.get(JOBS_ENV, "").strip()
+    text = _jobs_setting(os.environ if environ is None else environ)
     if text:
         if not text.isdigit() or int(text) < 1:
             raise ProjectError(
@@ -107,6 +107,11 @@ def wanted_jobs(jobs: int | None, environ: dict[str, str] | None = None) -> int:
         return int(text)
     cpus = _cpus()
     return 2 if cpus >= 2 and idle_cpus(cpus) >= IDLE_NEEDED else 1
+
+
+def _jobs_setting(environ: Mapping[str, str]) -> str:
+    """``SCHEMA_WARDEN_JOBS`` as set; "1" when the benchmark turned "two-processes" off."""
+    return "1" if not speed.enabled("two-processes") else environ.get(JOBS_ENV, "").strip()
 
 
 IDLE_NEEDED = 0.5  # CPUs idle while the check started (its own work included)
@@ -625,7 +630,7 @@ def _quiet() -> None:
 def can_fork() -> bool:
     """Linux, one thread, a second process allowed (``SCHEMA_WARDEN_JOBS`` is not 1)."""
 
-    text = os.environ.get(JOBS_ENV, "").strip()
+    text = _jobs_setting(os.environ)
     return (
         sys.platform.startswith("linux") and other_threads() == 0 and not (text.isdigit() and int(text) < 2)
     )

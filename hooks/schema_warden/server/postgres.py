@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from schema_warden import speed
 from schema_warden.errors import EnvironmentProblem
 
 _T = TypeVar("_T")
@@ -545,6 +546,36 @@ def _cluster_paths(binaries: Binaries) -> tuple[Path, Path]:
     return root / f"pg{binaries.major}-{key}", root / f"pg{binaries.major}-{key}.lock"
 
 
+def _run_initdb(binaries: Binaries, data: Path, account: pwd.struct_passwd | None) -> None:
+    """initdb into ``data`` (which must not exist; its parent the server account's)."""
+    result = _run_or_explain(
+        subprocess.run,
+        binaries,
+        account,
+        [
+            binaries.path("initdb"),
+            "-D",
+            str(data),
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+            "--no-instructions",
+            "--wal-segsize=1",  # 1 MB instead of 16 MB: every run copies the cluster
+        ],
+        capture_output=True,
+        text=True,
+        env=_server_env(account),
+        cwd=str(data.parent),
+        **_run_kwargs(account),
+    )
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        raise EnvironmentProblem(f"initdb failed ({binaries.bindir}): {' / '.join(tail) or 'no output'}")
+
+
 def _initdb(binaries: Binaries, target: Path, account: pwd.struct_passwd | None) -> None:
     """initdb into ``target`` (which must not exist), as the server account."""
     work = _private_tempdir("schema-warden-initdb-")
@@ -552,32 +583,7 @@ def _initdb(binaries: Binaries, target: Path, account: pwd.struct_passwd | None)
         data = work / "data"
         if account is not None:
             os.chown(work, account.pw_uid, account.pw_gid)
-        result = _run_or_explain(
-            subprocess.run,
-            binaries,
-            account,
-            [
-                binaries.path("initdb"),
-                "-D",
-                str(data),
-                "-U",
-                SUPERUSER,
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C",
-                "--no-sync",
-                "--no-instructions",
-                "--wal-segsize=1",  # 1 MB instead of 16 MB: every run copies the cluster
-            ],
-            capture_output=True,
-            text=True,
-            env=_server_env(account),
-            cwd=str(work),
-            **_run_kwargs(account),
-        )
-        if result.returncode != 0:
-            tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
-            raise EnvironmentProblem(f"initdb failed ({binaries.bindir}): {' / '.join(tail) or 'no output'}")
+        _run_initdb(binaries, data, account)
         staging = target.with_name(target.name + f".tmp{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
         try:
@@ -925,12 +931,14 @@ def throwaway_server(
     large dumps (the data then lives in RAM).
     ``cluster``: start from a copy of this stopped data directory, or from this archive of
     one (:meth:`Server.save_data_dir`, by a server of the same build), instead of the
-    initdb'd cluster.
+    initdb'd cluster (with the "initdb-cache" speed mechanism off: initdb into this start's
+    directory).
     """
     binaries = binaries or find_binaries(pg_bin)
     account = _server_account()
     cached = cluster is None  # the initdb'd cluster of this build: repaired when damaged
-    if cluster is None:
+    fresh = cached and not speed.enabled("initdb-cache")  # no cluster kept: initdb each start
+    if cluster is None and not fresh:
         cluster = _cached_cluster(binaries, account)
     parent = memory_dir() if memory else None
     sweep_stale_dirs(parent)
@@ -961,7 +969,10 @@ def throwaway_server(
                 owned = False  # the files are the server account's already
                 if account is not None:
                     os.chown(workdir, account.pw_uid, account.pw_gid)
-                if cluster.is_file() and cached:
+                if cluster is None:  # fresh: initdb writes the files as the server account
+                    _run_initdb(binaries, data, account)
+                    owned = True
+                elif cluster.is_file() and cached:
                     owned, cluster = _unpack_cached(binaries, account, cluster, data)
                 elif cluster.is_file():  # a saved archive
                     owned = extract_data_dir(cluster, data, account)
