@@ -24,7 +24,7 @@ import random
 import shutil
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 SEED = 20261125
@@ -655,9 +655,46 @@ def append_revision(root: Path, n: int, variant: int, *, wide: bool = False) -> 
 def remove_revision(root: Path, n: int, path: Path, *, wide: bool = False) -> None:
     """Undo :func:`append_revision`: back to the n-revision project."""
     path.unlink(missing_ok=True)
+    _drop_bytecode(path)
+    _write(root / MODELS_PACKAGE / "models.py", build(n, wide=wide).render_models())
+
+
+def broken(revision: Revision, history: History) -> Revision:
+    """``revision`` with a downgrade that leaves something behind, as a developer's slip does:
+    a column added to the oldest table (every table before it still exists then; the history
+    never drops a table), or for the first revision an empty downgrade (its table stays)."""
+    if revision.index == 1:
+        return replace(revision, downgrade=())
+    table = next(iter(history.tables))  # created by revision 1
+    leftover = f"sa.Column('leftover_{revision.index}', sa.Integer(), nullable=True)"
+    return replace(revision, downgrade=(*revision.downgrade, f"op.add_column({table!r}, {leftover})"))
+
+
+def break_revision(root: Path, n: int, index: int, *, wide: bool = False) -> Path:
+    """Rewrite revision ``index`` (1-based) of the n-revision project with a wrong downgrade
+    (:func:`broken`): ``schema-warden check`` then fails naming it. Returns its file."""
+    history = build(n, wide=wide)
+    revision = history.revisions[index - 1]
+    path = root / "migrations" / "versions" / revision.filename
+    _write(path, broken(revision, history).render())
+    _drop_bytecode(path)
+    return path
+
+
+def restore_revision(root: Path, n: int, index: int, *, wide: bool = False) -> Path:
+    """Undo :func:`break_revision`: revision ``index`` as generated."""
+    revision = build(n, wide=wide).revisions[index - 1]
+    path = root / "migrations" / "versions" / revision.filename
+    _write(path, revision.render())
+    _drop_bytecode(path)
+    return path
+
+
+def _drop_bytecode(path: Path) -> None:
+    """A rewritten revision file of the same size and mtime second must not be read from
+    its old bytecode."""
     for cached in (path.parent / "__pycache__").glob(path.stem + ".*"):
         cached.unlink(missing_ok=True)
-    _write(root / MODELS_PACKAGE / "models.py", build(n, wide=wide).render_models())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
