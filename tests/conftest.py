@@ -15,6 +15,27 @@ from schema_warden.server.postgres import Server, throwaway_server
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _verify_incremental_snapshots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every snapshot any check of any test takes (in this process or a child guard) is also
+    read whole and compared (schema/incremental.py); a difference fails the session."""
+    log = tmp_path_factory.mktemp("incremental") / "differences.log"
+    saved = {
+        name: os.environ.get(name)
+        for name in ("SCHEMA_WARDEN_VERIFY_INCREMENTAL", "SCHEMA_WARDEN_VERIFY_INCREMENTAL_LOG")
+    }
+    os.environ["SCHEMA_WARDEN_VERIFY_INCREMENTAL"] = "1"
+    os.environ["SCHEMA_WARDEN_VERIFY_INCREMENTAL_LOG"] = str(log)
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    if log.exists() and log.read_text().strip():
+        pytest.fail("incremental snapshots differed from whole ones:\n" + log.read_text()[:4000])
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[Server]:
     """The session's server (started through server/postgres.py, like the guard's).

@@ -22,8 +22,9 @@ from schema_warden.project.loader import Project
 from schema_warden.project.steps import MigrationFailed
 from schema_warden.proof.data_check import Filler, allowed_reason, count_rows, losses
 from schema_warden.render.report import FAIL, NOTE, PASS, CheckResult
+from schema_warden.schema import incremental
 from schema_warden.schema.diff import Change, compare
-from schema_warden.schema.snapshot import Snapshot, take
+from schema_warden.schema.snapshot import Snapshot
 
 NAME = "stairway"
 ROUND_TRIP = "round-trip"
@@ -49,7 +50,7 @@ class RevisionOutcome:
 
 def snapshot(project: Project, connection: Any) -> Snapshot:
     """Snapshot the schemas the project uses, without the tables it excludes."""
-    snap = take(
+    snap = incremental.take(
         connection,
         schemas=project.settings.schemas,
         exclude_tables=project.settings.exclude_tables,

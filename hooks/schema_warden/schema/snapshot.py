@@ -26,7 +26,7 @@ import functools
 import hashlib
 import json
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, TypeVar
 
@@ -303,8 +303,10 @@ def _matches(table_key: str, patterns: tuple[str, ...]) -> bool:
 
 
 # One round trip: every section is a JSON array of rows (arrays, not objects, to stay small).
-# No "%" anywhere in the text: drivers treat it as a parameter marker.
-_QUERY = """
+# No "%" anywhere in the text: drivers treat it as a parameter marker. __RELATIONS__ and
+# __GLOBALS__ are "true" in the whole query; schema/incremental.py narrows them to the
+# relations a step changed, and reads the objects of no relation only when they changed.
+TEMPLATE = """
 WITH ns AS (
     SELECT oid, nspname, nspacl, nspowner FROM pg_catalog.pg_namespace WHERE nspname = ANY(%s::text[])
 ), rel AS (
@@ -316,10 +318,11 @@ WITH ns AS (
         SELECT d.objid FROM pg_catalog.pg_depend d
         WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass
           AND d.classid = 'pg_catalog.pg_class'::regclass AND d.deptype = 'e')
+      AND __RELATIONS__
 ), fn AS (
     SELECT p.oid, p.proname, p.prokind, p.proacl, p.proowner, n.nspname
     FROM pg_catalog.pg_proc p JOIN ns n ON n.oid = p.pronamespace
-    WHERE p.oid NOT IN (
+    WHERE __GLOBALS__ AND p.oid NOT IN (
         SELECT d.objid FROM pg_catalog.pg_depend d
         WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass
           AND d.classid = 'pg_catalog.pg_proc'::regclass AND d.deptype = 'e')
@@ -331,11 +334,12 @@ WITH ns AS (
     FROM rel r WHERE r.relacl IS NOT NULL AND r.relkind IN ('r', 'p', 'v', 'm', 'S')
     UNION ALL
     SELECT 'column', r.oid, r.nspname, r.relname, a.attname, a.attacl, NULL
-    FROM pg_catalog.pg_attribute a JOIN rel r ON r.oid = a.attrelid
-    WHERE a.attacl IS NOT NULL AND a.attnum > 0 AND NOT a.attisdropped
+    FROM rel r CROSS JOIN LATERAL (  -- by the index, per relation (OFFSET 0 keeps it so)
+      SELECT a.attname, a.attacl FROM pg_catalog.pg_attribute a
+      WHERE a.attrelid = r.oid AND a.attacl IS NOT NULL AND a.attnum > 0 AND NOT a.attisdropped OFFSET 0) a
     UNION ALL
     SELECT 'schema', NULL, n.nspname, n.nspname, NULL, n.nspacl, pg_catalog.acldefault('n', n.nspowner)
-    FROM ns n WHERE n.nspacl IS NOT NULL
+    FROM ns n WHERE n.nspacl IS NOT NULL AND __GLOBALS__
     UNION ALL
     SELECT 'function', NULL, f.nspname, f.proname, pg_catalog.pg_get_function_identity_arguments(f.oid),
            f.proacl, pg_catalog.acldefault('f', f.proowner)
@@ -346,7 +350,7 @@ WITH ns AS (
            CASE WHEN d.defaclnamespace = 0 THEN pg_catalog.acldefault(
              CASE WHEN d.defaclobjtype = 'S' THEN 's' ELSE d.defaclobjtype END::"char", d.defaclrole) END
     FROM pg_catalog.pg_default_acl d LEFT JOIN ns n ON n.oid = d.defaclnamespace
-    WHERE d.defaclnamespace = 0 OR n.oid IS NOT NULL
+    WHERE __GLOBALS__ AND (d.defaclnamespace = 0 OR n.oid IS NOT NULL)
 )
 SELECT json_build_object(
   'tables', (
@@ -429,7 +433,7 @@ SELECT json_build_object(
     FROM pg_catalog.pg_type t JOIN ns n ON n.oid = t.typnamespace
     LEFT JOIN pg_catalog.pg_description ds
       ON ds.objoid = t.oid AND ds.classoid = 'pg_catalog.pg_type'::regclass
-    WHERE t.typtype = 'e' AND NOT EXISTS (
+    WHERE __GLOBALS__ AND t.typtype = 'e' AND NOT EXISTS (
         SELECT 1 FROM pg_catalog.pg_depend d
         WHERE d.classid = 'pg_catalog.pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')),
   'domains', (
@@ -442,14 +446,14 @@ SELECT json_build_object(
     FROM pg_catalog.pg_type t JOIN ns n ON n.oid = t.typnamespace
     LEFT JOIN pg_catalog.pg_description ds
       ON ds.objoid = t.oid AND ds.classoid = 'pg_catalog.pg_type'::regclass
-    WHERE t.typtype = 'd' AND NOT EXISTS (
+    WHERE __GLOBALS__ AND t.typtype = 'd' AND NOT EXISTS (
         SELECT 1 FROM pg_catalog.pg_depend d
         WHERE d.classid = 'pg_catalog.pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')),
   'sequences', (
     SELECT coalesce(json_agg(json_build_array(
         r.nspname, r.relname, pg_catalog.format_type(s.seqtypid, NULL),
         d.refobjid, tn.nspname, tc.relname, ta.attname, d.deptype = 'i',
-        s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcycle, ds.description)), '[]')
+        s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcycle, ds.description, s.seqrelid)), '[]')
     FROM pg_catalog.pg_sequence s
     JOIN rel r ON r.oid = s.seqrelid
     LEFT JOIN pg_catalog.pg_depend d
@@ -472,13 +476,14 @@ SELECT json_build_object(
     SELECT coalesce(json_agg(json_build_array(n.nspname, ds.description)), '[]')
     FROM ns n
     LEFT JOIN pg_catalog.pg_description ds
-      ON ds.objoid = n.oid AND ds.classoid = 'pg_catalog.pg_namespace'::regclass),
+      ON ds.objoid = n.oid AND ds.classoid = 'pg_catalog.pg_namespace'::regclass
+    WHERE __GLOBALS__),
   'extensions', (  -- database-wide, whatever schema their objects are in
     SELECT coalesce(json_agg(json_build_array(e.extname, e.extversion, n.nspname, ds.description)), '[]')
     FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
     LEFT JOIN pg_catalog.pg_description ds
       ON ds.objoid = e.oid AND ds.classoid = 'pg_catalog.pg_extension'::regclass
-    WHERE e.extname <> 'plpgsql'),
+    WHERE __GLOBALS__ AND e.extname <> 'plpgsql'),
   'functions', (
     SELECT coalesce(json_agg(json_build_array(
         f.nspname, f.proname, pg_catalog.pg_get_function_identity_arguments(f.oid), f.prokind,
@@ -535,6 +540,8 @@ SELECT json_build_object(
     WHERE g.privileges::text IS DISTINCT FROM g.defaults::text)
 )
 """
+
+_QUERY = TEMPLATE.replace("__RELATIONS__", "true").replace("__GLOBALS__", "true")
 
 _CONSTRAINT_TYPES = {
     "p": "primary key",
@@ -679,9 +686,24 @@ def _index_columns(
     return tuple(attnames[relid, attnum] for attnum in (*keys, *others) if (relid, attnum) in attnames)
 
 
-def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapshot:
-    """Build a Snapshot from the catalog query's JSON document (pure)."""
+# the objects of no relation (enums, functions, schema grants, ...) are owned by 0
+Owners = dict[int, list[tuple[str, str]]]  # relation oid -> (section, key) of each object it owns
+
+
+def parse(
+    raw: dict[str, Any], *, exclude_tables: Iterable[str] = (), owners: Owners | None = None
+) -> Snapshot:
+    """Build a Snapshot from the catalog query's JSON document (pure).
+
+    ``owners``, when given, receives the relation each object belongs to (its table for
+    columns, indexes, constraints, triggers, policies and grants; the sequence or view
+    itself), so that schema/incremental.py can replace the objects of one relation."""
     patterns = _names(exclude_tables)
+    own: Owners = {} if owners is None else owners
+
+    def owned(oid: int | None, section: str, key: str) -> None:
+        own.setdefault(int(oid) if oid else 0, []).append((section, key))  # oids come as JSON strings
+
     table_keys: dict[int, str] = {}
     table_rows: dict[int, tuple[Any, ...]] = {}
     for oid, schema, name, partitioned, comment, rls, forced, partkey, parent, bound in raw["tables"]:
@@ -711,19 +733,22 @@ def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapsho
         )
         for oid, (schema, name, partitioned, comment, *rest) in table_rows.items()
     }
+    for oid, key in table_keys.items():
+        owned(oid, "tables", key)
 
     indexes: dict[str, Index] = {}
     # materialized views have indexes too (REFRESH ... CONCURRENTLY needs a unique one)
-    owners = {**table_keys, **{row[4]: object_key(row[0], row[1]) for row in raw["views"] if row[3]}}
+    indexed = {**table_keys, **{row[4]: object_key(row[0], row[1]) for row in raw["views"] if row[3]}}
     expression_columns: dict[int, set[int]] = {}
     for indexrelid, attnum in raw["index_columns"]:
         expression_columns.setdefault(indexrelid, set()).add(attnum)
     for row in raw["indexes"]:
         relid, schema, name, definition, unique, primary, constraint, indkey, indexrelid, comment = row
-        if relid in owners:
+        if relid in indexed:
             index_columns = _index_columns(attnames, relid, indkey, expression_columns.get(indexrelid, ()))
-            values = (schema, owners[relid], name, definition, unique, primary, constraint, index_columns)
+            values = (schema, indexed[relid], name, definition, unique, primary, constraint, index_columns)
             indexes[object_key(schema, name)] = _shared(Index, (*values, comment))
+            owned(relid, "indexes", object_key(schema, name))
 
     constraints: dict[str, Constraint] = {}
     for relid, name, contype, definition, conkey, ref_schema, ref_name, confkey, ref_relid, comment in raw[
@@ -736,16 +761,19 @@ def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapsho
             ref_table = object_key(ref_schema, ref_name) if ref_name is not None else None
             values = (tables[table].schema, table, name, _CONSTRAINT_TYPES[contype], definition, cols)
             constraints[f"{table}.{name}"] = _shared(Constraint, (*values, ref_table, ref_cols, comment))
+            owned(relid, "constraints", f"{table}.{name}")
 
     enums = {
         object_key(schema, name): _shared(EnumType, (schema, name, tuple(labels or ()), comment))
         for schema, name, labels, comment in raw["enums"]
     }
+    for key in enums:
+        owned(0, "enums", key)
 
     sequences: dict[str, Sequence] = {}
     for row in raw["sequences"]:
         schema, name, data_type, owner_oid, owner_schema, owner_table, owner_column, identity = row[:8]
-        start, increment, min_value, max_value, cycle, comment = row[8:]
+        start, increment, min_value, max_value, cycle, comment, sequence_oid = row[8:]
         owner_key = object_key(owner_schema, owner_table) if owner_table is not None else None
         if owner_key is not None and owner_oid not in table_keys and _matches(owner_key, patterns):
             continue
@@ -764,11 +792,21 @@ def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapsho
             comment,
         )
         sequences[object_key(schema, name)] = _shared(Sequence, values)
+        owned(sequence_oid, "sequences", object_key(schema, name))
 
-    views = {
-        object_key(schema, name): _shared(View, (schema, name, definition, mat, comment))
-        for schema, name, definition, mat, _, comment in raw["views"]
-    }
+    views = {}
+    for schema, name, definition, mat, oid, comment in raw["views"]:
+        views[object_key(schema, name)] = _shared(View, (schema, name, definition, mat, comment))
+        owned(oid, "views", object_key(schema, name))
+    schemas = {name: _shared(Schema, (name, comment)) for name, comment in raw["schemas"]}
+    extensions = {row[0]: _shared(Extension, tuple(row)) for row in raw["extensions"]}
+    domains = _domains(raw["domains"])
+    functions = _functions(raw["functions"])
+    for section, objects in (("schemas", schemas), ("extensions", extensions), ("domains", domains)):
+        for key in objects:
+            owned(0, section, key)
+    for key in functions:
+        owned(0, "functions", key)
     return Snapshot(
         tables=dict(sorted(tables.items())),
         indexes=dict(sorted(indexes.items())),
@@ -776,14 +814,17 @@ def parse(raw: dict[str, Any], *, exclude_tables: Iterable[str] = ()) -> Snapsho
         enums=dict(sorted(enums.items())),
         sequences=dict(sorted(sequences.items())),
         views=dict(sorted(views.items())),
-        schemas=_sorted({name: _shared(Schema, (name, comment)) for name, comment in raw["schemas"]}),
-        extensions=_sorted({row[0]: _shared(Extension, tuple(row)) for row in raw["extensions"]}),
-        domains=_sorted(_domains(raw["domains"])),
-        functions=_sorted(_functions(raw["functions"])),
-        triggers=_sorted(_triggers(raw["triggers"], table_keys)),
-        policies=_sorted(_policies(raw["policies"], table_keys)),
-        grants=_sorted(_grants(raw["grants"], table_keys, patterns)),
+        schemas=_sorted(schemas),
+        extensions=_sorted(extensions),
+        domains=_sorted(domains),
+        functions=_sorted(functions),
+        triggers=_sorted(_triggers(raw["triggers"], table_keys, owned)),
+        policies=_sorted(_policies(raw["policies"], table_keys, owned)),
+        grants=_sorted(_grants(raw["grants"], table_keys, patterns, owned)),
     )
+
+
+_Owned = Callable[[int | None, str, str], None]
 
 
 _T = TypeVar("_T")
@@ -834,7 +875,7 @@ _EVENTS = ((4, "INSERT"), (8, "DELETE"), (16, "UPDATE"), (32, "TRUNCATE"))
 _ENABLED = {"O": "enabled", "D": "disabled", "R": "enabled for replica", "A": "enabled always"}
 
 
-def _triggers(rows: list[list[Any]], table_keys: dict[int, str]) -> dict[str, Trigger]:
+def _triggers(rows: list[list[Any]], table_keys: dict[int, str], owned: _Owned) -> dict[str, Trigger]:
     triggers = {}
     for relid, name, tgtype, enabled, fn_schema, fn_name, definition, comment in rows:
         if relid not in table_keys:
@@ -847,13 +888,14 @@ def _triggers(rows: list[list[Any]], table_keys: dict[int, str]) -> dict[str, Tr
         values: tuple[object, ...] = (_schema_of(table), table, name, timing, events, level, function)
         values += (_ENABLED.get(enabled, enabled), definition, comment)
         triggers[f"{table}.{name}"] = _shared(Trigger, values)
+        owned(relid, "triggers", f"{table}.{name}")
     return triggers
 
 
 _COMMANDS = {"*": "ALL", "r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE"}
 
 
-def _policies(rows: list[list[Any]], table_keys: dict[int, str]) -> dict[str, Policy]:
+def _policies(rows: list[list[Any]], table_keys: dict[int, str], owned: _Owned) -> dict[str, Policy]:
     policies = {}
     for relid, name, command, permissive, roles, using, check, comment in rows:
         if relid not in table_keys:
@@ -868,13 +910,16 @@ def _policies(rows: list[list[Any]], table_keys: dict[int, str]) -> dict[str, Po
         )
         values += (tuple(roles or ()), using, check, comment)
         policies[f"{table}.{name}"] = _shared(Policy, values)
+        owned(relid, "policies", f"{table}.{name}")
     return policies
 
 
 _DEFAULT_OBJECTS = {"r": "tables", "S": "sequences", "f": "functions", "T": "types", "n": "schemas"}
 
 
-def _grants(rows: list[list[Any]], table_keys: dict[int, str], patterns: tuple[str, ...]) -> dict[str, Grant]:
+def _grants(
+    rows: list[list[Any]], table_keys: dict[int, str], patterns: tuple[str, ...], owned: _Owned
+) -> dict[str, Grant]:
     grants = {}
     for on, relid, schema, name, sub, grantee, privileges, default in rows:
         table = None
@@ -897,6 +942,7 @@ def _grants(rows: list[list[Any]], table_keys: dict[int, str], patterns: tuple[s
             key = f"on {on} {obj} to {grantee}"
         values = (on, obj, grantee, tuple(privileges or ()), tuple(default or ()), table)
         grants[key] = _shared(Grant, values)
+        owned(relid, "grants", key)
     return grants
 
 
