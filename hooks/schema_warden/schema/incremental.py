@@ -164,8 +164,9 @@ WITH RECURSIVE ns AS (
 ), closure(classid, objid) AS (  -- everything that depends on a relation written
     SELECT 'pg_catalog.pg_class'::regclass, oid FROM seeds
     UNION
-    SELECT d.classid, d.objid FROM closure c
-    JOIN pg_catalog.pg_depend d ON d.refclassid = c.classid AND d.refobjid = c.objid
+    SELECT d.classid, d.objid FROM closure c CROSS JOIN LATERAL (  -- by the index (OFFSET 0 keeps it so)
+      SELECT x.classid, x.objid FROM pg_catalog.pg_depend x
+      WHERE x.refclassid = c.classid AND x.refobjid = c.objid OFFSET 0) d
 )
 SELECT json_build_object(
   'xmin', pg_catalog.txid_snapshot_xmin(pg_catalog.txid_current_snapshot()),
