@@ -272,3 +272,25 @@ def _apply(conn: sa.Connection, code: str) -> None:
     op = Operations(MigrationContext.configure(conn))
     exec(code, {"op": op, "sa": sqlalchemy})
     conn.commit()
+
+
+def test_statements_deallocated_by_a_migration_are_prepared_again(
+    connection: sa.Connection, tracked: None
+) -> None:
+    """Shape: a migration that runs ``DEALLOCATE ALL`` (written for a pooler that keeps
+    sessions), between two snapshots and two row counts of the data check; and a table
+    whose name holds a "%"."""
+    from schema_warden.proof.data_check import count_rows
+
+    connection.exec_driver_sql('CREATE TABLE "load%%" (id int PRIMARY KEY)')
+    connection.commit()
+    first = incremental.take(connection, schemas=("public",))
+    connection.rollback()
+    assert count_rows(connection, first, ["load%"]) == {"load%": 0}
+    connection.exec_driver_sql("DEALLOCATE ALL")
+    connection.exec_driver_sql('ALTER TABLE "load%%" ADD COLUMN at timestamptz')
+    connection.commit()
+    part, full = _pair(connection, ("public",))
+    assert part == full
+    assert [c.name for c in part.tables["load%"].columns] == ["id", "at"]
+    assert count_rows(connection, part, ["load%"]) == {"load%": 0}

@@ -28,7 +28,6 @@ snapshot beside every incremental one and raises :class:`IncrementalMismatch` wh
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import weakref
@@ -258,7 +257,7 @@ class Tracker:
                 .replace("__GLOBALS__", "false")
             )
             array = "{" + ",".join(str(oid) for oid in sorted(dirty)) + "}"
-            raw = whole._decode(_execute(connection, text, "oid[]", array))
+            raw = whole._decode(whole.prepared_value(connection, text, "oid[]", array))
         owners: Owners = {}
         snap = whole.parse(raw, exclude_tables=self.exclude_tables, owners=owners)
         index_owner = {int(row[8]): int(row[0]) for row in raw["indexes"]}
@@ -289,7 +288,8 @@ class Tracker:
         )
         # before a first snapshot nothing needs to look fresh: it is read whole
         watermark = _XID_SPAN - 1 if self.state is None else self.state.xmin % _XID_SPAN
-        detected: dict[str, Any] = whole._decode(_execute(connection, text, "bigint", str(watermark)))
+        value = whole.prepared_value(connection, text, "bigint", str(watermark))
+        detected: dict[str, Any] = whole._decode(value)
         # oids come as JSON strings; rows of relations outside the schemas are left out
         rows = detected["relations"] or ()
         relations = {int(oid) for oid, _ in rows}
@@ -368,21 +368,6 @@ def merge(
 
 def _schemas_literal(schemas: Iterable[str]) -> str:
     return "ARRAY[" + ", ".join(whole._quote(name) for name in schemas) + "]::text[]"
-
-
-_PREPARED: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
-
-
-def _execute(connection: Any, text: str, param_type: str, param: str) -> Any:
-    """Run ``text`` (one parameter, $1) as a prepared statement with a generic plan: planned once."""
-    dbapi = whole._dbapi_connection(connection)
-    prepared = _PREPARED.setdefault(dbapi, {})
-    name = "schema_warden_part_" + hashlib.sha256(text.encode()).hexdigest()[:16]
-    if name not in prepared:
-        whole._first_value(connection, f"PREPARE {name}({param_type}) AS {text}", None, fetch=False)
-        prepared[name] = text
-    whole._first_value(connection, "SET LOCAL plan_cache_mode = force_generic_plan", None, fetch=False)
-    return whole._first_value(connection, f"EXECUTE {name}({whole._quote(param)}::{param_type})", None)
 
 
 def _verify(connection: Any, tracker: Tracker, snap: Snapshot) -> None:

@@ -26,6 +26,7 @@ import functools
 import hashlib
 import json
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, TypeVar
@@ -584,8 +585,44 @@ def take(
     return parse(raw, exclude_tables=exclude_tables)
 
 
-# Names of the statements PREPAREd in each DBAPI connection's session.
-_PREPARED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+# The statements PREPAREd in each DBAPI connection's session, least recently used first.
+_PREPARED: weakref.WeakKeyDictionary[Any, OrderedDict[str, None]] = weakref.WeakKeyDictionary()
+_PREPARED_KEPT = 32  # beyond that the least recently used one is DEALLOCATEd
+_NO_SUCH_STATEMENT = "26000"  # the session's statements were deallocated (DISCARD ALL in a migration)
+
+
+def prepared_value(
+    connection: Any, body: str, param_type: str | None = None, param: str | None = None
+) -> Any:
+    """The first value of the only row of ``body``, run as a statement PREPAREd once per session
+    (planned once: generic plan; ``$1`` of ``param_type`` is ``param`` when given). A session
+    whose statements a migration deallocated (``DISCARD ALL``, ``DEALLOCATE ALL``) prepares
+    them again: its failed transaction is rolled back, as the caller's reads end in one anyway."""
+    name = "schema_warden_" + hashlib.sha256(body.encode()).hexdigest()[:20]
+    prepared = _PREPARED.setdefault(_dbapi_connection(connection), OrderedDict())
+    call = f"EXECUTE {name}" if param_type is None else f"EXECUTE {name}({_quote(param or '')}::{param_type})"
+    for attempt in (1, 2):
+        if name not in prepared:
+            signature = "" if param_type is None else f"({param_type})"
+            _first_value(connection, f"PREPARE {name}{signature} AS {body}", None, fetch=False)
+            prepared[name] = None
+            while len(prepared) > _PREPARED_KEPT:
+                old, _ = prepared.popitem(last=False)
+                _first_value(connection, f"DEALLOCATE {old}", None, fetch=False)
+        prepared.move_to_end(name)
+        try:
+            if param_type is not None:  # a generic plan at once (a custom plan costs a planning each)
+                _first_value(connection, "SET LOCAL plan_cache_mode = force_generic_plan", None, fetch=False)
+            return _first_value(connection, call, None)
+        except Exception as err:
+            code = getattr(getattr(err, "orig", err), "pgcode", None) or getattr(
+                getattr(err, "orig", err), "sqlstate", None
+            )
+            if attempt == 2 or code != _NO_SUCH_STATEMENT:
+                raise
+            connection.rollback()
+            prepared.clear()
+    raise AssertionError("unreachable")
 
 
 def _fetch(connection: Any, schemas: list[str], reuse_plan: bool) -> dict[str, Any]:
@@ -597,14 +634,7 @@ def _fetch(connection: Any, schemas: list[str], reuse_plan: bool) -> dict[str, A
     # The schemas are written into the statement, not passed: a statement without parameters
     # gets Postgres's generic plan at once, planned on the first EXECUTE and never again.
     literal = "ARRAY[" + ", ".join(_quote(name) for name in schemas) + "]::text[]"
-    body = _QUERY.replace("%s::text[]", literal)
-    name = "schema_warden_snapshot_" + hashlib.sha256(body.encode()).hexdigest()[:16]
-    dbapi = _dbapi_connection(connection)
-    prepared = _PREPARED.setdefault(dbapi, set())
-    if name not in prepared:
-        _first_value(connection, f"PREPARE {name} AS {body}", None, fetch=False)
-        prepared.add(name)
-    return _decode(_first_value(connection, f"EXECUTE {name}", None))
+    return _decode(prepared_value(connection, _QUERY.replace("%s::text[]", literal)))
 
 
 def _quote(text: str) -> str:
@@ -621,7 +651,13 @@ def _dbapi_connection(connection: Any) -> Any:
 def _first_value(connection: Any, sql: str, params: tuple[Any, ...] | None, *, fetch: bool = True) -> Any:
     """Run one statement; return the first column of its only row (None when ``fetch`` is off)."""
     if hasattr(connection, "exec_driver_sql"):  # SQLAlchemy Connection
-        result = connection.exec_driver_sql(sql, params) if params else connection.exec_driver_sql(sql)
+        # it hands the driver an empty parameter set, so a "%" of the text (a table named
+        # "load%") would read as a parameter marker
+        result = (
+            connection.exec_driver_sql(sql, params)
+            if params
+            else connection.exec_driver_sql(sql.replace("%", "%%"))
+        )
         return result.one()[0] if fetch else None
     cursor = connection.cursor()
     try:
