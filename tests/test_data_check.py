@@ -199,3 +199,24 @@ def test_a_table_the_database_refuses_rows_for_is_named_and_the_others_are_fille
     assert counts == {"alpha": 3, "picky": 0, "zulu": 3}
     assert list(filler.unfilled) == ["picky"]
     assert "ck_odd" in filler.unfilled["picky"]
+
+
+def test_rows_of_more_tables_than_a_function_takes_arguments_are_counted(
+    pg_server: Server, fresh_db: str
+) -> None:
+    """Shape: a long-lived schema of 150 tables (past Postgres's 100-argument limit of a
+    function call), each counted in the one statement the data check runs per step."""
+    from schema_warden.proof.data_check import count_rows
+
+    engine = create_engine(pg_server.url(fresh_db), poolclass=pool.NullPool)
+    with engine.connect() as conn:
+        for i in range(150):
+            conn.exec_driver_sql(f"CREATE TABLE t{i} (id int)")
+        conn.exec_driver_sql("INSERT INTO t149 VALUES (1), (2)")
+        conn.commit()
+        snap = take(conn)
+        conn.rollback()
+        counts = count_rows(conn, snap, sorted(snap.tables))
+    engine.dispose()
+    assert len(counts) == 150
+    assert counts["t149"] == 2 and counts["t0"] == 0
