@@ -206,16 +206,22 @@ class Tracker:
     schemas: tuple[str, ...]
     exclude_tables: tuple[str, ...]
     state: _State | None = None
-    small: int | None = 0  # relations at the last whole read while below SMALL; None once tracked
+    small: int | None = 0  # relations at the last whole read while below SMALL; None once tracking
     catalogs: tuple[str, ...] | None = None  # the other catalogs, read from pg_catalog once
     stats: dict[str, int] = field(default_factory=lambda: {"whole": 0, "incremental": 0, "unchanged": 0})
 
     def take(self, connection: Any) -> Snapshot:
         verifying = os.environ.get(VERIFY_ENV) == "1"
         if self.small is not None and self.small < SMALL and not verifying:
-            snap, _, index_owner = self._read(connection, None)
-            self.small = len(index_owner) + len(snap.tables) + len(snap.sequences) + len(snap.views)
-            self.state = None
+            snap, owners, index_owner = self._read(connection, None)
+            size = len(index_owner) + len(snap.tables) + len(snap.sequences) + len(snap.views)
+            if size < SMALL:
+                self.small = size
+                return snap
+            # big enough to track: from this very read (nothing of this session writes in between)
+            detected = self._detect(connection)
+            if not detected["own_writes"]:
+                self._remember(detected, snap, owners, index_owner)
             return snap
         detected = self._detect(connection)
         plan = None if self.state is None else _plan(self.state, detected)
