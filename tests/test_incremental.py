@@ -103,6 +103,15 @@ STEPS = [
     "CREATE SCHEMA archive",
     "ALTER TABLE events_2027 SET SCHEMA archive",
     "ALTER TABLE archive.events_2027 SET SCHEMA public",
+    # a table outside the schemas, named by a foreign key inside them
+    "CREATE SCHEMA outside",
+    "CREATE TABLE hubs (id int PRIMARY KEY, code text UNIQUE)",
+    "ALTER TABLE readings ADD COLUMN hub_code text REFERENCES hubs (code)",
+    "ALTER TABLE hubs SET SCHEMA outside",  # the foreign key now names outside.hubs
+    "ALTER TABLE outside.hubs RENAME TO centres",  # nothing inside the schemas is written
+    "ALTER TABLE outside.centres RENAME COLUMN code TO ref",
+    "ALTER TABLE readings DROP COLUMN hub_code",
+    "DROP SCHEMA outside CASCADE",
     # a setting that changes how expressions print, for the rest of the session
     "SET search_path TO archive, public",
     "RESET search_path",

@@ -117,11 +117,11 @@ _PLAIN_TYPE = (
 )
 
 
-# (relation column, rows) of the relation catalogs: rows per relation (a removed row changes a
-# count) and the relations with a row written; relation 0 holds the rows of no relation
 # Objects made after initdb have oids from FirstNormalObjectId on: rows of the schemas' objects
 # are found through the catalogs' oid indexes without reading the thousands of built-in rows.
 _USER = 16384
+# (relation column, rows, which rows) of the relation catalogs: rows per relation (a removed
+# row changes a count) and the relations with a row written; relation 0 holds rows of none
 _PER_RELATION = (
     ("x.conrelid", "pg_catalog.pg_constraint x", f"x.oid >= {_USER}"),  # of domains: relation 0
     ("x.indrelid", "pg_catalog.pg_index x", f"x.indexrelid >= {_USER}"),
@@ -149,23 +149,26 @@ _PER_RELATION = (
 _WHOLE = {"pg_namespace", "pg_authid", "pg_database", "pg_extension", "pg_tablespace", "pg_language"}
 _FIRST_OID = {"pg_aggregate": "aggfnoid", "pg_init_privs": "objoid", "pg_ts_config_map": "mapcfg"}
 
+_OTHER = f"""(c.classid = 'pg_catalog.pg_proc'::regclass
+         OR (c.classid = 'pg_catalog.pg_type'::regclass AND EXISTS (
+               SELECT 1 FROM pg_catalog.pg_type x WHERE x.oid = c.objid AND {_PLAIN_TYPE})))"""
+
+# What names a column that changed (a foreign key, a view, an owned sequence, a policy, a
+# SQL-standard function body): one step along pg_depend, from that very column.
 _DETECT = f"""
-WITH RECURSIVE ns AS (
+WITH ns AS (
     SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = ANY(__SCHEMAS__)
 ), rels AS MATERIALIZED (
-    SELECT c.oid, {_fresh("c")} AS fresh
+    SELECT c.oid, {_fresh("c")} AS fresh, c.relname, c.relnamespace
     FROM pg_catalog.pg_class c WHERE c.oid >= {_USER} AND c.relnamespace IN (SELECT oid FROM ns)
 ), attrs AS MATERIALIZED (
-    SELECT DISTINCT x.attrelid AS oid FROM pg_catalog.pg_attribute x
+    SELECT x.attrelid AS oid, x.attnum FROM pg_catalog.pg_attribute x
     WHERE x.attrelid >= {_USER} AND {_fresh("x")}
-), seeds AS (
-    SELECT oid FROM rels WHERE fresh UNION SELECT oid FROM attrs
-), closure(classid, objid) AS (  -- everything that depends on a relation written
-    SELECT 'pg_catalog.pg_class'::regclass, oid FROM seeds
-    UNION
-    SELECT d.classid, d.objid FROM closure c CROSS JOIN LATERAL (  -- by the index (OFFSET 0 keeps it so)
+), closure AS (
+    SELECT d.classid, d.objid FROM attrs a CROSS JOIN LATERAL (  -- by the index (OFFSET 0 keeps it so)
       SELECT x.classid, x.objid FROM pg_catalog.pg_depend x
-      WHERE x.refclassid = c.classid AND x.refobjid = c.objid OFFSET 0) d
+      WHERE x.refclassid = 'pg_catalog.pg_class'::regclass AND x.refobjid = a.oid
+        AND x.refobjsubid = a.attnum OFFSET 0) d
 )
 SELECT json_build_object(
   'xmin', pg_catalog.txid_snapshot_xmin(pg_catalog.txid_current_snapshot()),
@@ -173,15 +176,33 @@ SELECT json_build_object(
   'settings', json_build_array(current_database(),
       (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()), __SETTINGS__),
   'relations', (SELECT json_agg(json_build_array(oid, fresh)) FROM rels),
-  'attributes', (SELECT json_agg(oid) FROM attrs),
+  -- relations written, in any schema: one outside the schemas may be named by one inside
+  'names', (SELECT json_agg(json_build_array(c.oid, n.nspname, c.relname, n.oid IN (SELECT oid FROM ns)))
+            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.oid >= {_USER} AND c.relkind NOT IN ('i', 'I', 't') AND {_fresh("c")}),
+  'attributes', (SELECT json_agg(DISTINCT oid) FROM attrs),
   'reached', (SELECT json_agg(DISTINCT {_relation_of("c.classid", "c.objid")}) FROM closure c),
-  'reached_other', EXISTS (  -- a function or a type (not a row type, nor its array) depends on one
-      SELECT 1 FROM closure c WHERE c.classid = 'pg_catalog.pg_proc'::regclass
-         OR (c.classid = 'pg_catalog.pg_type'::regclass AND EXISTS (
-               SELECT 1 FROM pg_catalog.pg_type x WHERE x.oid = c.objid AND {_PLAIN_TYPE}))),
+  'reached_other', EXISTS (  -- a function or a type (not a row type, nor its array) names one
+      SELECT 1 FROM closure c WHERE {_OTHER}),
   'per_relation', json_build_array(__PER_RELATION__),
   'elsewhere', json_build_array(__ELSEWHERE__)
 )
+"""
+
+
+# What names a relation renamed or moved to another schema: everything that depends on it,
+# transitively (through its row type too: columns and functions of that type).
+_RENAMED = f"""
+WITH RECURSIVE closure(classid, objid) AS (
+    SELECT 'pg_catalog.pg_class'::regclass, unnest($1::oid[])
+    UNION
+    SELECT d.classid, d.objid FROM closure c CROSS JOIN LATERAL (
+      SELECT x.classid, x.objid FROM pg_catalog.pg_depend x
+      WHERE x.refclassid = c.classid AND x.refobjid = c.objid OFFSET 0) d
+)
+SELECT json_build_array(
+  (SELECT json_agg(DISTINCT {_relation_of("c.classid", "c.objid")}) FROM closure c),
+  EXISTS (SELECT 1 FROM closure c WHERE {_OTHER}))
 """
 
 
@@ -302,6 +323,17 @@ class Tracker:
         written = {int(oid) for oid, fresh in rows if fresh}
         written |= {int(oid) for oid in detected["attributes"] or ()}
         written |= {int(oid) for oid in detected["reached"] or () if oid is not None}
+        # a relation renamed, or gone from the schemas (dropped, or moved to another schema),
+        # changes the text of what names it
+        renamed = self._renamed(detected["names"] or ())
+        if self.state is not None:
+            renamed |= self.state.relations - relations
+        if renamed:
+            reached, other = whole.prepared_value(
+                connection, _RENAMED, "oid[]", "{" + ",".join(map(str, sorted(renamed))) + "}"
+            )
+            written |= {int(oid) for oid in reached or () if oid is not None}
+            detected["reached_other"] = detected["reached_other"] or other
         counts = []
         for per_relation, fresh in detected["per_relation"]:
             found = {int(oid): n for oid, n in (per_relation or {}).items()}
@@ -313,6 +345,25 @@ class Tracker:
         detected["elsewhere_written"] = any(pair[1] for pair in detected["elsewhere"])
         detected["elsewhere"] = [pair[0] for pair in detected["elsewhere"]]
         return detected
+
+    def _renamed(self, names: Iterable[list[Any]]) -> set[int]:
+        """The relations written since the last snapshot whose name or schema may be another
+        now (one the last snapshot left out, an excluded table say, counts as renamed)."""
+        if self.state is None:
+            return set()
+        keys: dict[int, str] = {}
+        for oid, items in self.state.owners.items():
+            for section, key in items:
+                if section in ("tables", "views", "sequences"):
+                    keys[oid] = key
+        renamed = set()
+        for oid, schema, name, inside in names:
+            oid = int(oid)
+            if not inside:  # what it was called is not known here
+                renamed.add(oid)
+            elif oid in self.state.relations and keys.get(oid) != whole.object_key(schema, name):
+                renamed.add(oid)  # (a new one is named by nothing yet)
+        return renamed
 
     def _remember(
         self, detected: dict[str, Any], snap: Snapshot, owners: Owners, index_owner: dict[int, int]
