@@ -831,18 +831,27 @@ def run_mechanisms(args: argparse.Namespace, runs: int, sizes: list[int]) -> tup
             project = args.workdir / f"wide-{n}"
             generate.generate(project, n, wide=True)
             prime(project, cache_root / f"prime-{n}")
-            for off in [None, *(name for name in names if name not in unwired)]:
-                _log(f"{n} revisions (wide): {'everything on' if off is None else off + ' off'}")
-                extra = {} if off is None else {ENV: off}
-                results[n][off] = measure_guard(
-                    project,
-                    n,
-                    runs,
-                    cache_root / f"{n}-{off or 'on'}",
-                    cases=MECHANISM_CASES,
-                    wide=True,
-                    extra_env=extra,
-                )
+            # round after round, every configuration once per round: each median compares
+            # runs minutes apart, whatever this machine's speed does over the whole session
+            for round_ in range(runs):
+                for off in [None, *(name for name in names if name not in unwired)]:
+                    label = "everything on" if off is None else off + " off"
+                    _log(f"{n} revisions (wide), round {round_ + 1} of {runs}: {label}")
+                    extra = {} if off is None else {ENV: off}
+                    measured = measure_guard(
+                        project,
+                        n,
+                        1,
+                        cache_root / f"{n}-{off or 'on'}",
+                        cases=MECHANISM_CASES,
+                        wide=True,
+                        extra_env=extra,
+                    )
+                    kept = results[n].setdefault(off, {})
+                    for case, timing in measured.items():
+                        into = kept.setdefault(case, Timing())
+                        into.times.extend(timing.times)
+                        into.failure = into.failure or timing.failure
     finally:
         shutil.rmtree(cache_root, ignore_errors=True)
     failed = any(t.failure for r in results.values() for cases in r.values() for t in cases.values())
